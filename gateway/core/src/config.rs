@@ -1,0 +1,442 @@
+//! Configuration: the YAML file ([`file`]) is parsed with unknown fields refused,
+//! then converted into validated types. Every problem is reported with its field
+//! path (`routes[2].allow[0].role`) before failing, never just the first.
+
+pub mod file;
+
+use crate::alg::Algorithm;
+use crate::header::{ArrayEncoding, HeaderMapping};
+use crate::keystore::RefreshPolicy;
+use crate::policy::{AllowRule, OwnerRule};
+use crate::route::{parse_template, Route, Router};
+use crate::tenant::{KeySource, Tenant};
+use crate::verify::VerifyOptions;
+use file::FileConfig;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// One problem in a config file, with the path of the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Field path, e.g. `routes[2].allow[0].role`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError(pub Vec<FieldError>);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// What to do at start-up when a required tenant's keys cannot be loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Startup {
+    /// Refuse to start.
+    FailFast,
+    /// Start and report not ready until the keys load.
+    NotReady,
+}
+
+/// Key fetching settings.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    /// Refresh timing.
+    pub refresh: RefreshPolicy,
+    /// Timeout of one fetch.
+    pub fetch_timeout: Duration,
+    /// Start-up behaviour.
+    pub startup: Startup,
+}
+
+/// Health check of an upstream pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path probed with GET.
+    pub path: String,
+    /// Probe interval.
+    pub interval: Duration,
+}
+
+/// A validated upstream pool.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Pool name.
+    pub name: String,
+    /// Peers.
+    pub peers: Vec<SocketAddr>,
+    /// Optional active health check.
+    pub health_check: Option<HealthCheck>,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Read timeout.
+    pub read_timeout: Duration,
+    /// Retries on connect failure.
+    pub retries: usize,
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin listener.
+    pub admin_listen: SocketAddr,
+    /// Proxy worker threads.
+    pub threads: usize,
+    /// Verification settings.
+    pub verify: VerifyOptions,
+    /// Role claim name.
+    pub role_claim: String,
+    /// Forward `Authorization` upstream.
+    pub forward_authorization: bool,
+    /// Verified-token cache size.
+    pub token_cache_size: usize,
+    /// Key settings.
+    pub keys: KeySettings,
+    /// Tenants.
+    pub tenants: Vec<Tenant>,
+    /// Claim-to-header mappings.
+    pub headers: Vec<HeaderMapping>,
+    /// Upstreams by name.
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Routes.
+    pub router: Router,
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError { path: path.into(), message: message.into() });
+    }
+}
+
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+
+fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, m) in list.iter().enumerate() {
+        let up = m.to_ascii_uppercase();
+        if METHODS.contains(&up.as_str()) {
+            out.push(up);
+        } else {
+            errs.push(format!("{path}[{i}]"), format!("unknown HTTP method {m:?}"));
+        }
+    }
+    out
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Config {
+    /// Parses and validates YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ConfigError(vec![FieldError { path: if path == "." { "(root)".into() } else { path }, message }])
+        })?;
+        Config::try_from(file)
+    }
+
+    /// Reads and validates a YAML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigError(vec![FieldError { path: path.display().to_string(), message: e.to_string() }])
+        })?;
+        Config::from_yaml(&text)
+    }
+
+    /// Ids of tenants whose keys readiness waits for.
+    pub fn required_tenants(&self) -> Vec<String> {
+        self.tenants.iter().filter(|t| t.required).map(|t| t.id.clone()).collect()
+    }
+}
+
+impl TryFrom<FileConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(f: FileConfig) -> Result<Config, ConfigError> {
+        let mut errs = Errors(Vec::new());
+        let addr = |s: &str, path: &str, errs: &mut Errors| -> SocketAddr {
+            s.parse().unwrap_or_else(|_| {
+                errs.push(path, format!("{s:?} is not an ip:port address"));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        let listen = addr(&f.listen, "listen", &mut errs);
+        let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
+        if f.threads == Some(0) {
+            errs.push("threads", "must be at least 1");
+        }
+        for (name, claim) in [("auth.tenant_claim", &f.auth.tenant_claim), ("auth.role_claim", &f.auth.role_claim)] {
+            if claim.is_empty() {
+                errs.push(name, "must not be empty");
+            }
+        }
+        let max_token_size = f.auth.max_token_size.unwrap_or(8192);
+        if !(256..=65536).contains(&max_token_size) {
+            errs.push("auth.max_token_size", "must be between 256 and 65536 bytes");
+        }
+        let k = &f.keys;
+        let secs = |d: Option<crate::duration::Dur>, default: i64| d.map_or(default, |d| d.secs());
+        let refresh = RefreshPolicy {
+            floor: secs(k.refresh_floor, 30),
+            ceiling: secs(k.refresh_ceiling, 3600),
+            default_max_age: secs(k.default_max_age, 300),
+            unknown_kid_cooldown: secs(k.unknown_kid_cooldown, 10),
+            max_stale: secs(k.max_stale, 3600),
+        };
+        if refresh.floor < 1 {
+            errs.push("keys.refresh_floor", "must be at least 1s");
+        }
+        if refresh.ceiling < refresh.floor {
+            errs.push("keys.refresh_ceiling", "must not be below keys.refresh_floor");
+        }
+        if refresh.max_stale < refresh.ceiling {
+            errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
+        }
+        let startup = match k.startup.as_deref() {
+            None | Some("fail_fast") => Startup::FailFast,
+            Some("not_ready") => Startup::NotReady,
+            Some(other) => {
+                errs.push("keys.startup", format!("{other:?} is not fail_fast or not_ready"));
+                Startup::FailFast
+            }
+        };
+        if let Some(t) = &k.url_template {
+            if !t.contains("{tenant}") {
+                errs.push("keys.url_template", "must contain {tenant}");
+            }
+            check_url(t, "keys.url_template", &mut errs);
+        }
+
+        let mut tenants = Vec::new();
+        if f.tenants.is_empty() {
+            errs.push("tenants", "at least one tenant is required");
+        }
+        for (id, t) in &f.tenants {
+            let p = format!("tenants.{id}");
+            if t.issuer.is_empty() {
+                errs.push(format!("{p}.issuer"), "must not be empty");
+            }
+            if t.audiences.is_empty() {
+                errs.push(format!("{p}.audiences"), "at least one audience is required");
+            }
+            let mut algorithms = Vec::new();
+            if t.algorithms.is_empty() {
+                errs.push(format!("{p}.algorithms"), "at least one algorithm is required");
+            }
+            for (i, a) in t.algorithms.iter().enumerate() {
+                match a.parse::<Algorithm>() {
+                    Ok(a) => algorithms.push(a),
+                    Err(()) => errs.push(
+                        format!("{p}.algorithms[{i}]"),
+                        format!("{a:?} is not allowed: use RS256, PS256, ES256 or EdDSA"),
+                    ),
+                }
+            }
+            let keys = match &t.keys {
+                Some(src) => match (&src.url, &src.file) {
+                    (Some(u), None) => {
+                        check_url(u, &format!("{p}.keys.url"), &mut errs);
+                        KeySource::Url(u.clone())
+                    }
+                    (None, Some(path)) => KeySource::File { path: path.clone(), kid: src.kid.clone() },
+                    _ => {
+                        errs.push(format!("{p}.keys"), "set exactly one of url or file");
+                        KeySource::Url(String::new())
+                    }
+                },
+                None => match &k.url_template {
+                    Some(tpl) => KeySource::Url(tpl.replace("{tenant}", id)),
+                    None => {
+                        errs.push(format!("{p}.keys"), "no key source: set keys here or keys.url_template");
+                        KeySource::Url(String::new())
+                    }
+                },
+            };
+            tenants.push(Tenant {
+                id: id.clone(),
+                issuer: t.issuer.clone(),
+                audiences: t.audiences.clone(),
+                algorithms,
+                required: t.required,
+                required_claims: t.required_claims.clone(),
+                keys,
+            });
+        }
+
+        let mut headers = Vec::new();
+        for (i, h) in f.headers.iter().enumerate() {
+            let p = format!("headers[{i}]");
+            let name = h.header.to_ascii_lowercase();
+            if !valid_header_name(&name) {
+                errs.push(format!("{p}.header"), format!("{:?} is not a valid header name", h.header));
+            }
+            if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
+                errs.push(format!("{p}.header"), format!("{:?} cannot carry a claim", h.header));
+            }
+            if headers.iter().any(|m: &HeaderMapping| m.header == name) {
+                errs.push(format!("{p}.header"), format!("{:?} is mapped twice", h.header));
+            }
+            let array = match h.array.as_deref() {
+                None | Some("csv") => ArrayEncoding::Csv,
+                Some("json") => ArrayEncoding::Json,
+                Some(o) => {
+                    errs.push(format!("{p}.array"), format!("{o:?} is not csv or json"));
+                    ArrayEncoding::Csv
+                }
+            };
+            if h.claim.is_empty() {
+                errs.push(format!("{p}.claim"), "must not be empty");
+            }
+            headers.push(HeaderMapping { claim: h.claim.clone(), header: name, array });
+        }
+
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in &f.upstreams {
+            let p = format!("upstreams.{name}");
+            if u.peers.is_empty() {
+                errs.push(format!("{p}.peers"), "at least one peer is required");
+            }
+            let peers = u
+                .peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        errs.push(format!("{p}.peers[{i}]"), format!("{s:?} is not an ip:port address"));
+                        None
+                    }
+                })
+                .collect();
+            let health_check = u.health_check.as_ref().map(|h| {
+                if !h.path.starts_with('/') {
+                    errs.push(format!("{p}.health_check.path"), "must start with '/'");
+                }
+                HealthCheck { path: h.path.clone(), interval: h.interval.map_or(Duration::from_secs(5), |d| d.0) }
+            });
+            upstreams.insert(
+                name.clone(),
+                Upstream {
+                    name: name.clone(),
+                    peers,
+                    health_check,
+                    connect_timeout: u.connect_timeout.map_or(Duration::from_secs(1), |d| d.0),
+                    read_timeout: u.read_timeout.map_or(Duration::from_secs(30), |d| d.0),
+                    retries: u.retries.unwrap_or(1),
+                },
+            );
+        }
+
+        let mut routes = Vec::new();
+        if f.routes.is_empty() {
+            errs.push("routes", "at least one route is required");
+        }
+        for (i, r) in f.routes.iter().enumerate() {
+            let p = format!("routes[{i}]");
+            let (template, prefix) = match (&r.path, &r.prefix) {
+                (Some(t), None) => (t.as_str(), false),
+                (None, Some(t)) => (t.as_str(), true),
+                _ => {
+                    errs.push(&p, "set exactly one of path or prefix");
+                    ("/", false)
+                }
+            };
+            let segments = parse_template(template).unwrap_or_else(|e| {
+                errs.push(format!("{p}.{}", if prefix { "prefix" } else { "path" }), e);
+                Vec::new()
+            });
+            if !f.upstreams.contains_key(&r.upstream) {
+                errs.push(format!("{p}.upstream"), format!("no upstream named {:?}", r.upstream));
+            }
+            let route_methods = methods(&r.methods, &format!("{p}.methods"), &mut errs);
+            if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some()) {
+                errs.push(format!("{p}.public"), "a public route cannot have allow rules or max_token_lifetime");
+            }
+            let mut allow = Vec::new();
+            for (j, a) in r.allow.iter().enumerate() {
+                let ap = format!("{p}.allow[{j}]");
+                if a.role.is_empty() {
+                    errs.push(format!("{ap}.role"), "must not be empty");
+                }
+                let rule_methods = methods(&a.methods, &format!("{ap}.methods"), &mut errs);
+                for (k, m) in rule_methods.iter().enumerate() {
+                    if !route_methods.is_empty() && !route_methods.contains(m) {
+                        errs.push(format!("{ap}.methods[{k}]"), format!("{m} is not one of the route's methods"));
+                    }
+                }
+                let owner = a.owner.as_ref().map(|o| {
+                    let has_param = segments.iter().any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
+                    if !has_param {
+                        errs.push(format!("{ap}.owner.param"), format!("the route has no parameter {:?}", o.param));
+                    }
+                    OwnerRule { claim: o.claim.clone(), param: o.param.clone() }
+                });
+                allow.push(AllowRule { role: a.role.clone(), methods: rule_methods, owner });
+            }
+            routes.push(Route {
+                name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
+                segments,
+                prefix,
+                methods: route_methods,
+                upstream: r.upstream.clone(),
+                public: r.public,
+                allow,
+                max_token_lifetime: r.max_token_lifetime.map(|d| d.secs()),
+            });
+        }
+
+        if !errs.0.is_empty() {
+            return Err(ConfigError(errs.0));
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            threads: f.threads.unwrap_or(2),
+            verify: VerifyOptions {
+                tenant_claim: f.auth.tenant_claim,
+                leeway: f.auth.leeway.map_or(30, |d| d.secs()),
+                max_token_size,
+            },
+            role_claim: f.auth.role_claim,
+            forward_authorization: f.auth.forward_authorization,
+            token_cache_size: f.auth.token_cache_size.unwrap_or(10_000),
+            keys: KeySettings {
+                refresh,
+                fetch_timeout: k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0),
+                startup,
+            },
+            tenants,
+            headers,
+            upstreams,
+            router: Router::new(routes),
+        })
+    }
+}
+
+fn check_url(u: &str, path: &str, errs: &mut Errors) {
+    if !(u.starts_with("http://") || u.starts_with("https://")) {
+        errs.push(path, format!("{u:?} is not an http(s) URL"));
+    }
+}

@@ -1,0 +1,244 @@
+//! The YAML file format, mirrored one-to-one by serde structs with unknown fields
+//! refused. Nothing here is validated beyond types; see [`super::Config`].
+
+use crate::duration::Dur;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+fn default_tenant_claim() -> String {
+    "tenant_id".into()
+}
+fn default_role_claim() -> String {
+    "role".into()
+}
+fn default_true() -> bool {
+    true
+}
+
+/// Top level of the gateway's YAML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Proxy listener, e.g. `127.0.0.1:8080`.
+    pub listen: String,
+    /// Admin listener (`/healthz`, `/readyz`, `/metrics`).
+    pub admin_listen: String,
+    /// Worker threads for the proxy service.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// Token-handling settings.
+    #[serde(default)]
+    pub auth: AuthFile,
+    /// Key-fetching settings.
+    #[serde(default)]
+    pub keys: KeysFile,
+    /// Tenants by id.
+    pub tenants: BTreeMap<String, TenantFile>,
+    /// Claims forwarded as request headers.
+    #[serde(default)]
+    pub headers: Vec<HeaderFile>,
+    /// Upstream pools by name.
+    pub upstreams: BTreeMap<String, UpstreamFile>,
+    /// Routes, matched in order.
+    pub routes: Vec<RouteFile>,
+}
+
+/// `auth:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// Claim naming the tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// Claim holding the role(s), string or array.
+    #[serde(default = "default_role_claim")]
+    pub role_claim: String,
+    /// Clock leeway for `exp`, `nbf`, `iat`.
+    #[serde(default)]
+    pub leeway: Option<Dur>,
+    /// Maximum token length in bytes.
+    #[serde(default)]
+    pub max_token_size: Option<usize>,
+    /// Forward the client's `Authorization` header upstream.
+    #[serde(default)]
+    pub forward_authorization: bool,
+    /// Verified-token cache capacity (0 disables).
+    #[serde(default)]
+    pub token_cache_size: Option<usize>,
+}
+
+impl Default for AuthFile {
+    fn default() -> Self {
+        Self {
+            tenant_claim: default_tenant_claim(),
+            role_claim: default_role_claim(),
+            leeway: None,
+            max_token_size: None,
+            forward_authorization: false,
+            token_cache_size: None,
+        }
+    }
+}
+
+/// `keys:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysFile {
+    /// JWKS URL for tenants without their own source; `{tenant}` is replaced.
+    #[serde(default)]
+    pub url_template: Option<String>,
+    /// Shortest refresh interval, whatever `max-age` says.
+    #[serde(default)]
+    pub refresh_floor: Option<Dur>,
+    /// Longest refresh interval.
+    #[serde(default)]
+    pub refresh_ceiling: Option<Dur>,
+    /// Refresh interval when the source sends no `max-age`.
+    #[serde(default)]
+    pub default_max_age: Option<Dur>,
+    /// Minimum time between two unknown-`kid` refetches of one tenant.
+    #[serde(default)]
+    pub unknown_kid_cooldown: Option<Dur>,
+    /// How long the last good keys keep serving while the source is down.
+    #[serde(default)]
+    pub max_stale: Option<Dur>,
+    /// Timeout of one fetch.
+    #[serde(default)]
+    pub fetch_timeout: Option<Dur>,
+    /// `fail_fast` (refuse to start) or `not_ready` (start, report not ready).
+    #[serde(default)]
+    pub startup: Option<String>,
+}
+
+/// One tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantFile {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Accepted `aud` values (at least one must match).
+    pub audiences: Vec<String>,
+    /// Allowed JWS algorithms.
+    pub algorithms: Vec<String>,
+    /// Whether readiness waits for this tenant's keys.
+    #[serde(default = "default_true")]
+    pub required: bool,
+    /// Claims that must be present.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Key source; defaults to `keys.url_template`.
+    #[serde(default)]
+    pub keys: Option<KeySourceFile>,
+}
+
+/// Where one tenant's keys come from: exactly one of `url` or `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeySourceFile {
+    /// A JWKS URL.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A local JWKS (`.json`) or PEM file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// `kid` for a single-key PEM file.
+    #[serde(default)]
+    pub kid: Option<String>,
+}
+
+/// One claim-to-header mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderFile {
+    /// Claim name.
+    pub claim: String,
+    /// Request header set upstream.
+    pub header: String,
+    /// Array encoding: `csv` (default) or `json`.
+    #[serde(default)]
+    pub array: Option<String>,
+}
+
+/// One upstream pool.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// `host:port` peers.
+    pub peers: Vec<String>,
+    /// Active HTTP health check.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+    /// TCP connect timeout.
+    #[serde(default)]
+    pub connect_timeout: Option<Dur>,
+    /// Read timeout.
+    #[serde(default)]
+    pub read_timeout: Option<Dur>,
+    /// Retries on connect failure, each to another peer.
+    #[serde(default)]
+    pub retries: Option<usize>,
+}
+
+/// Health check settings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// Path probed with GET; 2xx is healthy.
+    pub path: String,
+    /// Probe interval.
+    #[serde(default)]
+    pub interval: Option<Dur>,
+}
+
+/// One route.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Name used in logs and metrics.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Exact path template, e.g. `/patients/{patient_id}/records`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Segment-wise path prefix, e.g. `/echo`.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Methods this route answers (default: all).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Upstream pool name.
+    pub upstream: String,
+    /// No token needed.
+    #[serde(default)]
+    pub public: bool,
+    /// Allow rules (any one must pass).
+    #[serde(default)]
+    pub allow: Vec<AllowFile>,
+    /// Maximum `exp - iat` for tokens on this route.
+    #[serde(default)]
+    pub max_token_lifetime: Option<Dur>,
+}
+
+/// One allow rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowFile {
+    /// Role this rule grants.
+    pub role: String,
+    /// Methods allowed for the role (default: the route's).
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Owner rule: claim must equal path parameter.
+    #[serde(default)]
+    pub owner: Option<OwnerFile>,
+}
+
+/// Owner rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerFile {
+    /// Claim name, e.g. `sub`.
+    pub claim: String,
+    /// Path parameter name, e.g. `patient_id`.
+    pub param: String,
+}

@@ -1,0 +1,125 @@
+//! The per-request decision, free of any proxy framework: route lookup, bearer
+//! extraction, verification, policy and the header plan, in that order. The Pingora
+//! glue calls [`Engine::decide`] once per request (twice after an unknown-`kid` refetch).
+
+use crate::config::Config;
+use crate::error::{AuthError, Denial};
+use crate::header::{self, HeaderPlan};
+use crate::keystore::KeyStore;
+use crate::policy::{self, Permit};
+use crate::route::{NoMatch, Route};
+use crate::verify::Verifier;
+use std::sync::Arc;
+
+/// A request that may be forwarded.
+#[derive(Debug)]
+pub struct Allowed {
+    /// Evidence of the checks passed.
+    pub permit: Permit,
+    /// Header edits for the upstream request.
+    pub headers: HeaderPlan,
+}
+
+/// A request the gateway answers itself.
+#[derive(Debug)]
+pub struct Refusal {
+    /// Why.
+    pub denial: Denial,
+    /// The matched route, if any (for logs and metrics).
+    pub route: Option<Arc<Route>>,
+    /// Set when the tenant's keys lack the token's `kid`: a refetch may help.
+    pub refetch_tenant: Option<String>,
+}
+
+/// Everything a request decision needs, built once from a config.
+#[derive(Debug)]
+pub struct Engine {
+    /// The validated config (routes, upstreams, settings).
+    pub config: Config,
+    /// Token verifier.
+    pub verifier: Verifier,
+    /// Key cache shared with the refresher.
+    pub keys: Arc<KeyStore>,
+}
+
+/// Extracts the token from `Authorization` values: exactly one header, scheme
+/// `Bearer` in any case, one or more spaces, a non-empty token of visible ASCII.
+pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
+    let value = match values {
+        [] => return Err(AuthError::TokenMissing),
+        [v] => *v,
+        _ => return Err(AuthError::TokenMalformed("several Authorization headers")),
+    };
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
+    let (scheme, rest) = value.split_once(' ').ok_or(AuthError::TokenMissing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::TokenMissing);
+    }
+    let token = rest.trim_start_matches(' ').trim_end();
+    if token.is_empty() {
+        return Err(AuthError::TokenMissing);
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(AuthError::TokenMalformed("token characters"));
+    }
+    Ok(token)
+}
+
+impl Engine {
+    /// Builds an engine; the key store starts empty and is filled by the refresher.
+    pub fn new(config: Config) -> Self {
+        let keys = Arc::new(KeyStore::new(config.tenants.iter().map(|t| t.id.as_str()), config.keys.refresh));
+        let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size);
+        Self { config, verifier, keys }
+    }
+
+    /// Decides one request at time `now` (seconds since the epoch).
+    pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Allowed, Refusal> {
+        let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch_tenant: None };
+        let matched = self.config.router.find(method, path).map_err(|e| {
+            refuse(
+                match e {
+                    NoMatch::NotFound | NoMatch::BadPath => Denial::NoRoute,
+                    NoMatch::Method => Denial::MethodNotAllowed,
+                },
+                None,
+            )
+        })?;
+        let route = matched.route.clone();
+        let fwd = self.config.forward_authorization;
+        if route.public {
+            let headers = header::plan(&self.config.headers, None, fwd).map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            return Ok(Allowed { permit: policy::permit_public(matched), headers });
+        }
+        let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
+        let verified = self.verifier.verify(token, &self.keys, now).map_err(|r| Refusal {
+            denial: r.error.into(),
+            route: Some(route.clone()),
+            refetch_tenant: r.refetch_tenant,
+        })?;
+        let permit = policy::authorize(matched, verified, method, &self.config.role_claim)
+            .map_err(|d| refuse(d, Some(route.clone())))?;
+        let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
+            .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+        Ok(Allowed { permit, headers })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_extraction() {
+        assert_eq!(bearer(&[b"Bearer abc.def.ghi"]), Ok("abc.def.ghi"));
+        assert_eq!(bearer(&[b"bearer   abc"]), Ok("abc"));
+        assert_eq!(bearer(&[b"BEARER abc"]), Ok("abc"));
+        assert_eq!(bearer(&[]), Err(AuthError::TokenMissing));
+        assert_eq!(bearer(&[b"Basic dXNlcjpwYXNz"]), Err(AuthError::TokenMissing));
+        assert_eq!(bearer(&[b"Bearer "]), Err(AuthError::TokenMissing));
+        assert_eq!(bearer(&[b"Bearer"]), Err(AuthError::TokenMissing));
+        assert!(matches!(bearer(&[b"Bearer a", b"Bearer b"]), Err(AuthError::TokenMalformed(_))));
+        assert!(matches!(bearer(&[b"Bearer a\x01b"]), Err(AuthError::TokenMalformed(_))));
+        assert!(matches!(bearer(&[b"Bearer a b"]), Err(AuthError::TokenMalformed(_))));
+    }
+}

@@ -1,0 +1,216 @@
+//! Why a request was refused, and the one mapping from a refusal to an HTTP status,
+//! `WWW-Authenticate` challenge and stable machine-readable reason code.
+
+/// A token-level refusal (401, or 503 when keys are unavailable). Variants carry no
+/// token content, so they are safe to log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No bearer token on a protected route.
+    #[error("token missing")]
+    TokenMissing,
+    /// Wrong structure, encoding or JSON; the detail names what, never the content.
+    #[error("token malformed: {0}")]
+    TokenMalformed(&'static str),
+    /// Larger than the configured maximum.
+    #[error("token too large")]
+    TokenTooLarge,
+    /// A compact JWE where only JWS is accepted.
+    #[error("encrypted tokens are not supported")]
+    EncryptionUnsupported,
+    /// A header member we refuse (`crit`, `b64`, `jku`, `x5u`, `jwk`, `x5c`, bad `typ`).
+    #[error("header member not supported: {0}")]
+    HeaderUnsupported(&'static str),
+    /// `alg` is unknown, `none`, HMAC, not allowlisted for the tenant, or does not fit the key.
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// No key with this `kid` in the tenant's set.
+    #[error("key unknown")]
+    KeyUnknown,
+    /// The tenant's keys are not loaded (key source unreachable and nothing cached).
+    #[error("tenant keys unavailable")]
+    KeysUnavailable,
+    /// The signature does not verify.
+    #[error("signature invalid")]
+    SignatureInvalid,
+    /// `exp` is in the past (beyond leeway).
+    #[error("token expired")]
+    TokenExpired,
+    /// `nbf` or `iat` is in the future (beyond leeway).
+    #[error("token not yet valid")]
+    TokenNotYetValid,
+    /// `iss` does not match the tenant's issuer.
+    #[error("issuer invalid")]
+    IssuerInvalid,
+    /// `aud` does not name one of the tenant's audiences.
+    #[error("audience invalid")]
+    AudienceInvalid,
+    /// The tenant claim is missing or names no configured tenant.
+    #[error("tenant unknown")]
+    TenantUnknown,
+    /// A required claim is absent.
+    #[error("required claim missing: {0}")]
+    ClaimMissing(String),
+    /// A claim has the wrong type, an out-of-range time, or an unforwardable value.
+    #[error("claim invalid: {0}")]
+    ClaimInvalid(String),
+    /// `exp - iat` exceeds the route's maximum token lifetime.
+    #[error("token lifetime exceeds the route maximum")]
+    LifetimeExceeded,
+}
+
+/// A policy refusal (403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// No allow rule names any of the caller's roles.
+    #[error("role not allowed")]
+    Role,
+    /// A rule names the role but not this method.
+    #[error("method not allowed for role")]
+    Method,
+    /// An owner rule did not hold (claim != path parameter).
+    #[error("not the owner")]
+    Owner,
+}
+
+/// Any refusal the gateway answers itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// 401 (or 503 for unavailable keys).
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// 403.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// 404: no route matches the path.
+    #[error("no route")]
+    NoRoute,
+    /// 405: a route matches the path but not the method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+/// What to answer for a denial.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Stable reason code for the JSON body, logs and metrics.
+    pub reason: &'static str,
+    /// `WWW-Authenticate` value, when one is due.
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl Denial {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        self.response().reason
+    }
+
+    /// Maps this denial to status, reason code and challenge (RFC 6750 §3).
+    pub fn response(&self) -> DenialResponse {
+        const INVALID: Option<&str> = Some(r#"Bearer error="invalid_token""#);
+        let auth = |reason| DenialResponse { status: 401, reason, www_authenticate: INVALID };
+        let forbid = |reason| DenialResponse {
+            status: 403,
+            reason,
+            www_authenticate: Some(r#"Bearer error="insufficient_scope""#),
+        };
+        match self {
+            Denial::Auth(e) => match e {
+                AuthError::TokenMissing => DenialResponse {
+                    status: 401,
+                    reason: "token_missing",
+                    www_authenticate: Some("Bearer"),
+                },
+                AuthError::TokenMalformed(_) => auth("token_malformed"),
+                AuthError::TokenTooLarge => auth("token_too_large"),
+                AuthError::EncryptionUnsupported => auth("encryption_unsupported"),
+                AuthError::HeaderUnsupported(_) => auth("header_unsupported"),
+                AuthError::AlgorithmNotAllowed => auth("algorithm_not_allowed"),
+                AuthError::KeyUnknown => auth("key_unknown"),
+                AuthError::KeysUnavailable => DenialResponse {
+                    status: 503,
+                    reason: "keys_unavailable",
+                    www_authenticate: None,
+                },
+                AuthError::SignatureInvalid => auth("signature_invalid"),
+                AuthError::TokenExpired => auth("token_expired"),
+                AuthError::TokenNotYetValid => auth("token_not_yet_valid"),
+                AuthError::IssuerInvalid => auth("issuer_invalid"),
+                AuthError::AudienceInvalid => auth("audience_invalid"),
+                AuthError::TenantUnknown => auth("tenant_unknown"),
+                AuthError::ClaimMissing(_) => auth("claim_missing"),
+                AuthError::ClaimInvalid(_) => auth("claim_invalid"),
+                AuthError::LifetimeExceeded => auth("lifetime_exceeded"),
+            },
+            Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
+            Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
+            Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
+            Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
+            Denial::MethodNotAllowed => DenialResponse {
+                status: 405,
+                reason: "method_not_allowed",
+                www_authenticate: None,
+            },
+        }
+    }
+
+    /// The JSON body: `{"error":..,"reason":..}` with no token content.
+    pub fn body(&self) -> String {
+        let r = self.response();
+        let error = match r.status {
+            401 => "invalid_token",
+            403 => "insufficient_scope",
+            404 => "not_found",
+            405 => "method_not_allowed",
+            _ => "unavailable",
+        };
+        format!(r#"{{"error":"{error}","reason":"{}"}}"#, r.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_table() {
+        let table: Vec<(Denial, u16, &str)> = vec![
+            (AuthError::TokenMissing.into(), 401, "token_missing"),
+            (AuthError::TokenMalformed("x").into(), 401, "token_malformed"),
+            (AuthError::TokenTooLarge.into(), 401, "token_too_large"),
+            (AuthError::EncryptionUnsupported.into(), 401, "encryption_unsupported"),
+            (AuthError::HeaderUnsupported("crit").into(), 401, "header_unsupported"),
+            (AuthError::AlgorithmNotAllowed.into(), 401, "algorithm_not_allowed"),
+            (AuthError::KeyUnknown.into(), 401, "key_unknown"),
+            (AuthError::KeysUnavailable.into(), 503, "keys_unavailable"),
+            (AuthError::SignatureInvalid.into(), 401, "signature_invalid"),
+            (AuthError::TokenExpired.into(), 401, "token_expired"),
+            (AuthError::TokenNotYetValid.into(), 401, "token_not_yet_valid"),
+            (AuthError::IssuerInvalid.into(), 401, "issuer_invalid"),
+            (AuthError::AudienceInvalid.into(), 401, "audience_invalid"),
+            (AuthError::TenantUnknown.into(), 401, "tenant_unknown"),
+            (AuthError::ClaimMissing("sub".into()).into(), 401, "claim_missing"),
+            (AuthError::ClaimInvalid("exp".into()).into(), 401, "claim_invalid"),
+            (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
+            (PolicyError::Role.into(), 403, "forbidden_role"),
+            (PolicyError::Method.into(), 403, "forbidden_method"),
+            (PolicyError::Owner.into(), 403, "forbidden_owner"),
+            (Denial::NoRoute, 404, "route_not_found"),
+            (Denial::MethodNotAllowed, 405, "method_not_allowed"),
+        ];
+        for (d, status, reason) in table {
+            let r = d.response();
+            assert_eq!((r.status, r.reason), (status, reason), "{d:?}");
+            match status {
+                401 => assert!(r.www_authenticate.unwrap().starts_with("Bearer")),
+                403 => assert_eq!(r.www_authenticate, Some(r#"Bearer error="insufficient_scope""#)),
+                _ => assert!(r.www_authenticate.is_none()),
+            }
+            let body: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
+            assert_eq!(body["reason"], reason);
+        }
+        assert_eq!(Denial::from(AuthError::SignatureInvalid).response().www_authenticate,
+            Some(r#"Bearer error="invalid_token""#));
+    }
+}

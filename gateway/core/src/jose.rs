@@ -1,0 +1,166 @@
+//! Compact JWS parsing with every check the JOSE crates leave to the caller:
+//! segment count, canonical base64url, duplicate-free JSON, an allowlisted `alg`,
+//! `crit`/`b64` refusal and no key-carrying header members.
+
+use crate::alg::Algorithm;
+use crate::error::AuthError;
+use crate::{b64, json};
+use serde_json::{Map, Value};
+
+/// The protected header of a compact JWS, after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwsHeader {
+    /// The signature algorithm (never `none` or HMAC).
+    pub alg: Algorithm,
+    /// The key id, if present.
+    pub kid: Option<String>,
+}
+
+/// A compact JWS split and decoded, signature not yet checked.
+#[derive(Debug)]
+pub struct UnverifiedJws<'a> {
+    /// Validated header.
+    pub header: JwsHeader,
+    /// Decoded claims object (duplicate-free).
+    pub claims: Map<String, Value>,
+    /// `BASE64URL(header) '.' BASE64URL(payload)`, the signed bytes.
+    pub signing_input: &'a [u8],
+    /// Decoded signature bytes.
+    pub signature: Vec<u8>,
+}
+
+/// Header members that would make us fetch or trust key material named by the token.
+const KEY_CARRYING: [&str; 4] = ["jku", "x5u", "jwk", "x5c"];
+
+/// Kind of compact serialization, by counting dots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compact {
+    /// Three segments.
+    Jws,
+    /// Five segments.
+    Jwe,
+}
+
+/// Classifies a compact token by its number of segments.
+pub fn classify(token: &str) -> Result<Compact, AuthError> {
+    match token.bytes().filter(|b| *b == b'.').count() {
+        2 => Ok(Compact::Jws),
+        4 => Ok(Compact::Jwe),
+        _ => Err(AuthError::TokenMalformed("segment count")),
+    }
+}
+
+/// Parses the header object of a JWS.
+pub fn parse_header(map: &Map<String, Value>) -> Result<JwsHeader, AuthError> {
+    for name in KEY_CARRYING {
+        if map.contains_key(name) {
+            return Err(AuthError::HeaderUnsupported(name));
+        }
+    }
+    // RFC 7515 §4.1.11: we implement no extension, so any `crit` (even empty) is refused.
+    if map.contains_key("crit") {
+        return Err(AuthError::HeaderUnsupported("crit"));
+    }
+    if map.contains_key("b64") {
+        return Err(AuthError::HeaderUnsupported("b64"));
+    }
+    if map.contains_key("enc") || map.contains_key("zip") {
+        return Err(AuthError::HeaderUnsupported("enc"));
+    }
+    if let Some(typ) = map.get("typ") {
+        let ok = typ.as_str().is_some_and(|t| {
+            let t = t.strip_prefix("application/").unwrap_or(t);
+            t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("at+jwt")
+        });
+        if !ok {
+            return Err(AuthError::HeaderUnsupported("typ"));
+        }
+    }
+    let alg = match map.get("alg") {
+        Some(Value::String(a)) => a.parse().map_err(|_| AuthError::AlgorithmNotAllowed)?,
+        Some(_) => return Err(AuthError::TokenMalformed("alg type")),
+        None => return Err(AuthError::TokenMalformed("alg missing")),
+    };
+    let kid = match map.get("kid") {
+        None => None,
+        Some(Value::String(k)) if !k.is_empty() && k.len() <= 256 => Some(k.clone()),
+        Some(_) => return Err(AuthError::TokenMalformed("kid")),
+    };
+    Ok(JwsHeader { alg, kid })
+}
+
+/// Splits and decodes a compact JWS; nothing is trusted yet.
+pub fn parse_jws(token: &str) -> Result<UnverifiedJws<'_>, AuthError> {
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(AuthError::TokenMalformed("segment count"));
+    };
+    if h.is_empty() || p.is_empty() || s.is_empty() {
+        return Err(AuthError::TokenMalformed("empty segment"));
+    }
+    let header_bytes = b64::decode(h.as_bytes()).ok_or(AuthError::TokenMalformed("header encoding"))?;
+    let header_map = json::parse_object(&header_bytes).map_err(|_| AuthError::TokenMalformed("header json"))?;
+    let header = parse_header(&header_map)?;
+    let payload = b64::decode(p.as_bytes()).ok_or(AuthError::TokenMalformed("payload encoding"))?;
+    let claims = json::parse_object(&payload).map_err(|_| AuthError::TokenMalformed("payload json"))?;
+    let signature = b64::decode(s.as_bytes()).ok_or(AuthError::TokenMalformed("signature encoding"))?;
+    let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
+    Ok(UnverifiedJws { header, claims, signing_input, signature })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(header: &str, payload: &str) -> String {
+        format!("{}.{}.{}", b64::encode(header), b64::encode(payload), b64::encode([1u8; 64]))
+    }
+
+    #[test]
+    fn header_refusals() {
+        let cases = [
+            (r#"{"alg":"none"}"#, AuthError::AlgorithmNotAllowed),
+            (r#"{"alg":"HS256"}"#, AuthError::AlgorithmNotAllowed),
+            (r#"{"alg":"RS256","crit":["exp"]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","crit":[]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","b64":false}"#, AuthError::HeaderUnsupported("b64")),
+            (r#"{"alg":"RS256","jku":"https://evil/jwks"}"#, AuthError::HeaderUnsupported("jku")),
+            (r#"{"alg":"RS256","x5u":"https://evil/c"}"#, AuthError::HeaderUnsupported("x5u")),
+            (r#"{"alg":"RS256","jwk":{"kty":"RSA"}}"#, AuthError::HeaderUnsupported("jwk")),
+            (r#"{"alg":"RS256","x5c":["MII"]}"#, AuthError::HeaderUnsupported("x5c")),
+            (r#"{"alg":"RS256","typ":"JOSE+JSON"}"#, AuthError::HeaderUnsupported("typ")),
+            (r#"{"alg":"RS256","kid":7}"#, AuthError::TokenMalformed("kid")),
+            (r#"{"alg":"RS256","alg":"none"}"#, AuthError::TokenMalformed("header json")),
+            (r#"{"kid":"a"}"#, AuthError::TokenMalformed("alg missing")),
+        ];
+        for (h, want) in cases {
+            let err = parse_jws(&tok(h, "{}")).unwrap_err();
+            assert_eq!(err, want, "{h}");
+        }
+        let t = tok(r#"{"alg":"ES256","typ":"JWT","kid":"k1"}"#, r#"{"a":1}"#);
+        let ok = parse_jws(&t).unwrap();
+        assert_eq!(ok.header, JwsHeader { alg: Algorithm::ES256, kid: Some("k1".into()) });
+    }
+
+    #[test]
+    fn structure_refusals() {
+        let good = tok(r#"{"alg":"RS256"}"#, "{}");
+        assert!(parse_jws(&good).is_ok());
+        for bad in [
+            "a.b",
+            "a.b.c.d",
+            "..",
+            &format!("{good}="),
+            &good.replacen('.', "=.", 1),
+            &format!(" {good}"),
+            &tok(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"admin"}"#),
+            &tok(r#"{"alg":"RS256"}"#, "[]"),
+        ] {
+            assert!(matches!(parse_jws(bad), Err(AuthError::TokenMalformed(_))), "{bad}");
+        }
+        assert_eq!(classify("a.b.c.d.e"), Ok(Compact::Jwe));
+        assert_eq!(classify("a.b.c"), Ok(Compact::Jws));
+        assert!(classify("abc").is_err());
+    }
+}

@@ -1,0 +1,239 @@
+//! The key cache: one immutable snapshot of every tenant's key set behind `ArcSwap`,
+//! read without locks on the request path and replaced whole by the refresher. The
+//! refresh timing rules (max-age clamped to a floor and ceiling, bounded staleness,
+//! one unknown-`kid` refetch per tenant per cooldown) are pure functions of `now`.
+
+use crate::key::KeySet;
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Refresh timing, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshPolicy {
+    /// Shortest interval between scheduled refreshes.
+    pub floor: i64,
+    /// Longest interval between scheduled refreshes.
+    pub ceiling: i64,
+    /// Interval when the source gives no `max-age`.
+    pub default_max_age: i64,
+    /// Minimum time between two unknown-`kid` refetches of one tenant.
+    pub unknown_kid_cooldown: i64,
+    /// How long keys keep serving after their last successful fetch.
+    pub max_stale: i64,
+}
+
+impl RefreshPolicy {
+    /// The interval to wait after a successful fetch that said `max_age` (if anything).
+    pub fn interval(&self, max_age: Option<i64>) -> i64 {
+        max_age.unwrap_or(self.default_max_age).clamp(self.floor, self.ceiling)
+    }
+
+    /// Retry interval after a failed fetch: short, but never below one second.
+    pub fn retry_interval(&self) -> i64 {
+        (self.floor / 4).clamp(1, 30)
+    }
+}
+
+/// Reads `max-age` from a `Cache-Control` value (`no-store`/`no-cache` give 0).
+pub fn parse_max_age(cache_control: &str) -> Option<i64> {
+    let mut out = None;
+    for d in cache_control.split(',').map(str::trim) {
+        let lower = d.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            out = v.trim_matches('"').parse::<i64>().ok().filter(|v| *v >= 0);
+        }
+    }
+    out
+}
+
+/// One tenant's keys as last fetched.
+#[derive(Debug)]
+pub struct TenantKeys {
+    /// The key set.
+    pub set: Arc<KeySet>,
+    /// When it was fetched (seconds).
+    pub fetched_at: i64,
+}
+
+/// Per-tenant refresh bookkeeping (atomics, so the request path never locks).
+#[derive(Debug, Default)]
+struct FetchState {
+    next_refresh_at: AtomicI64,
+    last_forced_at: AtomicI64,
+    in_flight: AtomicBool,
+    last_ok_at: AtomicI64,
+    failures: AtomicU64,
+}
+
+/// The cache of every tenant's keys.
+#[derive(Debug)]
+pub struct KeyStore {
+    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys>>>,
+    state: HashMap<String, FetchState>,
+    policy: RefreshPolicy,
+}
+
+/// A guard for one in-flight fetch; dropping it releases the tenant's slot.
+#[derive(Debug)]
+pub struct FetchSlot<'a> {
+    state: &'a FetchState,
+}
+
+impl Drop for FetchSlot<'_> {
+    fn drop(&mut self) {
+        self.state.in_flight.store(false, Ordering::Release);
+    }
+}
+
+impl KeyStore {
+    /// An empty store for these tenant ids.
+    pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>, policy: RefreshPolicy) -> Self {
+        Self {
+            snapshot: ArcSwap::from_pointee(HashMap::new()),
+            state: tenants.into_iter().map(|t| (t.to_owned(), FetchState::default())).collect(),
+            policy,
+        }
+    }
+
+    /// The refresh policy.
+    pub fn policy(&self) -> &RefreshPolicy {
+        &self.policy
+    }
+
+    /// The tenant's keys if loaded and not staler than `max_stale`.
+    pub fn get(&self, tenant: &str, now: i64) -> Option<Arc<KeySet>> {
+        let snap = self.snapshot.load();
+        let keys = snap.get(tenant)?;
+        (now - keys.fetched_at <= self.policy.max_stale).then(|| keys.set.clone())
+    }
+
+    /// Installs a freshly fetched set and schedules the next refresh from `max_age`.
+    pub fn install(&self, tenant: &str, set: KeySet, now: i64, max_age: Option<i64>) {
+        let entry = Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now });
+        self.snapshot.rcu(|old| {
+            let mut next = HashMap::clone(old);
+            next.insert(tenant.to_owned(), entry.clone());
+            next
+        });
+        if let Some(st) = self.state.get(tenant) {
+            st.next_refresh_at.store(now + self.policy.interval(max_age), Ordering::Release);
+            st.last_ok_at.store(now, Ordering::Release);
+            st.failures.store(0, Ordering::Release);
+        }
+    }
+
+    /// Records a failed fetch: the old keys stay, a retry is scheduled soon.
+    pub fn record_failure(&self, tenant: &str, now: i64) {
+        if let Some(st) = self.state.get(tenant) {
+            st.next_refresh_at.store(now + self.policy.retry_interval(), Ordering::Release);
+            st.failures.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Tenants whose scheduled refresh is due at `now`.
+    pub fn due(&self, now: i64) -> Vec<String> {
+        self.state
+            .iter()
+            .filter(|(_, st)| st.next_refresh_at.load(Ordering::Acquire) <= now)
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+
+    /// The earliest scheduled refresh of any tenant.
+    pub fn next_due(&self) -> Option<i64> {
+        self.state.values().map(|st| st.next_refresh_at.load(Ordering::Acquire)).min()
+    }
+
+    /// Claims the single unknown-`kid` refetch slot for `tenant`, if no fetch is in
+    /// flight and the cooldown has passed; `None` otherwise.
+    pub fn try_refetch(&self, tenant: &str, now: i64) -> Option<FetchSlot<'_>> {
+        let st = self.state.get(tenant)?;
+        let last = st.last_forced_at.load(Ordering::Acquire);
+        if now - last < self.policy.unknown_kid_cooldown {
+            return None;
+        }
+        if st.in_flight.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        if st.last_forced_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            st.in_flight.store(false, Ordering::Release);
+            return None;
+        }
+        Some(FetchSlot { state: st })
+    }
+
+    /// Claims the fetch slot for a scheduled refresh (no cooldown), if none is in flight.
+    pub fn try_scheduled(&self, tenant: &str) -> Option<FetchSlot<'_>> {
+        let st = self.state.get(tenant)?;
+        (!st.in_flight.swap(true, Ordering::AcqRel)).then_some(FetchSlot { state: st })
+    }
+
+    /// Seconds since the tenant's keys were fetched, if loaded.
+    pub fn age(&self, tenant: &str, now: i64) -> Option<i64> {
+        self.snapshot.load().get(tenant).map(|k| now - k.fetched_at)
+    }
+
+    /// Consecutive failed fetches of the tenant.
+    pub fn failures(&self, tenant: &str) -> u64 {
+        self.state.get(tenant).map_or(0, |s| s.failures.load(Ordering::Acquire))
+    }
+
+    /// Whether every tenant in `required` has usable keys at `now`.
+    pub fn ready<'a>(&self, required: impl IntoIterator<Item = &'a str>, now: i64) -> bool {
+        required.into_iter().all(|t| self.get(t, now).is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: RefreshPolicy =
+        RefreshPolicy { floor: 30, ceiling: 3600, default_max_age: 300, unknown_kid_cooldown: 10, max_stale: 600 };
+
+    #[test]
+    fn max_age_parsing_and_clamping() {
+        assert_eq!(parse_max_age("public, max-age=120"), Some(120));
+        assert_eq!(parse_max_age("Max-Age=\"60\""), Some(60));
+        assert_eq!(parse_max_age("no-store"), Some(0));
+        assert_eq!(parse_max_age("public"), None);
+        assert_eq!(parse_max_age("max-age=-5"), None);
+        assert_eq!(POLICY.interval(Some(120)), 120);
+        assert_eq!(POLICY.interval(Some(0)), 30);
+        assert_eq!(POLICY.interval(Some(999_999)), 3600);
+        assert_eq!(POLICY.interval(None), 300);
+    }
+
+    #[test]
+    fn staleness_and_schedule() {
+        let store = KeyStore::new(["a", "b"], POLICY);
+        assert!(store.get("a", 0).is_none());
+        assert_eq!(store.due(0).len(), 2);
+        store.install("a", KeySet::default(), 1000, Some(60));
+        assert!(store.get("a", 1000 + 600).is_some());
+        assert!(store.get("a", 1000 + 601).is_none(), "too stale");
+        assert_eq!(store.due(1059), vec!["b".to_string()]);
+        assert!(store.due(1060).contains(&"a".to_string()));
+        store.record_failure("a", 1060);
+        assert!(store.get("a", 1060).is_some(), "failure keeps old keys");
+        assert_eq!(store.failures("a"), 1);
+        assert!(store.ready(["a"], 1100));
+        assert!(!store.ready(["a", "b"], 1100));
+    }
+
+    #[test]
+    fn unknown_kid_refetch_is_gated() {
+        let store = KeyStore::new(["a"], POLICY);
+        let slot = store.try_refetch("a", 100).expect("first refetch allowed");
+        assert!(store.try_refetch("a", 200).is_none(), "one in flight at a time");
+        drop(slot);
+        assert!(store.try_refetch("a", 105).is_none(), "cooldown");
+        assert!(store.try_refetch("a", 110).is_some(), "after cooldown");
+        assert!(store.try_refetch("zzz", 500).is_none(), "unknown tenant never fetches");
+    }
+}
