@@ -1,1 +1,113 @@
-fn main() {}
+//! `gateway`: the Pingora edge gateway. Loads and validates the YAML config
+//! (`--check`/`-t` only validates), loads tenant keys (failing fast if configured),
+//! then runs the proxy, the admin listener, the key refresher and the upstream
+//! health checks as Pingora services.
+
+mod admin;
+mod keys;
+mod metrics;
+mod proxy;
+mod upstream;
+
+use clap::Parser;
+use gateway_core::config::Startup;
+use gateway_core::{Config, Engine};
+use pingora::prelude::*;
+use pingora::server::configuration::Opt;
+use pingora::services::background::background_service;
+use pingora::services::listening::Service;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(name = "gateway", about = "Multi-tenant JWT edge gateway on Pingora")]
+struct Cli {
+    /// The gateway's YAML config.
+    #[arg(long, env = "GATEWAY_CONFIG")]
+    config: PathBuf,
+    /// Validate the config, print every error with its field path, and exit.
+    #[arg(long)]
+    check: bool,
+    /// Pingora's own options (`-t` also validates, `-u` for graceful upgrade).
+    #[command(flatten)]
+    pingora: Opt,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let config = match Config::from_file(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("invalid config {}:\n{e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check || cli.pingora.test {
+        println!("config {} is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
+    match run(cli, config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let metrics = metrics::Metrics::new()?;
+    let listen = config.listen.to_string();
+    let admin_listen = config.admin_listen.to_string();
+    let threads = config.threads;
+    let startup = config.keys.startup;
+    let required = config.required_tenants();
+    let (pools, health_services) = upstream::build(&config.upstreams)?;
+    let engine = Arc::new(Engine::new(config));
+    let fetcher = Arc::new(keys::KeyFetcher::new(&engine.config, engine.keys.clone(), metrics.clone())?);
+
+    let failed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fetcher.load_all());
+    let failed_required: Vec<_> = failed.iter().filter(|(t, _)| required.contains(t)).collect();
+    for (tenant, why) in &failed {
+        tracing::warn!(tenant, error = %why, "tenant keys not loaded at start-up");
+    }
+    if startup == Startup::FailFast && !failed_required.is_empty() {
+        let list: Vec<String> = failed_required.iter().map(|(t, e)| format!("{t} ({e})")).collect();
+        anyhow::bail!("keys.startup is fail_fast and required tenant keys could not be loaded: {}", list.join(", "));
+    }
+
+    let mut server = Server::new(Some(cli.pingora))?;
+    server.bootstrap();
+
+    let gateway = proxy::Gateway { engine: engine.clone(), fetcher: fetcher.clone(), pools, metrics: metrics.clone() };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway proxy");
+    proxy.threads = Some(threads);
+    proxy.add_tcp(&listen);
+
+    let mut admin = Service::new(
+        "gateway admin".to_string(),
+        admin::Admin { keys: engine.keys.clone(), required, metrics },
+    );
+    admin.threads = Some(1);
+    admin.add_tcp(&admin_listen);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(background_service("jwks refresh", keys::KeyRefresher(fetcher)));
+    for hc in health_services {
+        server.add_service(hc);
+    }
+    tracing::info!(%listen, %admin_listen, "gateway starting");
+    server.run_forever();
+}

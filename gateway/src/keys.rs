@@ -1,0 +1,162 @@
+//! Fetching tenant keys from their sources (JWKS URLs, local JWKS or PEM files) into
+//! the core's key store, on schedule in a Pingora background service, once at start-up,
+//! and on demand after an unknown `kid`.
+
+use crate::metrics::Metrics;
+use async_trait::async_trait;
+use gateway_core::config::Config;
+use gateway_core::keystore::{parse_max_age, KeyStore};
+use gateway_core::tenant::KeySource;
+use gateway_core::KeySet;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch: the only wall-clock read, handed to the core.
+pub fn now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Largest JWKS document accepted from a source.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// Loads tenant key sets and installs them in the store.
+pub struct KeyFetcher {
+    store: Arc<KeyStore>,
+    sources: HashMap<String, KeySource>,
+    client: reqwest::Client,
+    metrics: Metrics,
+}
+
+impl KeyFetcher {
+    /// A fetcher for every tenant of `config`.
+    pub fn new(config: &Config, store: Arc<KeyStore>, metrics: Metrics) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(config.keys.fetch_timeout)
+            .connect_timeout(config.keys.fetch_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_max_idle_per_host(0)
+            .build()?;
+        let sources = config.tenants.iter().map(|t| (t.id.clone(), t.keys.clone())).collect();
+        Ok(Self { store, sources, client, metrics })
+    }
+
+    async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
+        match source {
+            KeySource::Url(url) => {
+                let resp = self.client.get(url).header("accept", "application/json").send().await?;
+                if !resp.status().is_success() {
+                    anyhow::bail!("HTTP {}", resp.status());
+                }
+                let max_age = resp
+                    .headers()
+                    .get("cache-control")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_max_age);
+                if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
+                    anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+                }
+                let body = resp.bytes().await?;
+                if body.len() > MAX_JWKS_BYTES {
+                    anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+                }
+                Ok((KeySet::from_jwks(&body)?, max_age))
+            }
+            KeySource::File { path, kid } => {
+                let bytes = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let set = if bytes.trim_ascii_start().starts_with(b"{") {
+                    KeySet::from_jwks(&bytes)
+                } else {
+                    KeySet::from_pem(&bytes, kid.as_deref())
+                }
+                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                Ok((set, None))
+            }
+        }
+    }
+
+    /// Fetches one tenant's keys and installs them; on failure the old keys stay.
+    pub async fn refresh(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
+        let source = self.sources.get(tenant).ok_or_else(|| anyhow::anyhow!("unknown tenant"))?;
+        match self.load(source).await {
+            Ok((set, max_age)) => {
+                if set.is_empty() {
+                    self.store.record_failure(tenant, now());
+                    self.metrics.key_fetches.with_label_values(&[tenant, trigger, "empty"]).inc();
+                    anyhow::bail!("no usable signing key ({} skipped)", set.skipped.len());
+                }
+                for why in &set.skipped {
+                    tracing::debug!(tenant, why, "key skipped");
+                }
+                tracing::info!(tenant, trigger, keys = set.len(), "tenant keys loaded");
+                self.store.install(tenant, set, now(), max_age);
+                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "ok"]).inc();
+                Ok(())
+            }
+            Err(e) => {
+                self.store.record_failure(tenant, now());
+                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "error"]).inc();
+                tracing::warn!(tenant, trigger, error = %e, "tenant key fetch failed; keeping last good keys");
+                Err(e)
+            }
+        }
+    }
+
+    /// Unknown-`kid` refetch: at most one per tenant at a time and per cooldown.
+    /// Returns whether a fetch ran and succeeded.
+    pub async fn refetch_unknown_kid(&self, tenant: &str) -> bool {
+        let Some(_slot) = self.store.try_refetch(tenant, now()) else {
+            return false;
+        };
+        self.refresh(tenant, "unknown_kid").await.is_ok()
+    }
+
+    /// Loads every tenant once; returns the tenants that failed, with why.
+    pub async fn load_all(&self) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for tenant in self.sources.keys() {
+            if let Err(e) = self.refresh(tenant, "startup").await {
+                failed.push((tenant.clone(), e.to_string()));
+            }
+        }
+        failed
+    }
+
+    /// Refreshes every tenant whose schedule is due.
+    async fn tick(&self) {
+        let now = now();
+        for tenant in self.store.due(now) {
+            if let Some(_slot) = self.store.try_scheduled(&tenant) {
+                let _ = self.refresh(&tenant, "scheduled").await;
+            }
+        }
+        for tenant in self.sources.keys() {
+            if let Some(age) = self.store.age(tenant, now) {
+                self.metrics.key_age.with_label_values(&[tenant]).set(age);
+            }
+        }
+    }
+}
+
+/// The "jwks refresh" background service.
+pub struct KeyRefresher(pub Arc<KeyFetcher>);
+
+#[async_trait]
+impl BackgroundService for KeyRefresher {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            self.0.tick().await;
+            let wait = self
+                .0
+                .store
+                .next_due()
+                .map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The gateway's Prometheus metrics, registered into an explicit registry.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway exports.
+#[derive(Clone)]
+pub struct Metrics {
+    /// The registry served on `/metrics`.
+    pub registry: Registry,
+    /// Requests by route, status and decision.
+    pub requests: IntCounterVec,
+    /// Refusals by reason.
+    pub denials: IntCounterVec,
+    /// Verification latency by algorithm (cache misses and hits alike).
+    pub verify_seconds: HistogramVec,
+    /// Key fetches by tenant and result.
+    pub key_fetches: IntCounterVec,
+    /// Age of each tenant's key set.
+    pub key_age: IntGaugeVec,
+    /// Upstream request latency by upstream.
+    pub upstream_seconds: HistogramVec,
+}
+
+impl Metrics {
+    /// Creates and registers every metric in a fresh registry.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gateway_requests_total", "Requests by route, status and decision."),
+            &["route", "status", "decision"],
+        )?;
+        let denials =
+            IntCounterVec::new(Opts::new("gateway_denials_total", "Refusals by reason."), &["reason"])?;
+        let verify_seconds = HistogramVec::new(
+            HistogramOpts::new("gateway_token_verify_seconds", "Token verification latency.")
+                .buckets(vec![1e-6, 5e-6, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2]),
+            &["alg"],
+        )?;
+        let key_fetches = IntCounterVec::new(
+            Opts::new("gateway_key_fetches_total", "Key set fetches by tenant, reason and result."),
+            &["tenant", "trigger", "result"],
+        )?;
+        let key_age = IntGaugeVec::new(
+            Opts::new("gateway_key_set_age_seconds", "Seconds since the tenant's keys were fetched."),
+            &["tenant"],
+        )?;
+        let upstream_seconds = HistogramVec::new(
+            HistogramOpts::new("gateway_upstream_seconds", "Time from request to upstream response end."),
+            &["upstream"],
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(denials.clone()))?;
+        registry.register(Box::new(verify_seconds.clone()))?;
+        registry.register(Box::new(key_fetches.clone()))?;
+        registry.register(Box::new(key_age.clone()))?;
+        registry.register(Box::new(upstream_seconds.clone()))?;
+        Ok(Self { registry, requests, denials, verify_seconds, key_fetches, key_age, upstream_seconds })
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}

@@ -1,0 +1,198 @@
+//! The Pingora `ProxyHttp` glue. Each phase makes a few calls into `gateway-core`:
+//! `request_filter` decides (and answers refusals itself), `upstream_peer` picks a
+//! peer from the prebuilt pool, `upstream_request_filter` applies the header plan,
+//! `fail_to_proxy` turns upstream failures into JSON 502/503/504s, and `logging`
+//! records metrics and one log line without token content.
+
+use crate::keys::{now, KeyFetcher};
+use crate::metrics::Metrics;
+use crate::upstream::Pool;
+use async_trait::async_trait;
+use bytes::Bytes;
+use gateway_core::header::HeaderPlan;
+use gateway_core::{Allowed, Engine, Refusal};
+use pingora::lb::Backend;
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// The gateway proxy.
+pub struct Gateway {
+    /// Decision core.
+    pub engine: Arc<Engine>,
+    /// Key fetcher, for unknown-`kid` refetches.
+    pub fetcher: Arc<KeyFetcher>,
+    /// Upstream pools by name.
+    pub pools: HashMap<String, Pool>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    started: Instant,
+    route: Option<String>,
+    upstream: Option<String>,
+    headers: HeaderPlan,
+    reason: Option<&'static str>,
+    tenant: Option<String>,
+    tried: Vec<Backend>,
+}
+
+impl Gateway {
+    async fn decide(&self, session: &Session) -> Result<Allowed, Refusal> {
+        let req = session.req_header();
+        let method = req.method.as_str();
+        let path = req.uri.path();
+        let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
+        let started = Instant::now();
+        let first = self.engine.decide(method, path, &auth, now());
+        let outcome = match first {
+            Err(Refusal { refetch_tenant: Some(tenant), .. })
+                if self.fetcher.refetch_unknown_kid(&tenant).await =>
+            {
+                self.engine.decide(method, path, &auth, now())
+            }
+            other => other,
+        };
+        if let Ok(a) = &outcome {
+            if let Some(t) = a.permit.token() {
+                self.metrics.verify_seconds.with_label_values(&[t.alg().as_str()]).observe(started.elapsed().as_secs_f64());
+            }
+        }
+        outcome
+    }
+}
+
+async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], body: String) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4))?;
+    resp.insert_header("content-type", "application/json")?;
+    resp.insert_header("cache-control", "no-store")?;
+    resp.insert_header("content-length", body.len().to_string())?;
+    for (k, v) in extra {
+        resp.insert_header(k.to_string(), *v)?;
+    }
+    session.write_response_header(Box::new(resp), false).await?;
+    session.write_response_body(Some(Bytes::from(body)), true).await
+}
+
+#[async_trait]
+impl ProxyHttp for Gateway {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            started: Instant::now(),
+            route: None,
+            upstream: None,
+            headers: HeaderPlan::default(),
+            reason: None,
+            tenant: None,
+            tried: Vec::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        match self.decide(session).await {
+            Ok(allowed) => {
+                let route = &allowed.permit.route().route;
+                ctx.route = Some(route.name.clone());
+                ctx.upstream = Some(route.upstream.clone());
+                ctx.tenant = allowed.permit.token().map(|t| t.tenant().id.clone());
+                ctx.headers = allowed.headers;
+                Ok(false)
+            }
+            Err(refusal) => {
+                let r = refusal.denial.response();
+                ctx.route = refusal.route.map(|r| r.name.clone());
+                ctx.reason = Some(r.reason);
+                let extra: Vec<(&str, &str)> =
+                    r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
+                write_json(session, r.status, &extra, refusal.denial.body()).await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let name = ctx.upstream.as_deref().unwrap_or_default();
+        let pool = self.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
+        match pool.peer(&ctx.tried) {
+            Some((backend, peer)) => {
+                ctx.tried.push(backend);
+                Ok(Box::new(peer))
+            }
+            None => {
+                ctx.reason = Some("upstream_unavailable");
+                Err(Error::explain(HTTPStatus(503), "no healthy upstream peer"))
+            }
+        }
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        let retries = ctx.upstream.as_deref().and_then(|n| self.pools.get(n)).map_or(0, |p| p.settings.retries);
+        if ctx.tried.len() <= retries {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        for name in &ctx.headers.remove {
+            upstream_request.remove_header(name.as_str());
+        }
+        for (name, value) in &ctx.headers.set {
+            let value = http::HeaderValue::from_bytes(value.as_bytes())
+                .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
+            upstream_request.insert_header(name.clone(), value)?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, reason) = match e.etype() {
+            HTTPStatus(503) => (503, "upstream_unavailable"),
+            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout"),
+            _ if *e.esource() == ErrorSource::Downstream => (0, "client_error"),
+            HTTPStatus(code) if *code < 500 => (*code, "bad_request"),
+            _ => (502, "upstream_failed"),
+        };
+        ctx.reason = Some(reason);
+        if status > 0 {
+            let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
+            let _ = write_json(session, status, &[], body).await;
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let route = ctx.route.as_deref().unwrap_or("none");
+        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() { "deny" } else { "allow" };
+        self.metrics.requests.with_label_values(&[route, &status.to_string(), decision]).inc();
+        if let Some(reason) = ctx.reason {
+            self.metrics.denials.with_label_values(&[reason]).inc();
+        }
+        if let Some(up) = &ctx.upstream {
+            self.metrics.upstream_seconds.with_label_values(&[up]).observe(ctx.started.elapsed().as_secs_f64());
+        }
+        tracing::info!(
+            method = %session.req_header().method,
+            route,
+            status,
+            decision,
+            reason = ctx.reason.unwrap_or(""),
+            tenant = ctx.tenant.as_deref().unwrap_or(""),
+            latency_us = ctx.started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+}
+

@@ -1,0 +1,173 @@
+//! Shared harness: runs the real `gateway` binary on free 127.0.0.1 ports with a
+//! generated config, waits for its admin listener, and kills it on drop.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Child,
+    /// Proxy port.
+    pub port: u16,
+    /// Admin port.
+    pub admin: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes `yaml` (with `{listen}` and `{admin}` placeholders filled) and returns its path.
+pub fn write_config(dir: &tempfile::TempDir, yaml: &str) -> std::path::PathBuf {
+    let path = dir.path().join("gateway.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+impl Gateway {
+    /// Starts the gateway with this config body (listen addresses are added here)
+    /// and waits until `/healthz` answers.
+    pub async fn start(body: &str) -> Gateway {
+        let (port, admin) = (free_port(), free_port());
+        let yaml = format!("listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_config(&dir, &yaml);
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("--config")
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway { child, port, admin, _dir: dir };
+        gw.wait_healthy().await;
+        gw
+    }
+
+    async fn wait_healthy(&mut self) {
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("gateway exited early: {status}");
+            }
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/healthz", self.admin)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not become healthy");
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// `http://127.0.0.1:<admin><path>`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin)
+    }
+}
+
+/// Runs the binary to completion with these args; returns (exit ok, stdout+stderr).
+pub fn run_binary(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).env("RUST_LOG", "warn").output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// Standard tenants/routes config for `t1` (all algorithms) and `t2` (ES256) with keys
+/// from `url_template`, and the echo upstream at `echo`.
+pub fn standard_config(url_template: &str, echo: std::net::SocketAddr, extra_keys: &str) -> String {
+    format!(
+        r#"
+auth:
+  leeway: 30s
+keys:
+  url_template: "{url_template}"
+  unknown_kid_cooldown: 60s
+  refresh_floor: 60s
+{extra_keys}
+tenants:
+  t1:
+    issuer: https://issuer.test/t1
+    audiences: [api]
+    algorithms: [RS256, PS256, ES256, EdDSA]
+    required_claims: [sub]
+  t2:
+    issuer: https://issuer.test/t2
+    audiences: [api]
+    algorithms: [ES256]
+headers:
+  - {{ claim: sub, header: X-User-Id }}
+  - {{ claim: tenant_id, header: X-Tenant-Id }}
+  - {{ claim: role, header: X-User-Role }}
+  - {{ claim: jti, header: X-Token-Id }}
+upstreams:
+  echo:
+    peers: ["{echo}"]
+    health_check: {{ path: /healthz, interval: 1s }}
+    connect_timeout: 500ms
+    read_timeout: 5s
+routes:
+  - name: public
+    path: /public/ping
+    methods: [GET]
+    upstream: echo
+    public: true
+  - name: records
+    path: /patients/{{patient_id}}/records
+    methods: [GET, PUT]
+    upstream: echo
+    allow:
+      - role: patient
+        methods: [GET]
+        owner: {{ claim: sub, param: patient_id }}
+      - role: doctor
+  - name: labs
+    path: /labs/results
+    methods: [POST]
+    upstream: echo
+    allow:
+      - role: lab
+  - name: insurance
+    prefix: /insurance
+    methods: [GET]
+    upstream: echo
+    max_token_lifetime: 5m
+    allow:
+      - role: insurer
+  - name: echo
+    prefix: /echo
+    upstream: echo
+"#
+    )
+}
+
+/// Sends one raw HTTP/1.1 GET with `path` exactly as given (no client normalisation)
+/// and returns the whole response text.
+pub async fn raw_get(port: u16, path: &str, token: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
