@@ -46,12 +46,17 @@ impl ServeHttp for Admin {
                 if missing.is_empty() {
                     respond(200, "application/json", br#"{"status":"ready"}"#.to_vec())
                 } else {
-                    let body = serde_json::json!({"status": "not_ready", "tenants_without_keys": missing});
+                    let body =
+                        serde_json::json!({"status": "not_ready", "tenants_without_keys": missing});
                     respond(503, "application/json", body.to_string().into_bytes())
                 }
             }
             "/metrics" => respond(200, "text/plain; version=0.0.4", self.metrics.render()),
-            _ => respond(404, "application/json", br#"{"error":"not_found"}"#.to_vec()),
+            _ => respond(
+                404,
+                "application/json",
+                br#"{"error":"not_found"}"#.to_vec(),
+            ),
         }
     }
 }

@@ -72,39 +72,68 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let required = config.required_tenants();
     let (pools, health_services) = upstream::build(&config.upstreams)?;
     let engine = Arc::new(Engine::new(config));
-    let fetcher = Arc::new(keys::KeyFetcher::new(&engine.config, engine.keys.clone(), metrics.clone())?);
+    let fetcher = Arc::new(keys::KeyFetcher::new(
+        &engine.config,
+        engine.keys.clone(),
+        metrics.clone(),
+    )?);
 
     let failed = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(fetcher.load_all());
-    let failed_required: Vec<_> = failed.iter().filter(|(t, _)| required.contains(t)).collect();
+    let failed_required: Vec<_> = failed
+        .iter()
+        .filter(|(t, _)| required.contains(t))
+        .collect();
     for (tenant, why) in &failed {
         tracing::warn!(tenant, error = %why, "tenant keys not loaded at start-up");
     }
     if startup == Startup::FailFast && !failed_required.is_empty() {
-        let list: Vec<String> = failed_required.iter().map(|(t, e)| format!("{t} ({e})")).collect();
-        anyhow::bail!("keys.startup is fail_fast and required tenant keys could not be loaded: {}", list.join(", "));
+        let list: Vec<String> = failed_required
+            .iter()
+            .map(|(t, e)| format!("{t} ({e})"))
+            .collect();
+        anyhow::bail!(
+            "keys.startup is fail_fast and required tenant keys could not be loaded: {}",
+            list.join(", ")
+        );
     }
 
     let mut server = Server::new(Some(cli.pingora))?;
     server.bootstrap();
 
-    let gateway = proxy::Gateway { engine: engine.clone(), fetcher: fetcher.clone(), pools, metrics: metrics.clone() };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway proxy");
+    let gateway = proxy::Gateway {
+        engine: engine.clone(),
+        fetcher: fetcher.clone(),
+        pools,
+        metrics: metrics.clone(),
+    };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        gateway,
+        "gateway proxy",
+    );
     proxy.threads = Some(threads);
     proxy.add_tcp(&listen);
 
     let mut admin = Service::new(
         "gateway admin".to_string(),
-        admin::Admin { keys: engine.keys.clone(), required, metrics },
+        admin::Admin {
+            keys: engine.keys.clone(),
+            required,
+            metrics,
+        },
     );
     admin.threads = Some(1);
     admin.add_tcp(&admin_listen);
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service("jwks refresh", keys::KeyRefresher(fetcher)));
+    server.add_service(background_service(
+        "jwks refresh",
+        keys::KeyRefresher(fetcher),
+    ));
     for hc in health_services {
         server.add_service(hc);
     }

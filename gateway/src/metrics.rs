@@ -28,26 +28,45 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("gateway_requests_total", "Requests by route, status and decision."),
+            Opts::new(
+                "gateway_requests_total",
+                "Requests by route, status and decision.",
+            ),
             &["route", "status", "decision"],
         )?;
-        let denials =
-            IntCounterVec::new(Opts::new("gateway_denials_total", "Refusals by reason."), &["reason"])?;
+        let denials = IntCounterVec::new(
+            Opts::new("gateway_denials_total", "Refusals by reason."),
+            &["reason"],
+        )?;
         let verify_seconds = HistogramVec::new(
-            HistogramOpts::new("gateway_token_verify_seconds", "Token verification latency.")
-                .buckets(vec![1e-6, 5e-6, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2]),
+            HistogramOpts::new(
+                "gateway_token_verify_seconds",
+                "Token verification latency.",
+            )
+            .buckets(vec![
+                1e-6, 5e-6, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2,
+            ]),
             &["alg"],
         )?;
         let key_fetches = IntCounterVec::new(
-            Opts::new("gateway_key_fetches_total", "Key set fetches by tenant, reason and result."),
+            Opts::new(
+                "gateway_key_fetches_total",
+                "Key set fetches by tenant, reason and result.",
+            ),
             &["tenant", "trigger", "result"],
         )?;
         let key_age = IntGaugeVec::new(
-            Opts::new("gateway_key_set_age_seconds", "Seconds since the tenant's keys were fetched."),
+            Opts::new(
+                "gateway_key_set_age_seconds",
+                "Seconds since the tenant's keys were fetched.",
+            ),
             &["tenant"],
         )?;
         let upstream_seconds = HistogramVec::new(
-            HistogramOpts::new("gateway_upstream_seconds", "Time from request to upstream response end."),
+            HistogramOpts::new(
+                "gateway_upstream_seconds",
+                "Time from request to upstream response end.",
+            ),
             &["upstream"],
         )?;
         registry.register(Box::new(requests.clone()))?;
@@ -56,7 +75,15 @@ impl Metrics {
         registry.register(Box::new(key_fetches.clone()))?;
         registry.register(Box::new(key_age.clone()))?;
         registry.register(Box::new(upstream_seconds.clone()))?;
-        Ok(Self { registry, requests, denials, verify_seconds, key_fetches, key_age, upstream_seconds })
+        Ok(Self {
+            registry,
+            requests,
+            denials,
+            verify_seconds,
+            key_fetches,
+            key_age,
+            upstream_seconds,
+        })
     }
 
     /// The text exposition of every metric.

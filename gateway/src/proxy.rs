@@ -46,27 +46,41 @@ impl Gateway {
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
-        let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
+        let auth: Vec<&[u8]> = req
+            .headers
+            .get_all("authorization")
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
         let started = Instant::now();
         let first = self.engine.decide(method, path, &auth, now());
         let outcome = match first {
-            Err(Refusal { refetch_tenant: Some(tenant), .. })
-                if self.fetcher.refetch_unknown_kid(&tenant).await =>
-            {
+            Err(Refusal {
+                refetch_tenant: Some(tenant),
+                ..
+            }) if self.fetcher.refetch_unknown_kid(&tenant).await => {
                 self.engine.decide(method, path, &auth, now())
             }
             other => other,
         };
         if let Ok(a) = &outcome {
             if let Some(t) = a.permit.token() {
-                self.metrics.verify_seconds.with_label_values(&[t.alg().as_str()]).observe(started.elapsed().as_secs_f64());
+                self.metrics
+                    .verify_seconds
+                    .with_label_values(&[t.alg().as_str()])
+                    .observe(started.elapsed().as_secs_f64());
             }
         }
         outcome
     }
 }
 
-async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], body: String) -> Result<()> {
+async fn write_json(
+    session: &mut Session,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: String,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
@@ -75,7 +89,9 @@ async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], 
         resp.insert_header(k.to_string(), *v)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(Bytes::from(body)), true).await
+    session
+        .write_response_body(Some(Bytes::from(body)), true)
+        .await
 }
 
 #[async_trait]
@@ -108,8 +124,11 @@ impl ProxyHttp for Gateway {
                 let r = refusal.denial.response();
                 ctx.route = refusal.route.map(|r| r.name.clone());
                 ctx.reason = Some(r.reason);
-                let extra: Vec<(&str, &str)> =
-                    r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
+                let extra: Vec<(&str, &str)> = r
+                    .www_authenticate
+                    .map(|w| ("www-authenticate", w))
+                    .into_iter()
+                    .collect();
                 write_json(session, r.status, &extra, refusal.denial.body()).await?;
                 Ok(true)
             }
@@ -118,7 +137,10 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let name = ctx.upstream.as_deref().unwrap_or_default();
-        let pool = self.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
+        let pool = self
+            .pools
+            .get(name)
+            .ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
         match pool.peer(&ctx.tried) {
             Some((backend, peer)) => {
                 ctx.tried.push(backend);
@@ -131,8 +153,18 @@ impl ProxyHttp for Gateway {
         }
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        let retries = ctx.upstream.as_deref().and_then(|n| self.pools.get(n)).map_or(0, |p| p.settings.retries);
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let retries = ctx
+            .upstream
+            .as_deref()
+            .and_then(|n| self.pools.get(n))
+            .map_or(0, |p| p.settings.retries);
         if ctx.tried.len() <= retries {
             e.set_retry(true);
         }
@@ -169,19 +201,32 @@ impl ProxyHttp for Gateway {
             let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
             let _ = write_json(session, status, &[], body).await;
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_deref().unwrap_or("none");
-        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() { "deny" } else { "allow" };
-        self.metrics.requests.with_label_values(&[route, &status.to_string(), decision]).inc();
+        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() {
+            "deny"
+        } else {
+            "allow"
+        };
+        self.metrics
+            .requests
+            .with_label_values(&[route, &status.to_string(), decision])
+            .inc();
         if let Some(reason) = ctx.reason {
             self.metrics.denials.with_label_values(&[reason]).inc();
         }
         if let Some(up) = &ctx.upstream {
-            self.metrics.upstream_seconds.with_label_values(&[up]).observe(ctx.started.elapsed().as_secs_f64());
+            self.metrics
+                .upstream_seconds
+                .with_label_values(&[up])
+                .observe(ctx.started.elapsed().as_secs_f64());
         }
         tracing::info!(
             method = %session.req_header().method,
@@ -195,4 +240,3 @@ impl ProxyHttp for Gateway {
         );
     }
 }
-

@@ -23,7 +23,9 @@ pub struct Pool {
 impl Pool {
     /// Picks a healthy peer not in `tried`, as an `HttpPeer` with the pool's timeouts.
     pub fn peer(&self, tried: &[Backend]) -> Option<(Backend, HttpPeer)> {
-        let backend = self.lb.select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))?;
+        let backend = self
+            .lb
+            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))?;
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
@@ -33,14 +35,18 @@ impl Pool {
     }
 }
 
+/// A background service running one pool's health checks.
+pub type HealthService = GenBackgroundService<LoadBalancer<RoundRobin>>;
+
 /// Builds every pool; health-checked pools also yield a background service to add.
 pub fn build(
     upstreams: &std::collections::BTreeMap<String, Upstream>,
-) -> anyhow::Result<(HashMap<String, Pool>, Vec<GenBackgroundService<LoadBalancer<RoundRobin>>>)> {
+) -> anyhow::Result<(HashMap<String, Pool>, Vec<HealthService>)> {
     let mut pools = HashMap::new();
     let mut services = Vec::new();
     for (name, u) in upstreams {
-        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
+        let mut lb =
+            LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
         let lb = match &u.health_check {
             Some(hc) => {
                 let mut check = HttpHealthCheck::new("localhost", false);
@@ -57,7 +63,13 @@ pub fn build(
             }
             None => Arc::new(lb),
         };
-        pools.insert(name.clone(), Pool { lb, settings: u.clone() });
+        pools.insert(
+            name.clone(),
+            Pool {
+                lb,
+                settings: u.clone(),
+            },
+        );
     }
     Ok((pools, services))
 }

@@ -9,7 +9,11 @@ use std::time::Duration;
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running gateway process.
@@ -41,7 +45,9 @@ impl Gateway {
     /// and waits until `/healthz` answers.
     pub async fn start(body: &str) -> Gateway {
         let (port, admin) = (free_port(), free_port());
-        let yaml = format!("listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}");
+        let yaml = format!(
+            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(&dir, &yaml);
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
@@ -52,7 +58,12 @@ impl Gateway {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut gw = Gateway { child, port, admin, _dir: dir };
+        let mut gw = Gateway {
+            child,
+            port,
+            admin,
+            _dir: dir,
+        };
         gw.wait_healthy().await;
         gw
     }
@@ -63,7 +74,11 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early: {status}");
             }
-            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/healthz", self.admin)).send().await {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{}/healthz", self.admin))
+                .send()
+                .await
+            {
                 if r.status() == 200 {
                     return;
                 }
@@ -86,7 +101,11 @@ impl Gateway {
 
 /// Runs the binary to completion with these args; returns (exit ok, stdout+stderr).
 pub fn run_binary(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_gateway")).args(args).env("RUST_LOG", "warn").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
@@ -164,10 +183,15 @@ routes:
 /// and returns the whole response text.
 pub async fn raw_get(port: u16, path: &str, token: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }

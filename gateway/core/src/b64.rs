@@ -33,15 +33,19 @@ mod tests {
         assert_eq!(decode(b"YWJj").unwrap(), b"abc");
         assert_eq!(decode(b"YWI").unwrap(), b"ab");
         let cases: &[&[u8]] = &[
-            b"YWI=",  // padding
-            b"YWJ",   // non-zero trailing bits (canonical is YWI)
-            b"+/8",   // standard alphabet
-            b"YW I",  // whitespace
-            b"Y",     // impossible length
+            b"YWI=",   // padding
+            b"YWJ",    // non-zero trailing bits (canonical is YWI)
+            b"+/8",    // standard alphabet
+            b"YW I",   // whitespace
+            b"Y",      // impossible length
             b"YWJj\n", // trailing newline
         ];
         for c in cases {
-            assert!(decode(c).is_none(), "{:?} must be refused", String::from_utf8_lossy(c));
+            assert!(
+                decode(c).is_none(),
+                "{:?} must be refused",
+                String::from_utf8_lossy(c)
+            );
         }
         assert_eq!(encode(b"ab"), "YWI");
     }

@@ -25,7 +25,10 @@ pub struct TokenCache {
 impl TokenCache {
     /// A cache holding at most `capacity` tokens (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self { map: DashMap::new(), capacity }
+        Self {
+            map: DashMap::new(),
+            capacity,
+        }
     }
 
     /// The cached token, if present and `current_keys` returns the same key set that
@@ -57,12 +60,19 @@ impl TokenCache {
             return;
         }
         if self.map.len() >= self.capacity {
-            self.map.retain(|_, e| e.token.claims().exp().is_some_and(|exp| exp > now));
+            self.map
+                .retain(|_, e| e.token.claims().exp().is_some_and(|exp| exp > now));
             if self.map.len() >= self.capacity {
                 self.map.clear();
             }
         }
-        self.map.insert(token.into(), Entry { token: verified, keys });
+        self.map.insert(
+            token.into(),
+            Entry {
+                token: verified,
+                keys,
+            },
+        );
     }
 
     /// Number of cached tokens.

@@ -121,11 +121,16 @@ struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
     }
 }
 
-const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+const METHODS: [&str; 9] = [
+    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+];
 
 fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
     let mut out = Vec::new();
@@ -142,7 +147,9 @@ fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
 
 fn valid_header_name(name: &str) -> bool {
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Config {
@@ -152,7 +159,10 @@ impl Config {
         let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
-            ConfigError(vec![FieldError { path: if path == "." { "(root)".into() } else { path }, message }])
+            ConfigError(vec![FieldError {
+                path: if path == "." { "(root)".into() } else { path },
+                message,
+            }])
         })?;
         Config::try_from(file)
     }
@@ -160,14 +170,21 @@ impl Config {
     /// Reads and validates a YAML file.
     pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![FieldError { path: path.display().to_string(), message: e.to_string() }])
+            ConfigError(vec![FieldError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }])
         })?;
         Config::from_yaml(&text)
     }
 
     /// Ids of tenants whose keys readiness waits for.
     pub fn required_tenants(&self) -> Vec<String> {
-        self.tenants.iter().filter(|t| t.required).map(|t| t.id.clone()).collect()
+        self.tenants
+            .iter()
+            .filter(|t| t.required)
+            .map(|t| t.id.clone())
+            .collect()
     }
 }
 
@@ -187,7 +204,10 @@ impl TryFrom<FileConfig> for Config {
         if f.threads == Some(0) {
             errs.push("threads", "must be at least 1");
         }
-        for (name, claim) in [("auth.tenant_claim", &f.auth.tenant_claim), ("auth.role_claim", &f.auth.role_claim)] {
+        for (name, claim) in [
+            ("auth.tenant_claim", &f.auth.tenant_claim),
+            ("auth.role_claim", &f.auth.role_claim),
+        ] {
             if claim.is_empty() {
                 errs.push(name, "must not be empty");
             }
@@ -209,16 +229,25 @@ impl TryFrom<FileConfig> for Config {
             errs.push("keys.refresh_floor", "must be at least 1s");
         }
         if refresh.ceiling < refresh.floor {
-            errs.push("keys.refresh_ceiling", "must not be below keys.refresh_floor");
+            errs.push(
+                "keys.refresh_ceiling",
+                "must not be below keys.refresh_floor",
+            );
         }
         if refresh.max_stale < refresh.ceiling {
-            errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
+            errs.push(
+                "keys.max_stale",
+                "must be at least keys.refresh_ceiling, or keys expire before their refresh",
+            );
         }
         let startup = match k.startup.as_deref() {
             None | Some("fail_fast") => Startup::FailFast,
             Some("not_ready") => Startup::NotReady,
             Some(other) => {
-                errs.push("keys.startup", format!("{other:?} is not fail_fast or not_ready"));
+                errs.push(
+                    "keys.startup",
+                    format!("{other:?} is not fail_fast or not_ready"),
+                );
                 Startup::FailFast
             }
         };
@@ -239,11 +268,17 @@ impl TryFrom<FileConfig> for Config {
                 errs.push(format!("{p}.issuer"), "must not be empty");
             }
             if t.audiences.is_empty() {
-                errs.push(format!("{p}.audiences"), "at least one audience is required");
+                errs.push(
+                    format!("{p}.audiences"),
+                    "at least one audience is required",
+                );
             }
             let mut algorithms = Vec::new();
             if t.algorithms.is_empty() {
-                errs.push(format!("{p}.algorithms"), "at least one algorithm is required");
+                errs.push(
+                    format!("{p}.algorithms"),
+                    "at least one algorithm is required",
+                );
             }
             for (i, a) in t.algorithms.iter().enumerate() {
                 match a.parse::<Algorithm>() {
@@ -260,7 +295,10 @@ impl TryFrom<FileConfig> for Config {
                         check_url(u, &format!("{p}.keys.url"), &mut errs);
                         KeySource::Url(u.clone())
                     }
-                    (None, Some(path)) => KeySource::File { path: path.clone(), kid: src.kid.clone() },
+                    (None, Some(path)) => KeySource::File {
+                        path: path.clone(),
+                        kid: src.kid.clone(),
+                    },
                     _ => {
                         errs.push(format!("{p}.keys"), "set exactly one of url or file");
                         KeySource::Url(String::new())
@@ -269,7 +307,10 @@ impl TryFrom<FileConfig> for Config {
                 None => match &k.url_template {
                     Some(tpl) => KeySource::Url(tpl.replace("{tenant}", id)),
                     None => {
-                        errs.push(format!("{p}.keys"), "no key source: set keys here or keys.url_template");
+                        errs.push(
+                            format!("{p}.keys"),
+                            "no key source: set keys here or keys.url_template",
+                        );
                         KeySource::Url(String::new())
                     }
                 },
@@ -290,13 +331,30 @@ impl TryFrom<FileConfig> for Config {
             let p = format!("headers[{i}]");
             let name = h.header.to_ascii_lowercase();
             if !valid_header_name(&name) {
-                errs.push(format!("{p}.header"), format!("{:?} is not a valid header name", h.header));
+                errs.push(
+                    format!("{p}.header"),
+                    format!("{:?} is not a valid header name", h.header),
+                );
             }
-            if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
-                errs.push(format!("{p}.header"), format!("{:?} cannot carry a claim", h.header));
+            if [
+                "host",
+                "authorization",
+                "content-length",
+                "transfer-encoding",
+                "connection",
+            ]
+            .contains(&name.as_str())
+            {
+                errs.push(
+                    format!("{p}.header"),
+                    format!("{:?} cannot carry a claim", h.header),
+                );
             }
             if headers.iter().any(|m: &HeaderMapping| m.header == name) {
-                errs.push(format!("{p}.header"), format!("{:?} is mapped twice", h.header));
+                errs.push(
+                    format!("{p}.header"),
+                    format!("{:?} is mapped twice", h.header),
+                );
             }
             let array = match h.array.as_deref() {
                 None | Some("csv") => ArrayEncoding::Csv,
@@ -309,7 +367,11 @@ impl TryFrom<FileConfig> for Config {
             if h.claim.is_empty() {
                 errs.push(format!("{p}.claim"), "must not be empty");
             }
-            headers.push(HeaderMapping { claim: h.claim.clone(), header: name, array });
+            headers.push(HeaderMapping {
+                claim: h.claim.clone(),
+                header: name,
+                array,
+            });
         }
 
         let mut upstreams = BTreeMap::new();
@@ -325,7 +387,10 @@ impl TryFrom<FileConfig> for Config {
                 .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        errs.push(format!("{p}.peers[{i}]"), format!("{s:?} is not an ip:port address"));
+                        errs.push(
+                            format!("{p}.peers[{i}]"),
+                            format!("{s:?} is not an ip:port address"),
+                        );
                         None
                     }
                 })
@@ -334,7 +399,10 @@ impl TryFrom<FileConfig> for Config {
                 if !h.path.starts_with('/') {
                     errs.push(format!("{p}.health_check.path"), "must start with '/'");
                 }
-                HealthCheck { path: h.path.clone(), interval: h.interval.map_or(Duration::from_secs(5), |d| d.0) }
+                HealthCheck {
+                    path: h.path.clone(),
+                    interval: h.interval.map_or(Duration::from_secs(5), |d| d.0),
+                }
             });
             upstreams.insert(
                 name.clone(),
@@ -368,11 +436,17 @@ impl TryFrom<FileConfig> for Config {
                 Vec::new()
             });
             if !f.upstreams.contains_key(&r.upstream) {
-                errs.push(format!("{p}.upstream"), format!("no upstream named {:?}", r.upstream));
+                errs.push(
+                    format!("{p}.upstream"),
+                    format!("no upstream named {:?}", r.upstream),
+                );
             }
             let route_methods = methods(&r.methods, &format!("{p}.methods"), &mut errs);
             if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some()) {
-                errs.push(format!("{p}.public"), "a public route cannot have allow rules or max_token_lifetime");
+                errs.push(
+                    format!("{p}.public"),
+                    "a public route cannot have allow rules or max_token_lifetime",
+                );
             }
             let mut allow = Vec::new();
             for (j, a) in r.allow.iter().enumerate() {
@@ -383,17 +457,32 @@ impl TryFrom<FileConfig> for Config {
                 let rule_methods = methods(&a.methods, &format!("{ap}.methods"), &mut errs);
                 for (k, m) in rule_methods.iter().enumerate() {
                     if !route_methods.is_empty() && !route_methods.contains(m) {
-                        errs.push(format!("{ap}.methods[{k}]"), format!("{m} is not one of the route's methods"));
+                        errs.push(
+                            format!("{ap}.methods[{k}]"),
+                            format!("{m} is not one of the route's methods"),
+                        );
                     }
                 }
                 let owner = a.owner.as_ref().map(|o| {
-                    let has_param = segments.iter().any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
+                    let has_param = segments
+                        .iter()
+                        .any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
                     if !has_param {
-                        errs.push(format!("{ap}.owner.param"), format!("the route has no parameter {:?}", o.param));
+                        errs.push(
+                            format!("{ap}.owner.param"),
+                            format!("the route has no parameter {:?}", o.param),
+                        );
                     }
-                    OwnerRule { claim: o.claim.clone(), param: o.param.clone() }
+                    OwnerRule {
+                        claim: o.claim.clone(),
+                        param: o.param.clone(),
+                    }
                 });
-                allow.push(AllowRule { role: a.role.clone(), methods: rule_methods, owner });
+                allow.push(AllowRule {
+                    role: a.role.clone(),
+                    methods: rule_methods,
+                    owner,
+                });
             }
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),

@@ -50,7 +50,8 @@ pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
         [v] => *v,
         _ => return Err(AuthError::TokenMalformed("several Authorization headers")),
     };
-    let value = std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
+    let value =
+        std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
     let (scheme, rest) = value.split_once(' ').ok_or(AuthError::TokenMissing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::TokenMissing);
@@ -68,14 +69,35 @@ pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
 impl Engine {
     /// Builds an engine; the key store starts empty and is filled by the refresher.
     pub fn new(config: Config) -> Self {
-        let keys = Arc::new(KeyStore::new(config.tenants.iter().map(|t| t.id.as_str()), config.keys.refresh));
-        let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size);
-        Self { config, verifier, keys }
+        let keys = Arc::new(KeyStore::new(
+            config.tenants.iter().map(|t| t.id.as_str()),
+            config.keys.refresh,
+        ));
+        let verifier = Verifier::new(
+            config.verify.clone(),
+            config.tenants.clone(),
+            config.token_cache_size,
+        );
+        Self {
+            config,
+            verifier,
+            keys,
+        }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
-    pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Allowed, Refusal> {
-        let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch_tenant: None };
+    pub fn decide(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: &[&[u8]],
+        now: i64,
+    ) -> Result<Allowed, Refusal> {
+        let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal {
+            denial,
+            route,
+            refetch_tenant: None,
+        };
         let matched = self.config.router.find(method, path).map_err(|e| {
             refuse(
                 match e {
@@ -88,19 +110,30 @@ impl Engine {
         let route = matched.route.clone();
         let fwd = self.config.forward_authorization;
         if route.public {
-            let headers = header::plan(&self.config.headers, None, fwd).map_err(|e| refuse(e.into(), Some(route.clone())))?;
-            return Ok(Allowed { permit: policy::permit_public(matched), headers });
+            let headers = header::plan(&self.config.headers, None, fwd)
+                .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            return Ok(Allowed {
+                permit: policy::permit_public(matched),
+                headers,
+            });
         }
         let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
-        let verified = self.verifier.verify(token, &self.keys, now).map_err(|r| Refusal {
-            denial: r.error.into(),
-            route: Some(route.clone()),
-            refetch_tenant: r.refetch_tenant,
-        })?;
+        let verified = self
+            .verifier
+            .verify(token, &self.keys, now)
+            .map_err(|r| Refusal {
+                denial: r.error.into(),
+                route: Some(route.clone()),
+                refetch_tenant: r.refetch_tenant,
+            })?;
         let permit = policy::authorize(matched, verified, method, &self.config.role_claim)
             .map_err(|d| refuse(d, Some(route.clone())))?;
-        let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
-            .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+        let headers = header::plan(
+            &self.config.headers,
+            permit.token().map(|t| t.as_ref()),
+            fwd,
+        )
+        .map_err(|e| refuse(e.into(), Some(route.clone())))?;
         Ok(Allowed { permit, headers })
     }
 }
@@ -115,11 +148,23 @@ mod tests {
         assert_eq!(bearer(&[b"bearer   abc"]), Ok("abc"));
         assert_eq!(bearer(&[b"BEARER abc"]), Ok("abc"));
         assert_eq!(bearer(&[]), Err(AuthError::TokenMissing));
-        assert_eq!(bearer(&[b"Basic dXNlcjpwYXNz"]), Err(AuthError::TokenMissing));
+        assert_eq!(
+            bearer(&[b"Basic dXNlcjpwYXNz"]),
+            Err(AuthError::TokenMissing)
+        );
         assert_eq!(bearer(&[b"Bearer "]), Err(AuthError::TokenMissing));
         assert_eq!(bearer(&[b"Bearer"]), Err(AuthError::TokenMissing));
-        assert!(matches!(bearer(&[b"Bearer a", b"Bearer b"]), Err(AuthError::TokenMalformed(_))));
-        assert!(matches!(bearer(&[b"Bearer a\x01b"]), Err(AuthError::TokenMalformed(_))));
-        assert!(matches!(bearer(&[b"Bearer a b"]), Err(AuthError::TokenMalformed(_))));
+        assert!(matches!(
+            bearer(&[b"Bearer a", b"Bearer b"]),
+            Err(AuthError::TokenMalformed(_))
+        ));
+        assert!(matches!(
+            bearer(&[b"Bearer a\x01b"]),
+            Err(AuthError::TokenMalformed(_))
+        ));
+        assert!(matches!(
+            bearer(&[b"Bearer a b"]),
+            Err(AuthError::TokenMalformed(_))
+        ));
     }
 }

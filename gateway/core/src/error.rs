@@ -109,7 +109,11 @@ impl Denial {
     /// Maps this denial to status, reason code and challenge (RFC 6750 §3).
     pub fn response(&self) -> DenialResponse {
         const INVALID: Option<&str> = Some(r#"Bearer error="invalid_token""#);
-        let auth = |reason| DenialResponse { status: 401, reason, www_authenticate: INVALID };
+        let auth = |reason| DenialResponse {
+            status: 401,
+            reason,
+            www_authenticate: INVALID,
+        };
         let forbid = |reason| DenialResponse {
             status: 403,
             reason,
@@ -146,7 +150,11 @@ impl Denial {
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
             Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
-            Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
+            Denial::NoRoute => DenialResponse {
+                status: 404,
+                reason: "route_not_found",
+                www_authenticate: None,
+            },
             Denial::MethodNotAllowed => DenialResponse {
                 status: 405,
                 reason: "method_not_allowed",
@@ -177,21 +185,49 @@ mod tests {
     fn mapping_table() {
         let table: Vec<(Denial, u16, &str)> = vec![
             (AuthError::TokenMissing.into(), 401, "token_missing"),
-            (AuthError::TokenMalformed("x").into(), 401, "token_malformed"),
+            (
+                AuthError::TokenMalformed("x").into(),
+                401,
+                "token_malformed",
+            ),
             (AuthError::TokenTooLarge.into(), 401, "token_too_large"),
-            (AuthError::EncryptionUnsupported.into(), 401, "encryption_unsupported"),
-            (AuthError::HeaderUnsupported("crit").into(), 401, "header_unsupported"),
-            (AuthError::AlgorithmNotAllowed.into(), 401, "algorithm_not_allowed"),
+            (
+                AuthError::EncryptionUnsupported.into(),
+                401,
+                "encryption_unsupported",
+            ),
+            (
+                AuthError::HeaderUnsupported("crit").into(),
+                401,
+                "header_unsupported",
+            ),
+            (
+                AuthError::AlgorithmNotAllowed.into(),
+                401,
+                "algorithm_not_allowed",
+            ),
             (AuthError::KeyUnknown.into(), 401, "key_unknown"),
             (AuthError::KeysUnavailable.into(), 503, "keys_unavailable"),
             (AuthError::SignatureInvalid.into(), 401, "signature_invalid"),
             (AuthError::TokenExpired.into(), 401, "token_expired"),
-            (AuthError::TokenNotYetValid.into(), 401, "token_not_yet_valid"),
+            (
+                AuthError::TokenNotYetValid.into(),
+                401,
+                "token_not_yet_valid",
+            ),
             (AuthError::IssuerInvalid.into(), 401, "issuer_invalid"),
             (AuthError::AudienceInvalid.into(), 401, "audience_invalid"),
             (AuthError::TenantUnknown.into(), 401, "tenant_unknown"),
-            (AuthError::ClaimMissing("sub".into()).into(), 401, "claim_missing"),
-            (AuthError::ClaimInvalid("exp".into()).into(), 401, "claim_invalid"),
+            (
+                AuthError::ClaimMissing("sub".into()).into(),
+                401,
+                "claim_missing",
+            ),
+            (
+                AuthError::ClaimInvalid("exp".into()).into(),
+                401,
+                "claim_invalid",
+            ),
             (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
@@ -204,13 +240,20 @@ mod tests {
             assert_eq!((r.status, r.reason), (status, reason), "{d:?}");
             match status {
                 401 => assert!(r.www_authenticate.unwrap().starts_with("Bearer")),
-                403 => assert_eq!(r.www_authenticate, Some(r#"Bearer error="insufficient_scope""#)),
+                403 => assert_eq!(
+                    r.www_authenticate,
+                    Some(r#"Bearer error="insufficient_scope""#)
+                ),
                 _ => assert!(r.www_authenticate.is_none()),
             }
             let body: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(body["reason"], reason);
         }
-        assert_eq!(Denial::from(AuthError::SignatureInvalid).response().www_authenticate,
-            Some(r#"Bearer error="invalid_token""#));
+        assert_eq!(
+            Denial::from(AuthError::SignatureInvalid)
+                .response()
+                .www_authenticate,
+            Some(r#"Bearer error="invalid_token""#)
+        );
     }
 }

@@ -48,7 +48,10 @@ pub struct RouteMatch {
 impl RouteMatch {
     /// The value of a captured parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -78,7 +81,10 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid parameter name {name:?}"));
             }
-            if out.iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
+            if out
+                .iter()
+                .any(|s| matches!(s, Segment::Param(n) if n == name))
+            {
                 return Err(format!("parameter {name:?} appears twice"));
             }
             out.push(Segment::Param(name.into()));
@@ -108,7 +114,9 @@ fn hostile(seg: &str) -> bool {
 impl Router {
     /// Builds a router over routes in match order.
     pub fn new(routes: Vec<Route>) -> Self {
-        Self { routes: routes.into_iter().map(Arc::new).collect() }
+        Self {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
     }
 
     /// All routes.
@@ -120,10 +128,14 @@ impl Router {
     pub fn find(&self, method: &str, path: &str) -> Result<RouteMatch, NoMatch> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let rest = path.strip_prefix('/').ok_or(NoMatch::BadPath)?;
-        let segs: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        let segs: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
         // A single trailing slash is tolerated; every other segment must be sound.
         let segs = match segs.split_last() {
-            Some((last, init)) if last.is_empty() => init.to_vec(),
+            Some((&"", init)) => init.to_vec(),
             _ => segs,
         };
         if segs.iter().any(|s| hostile(s)) {
@@ -131,14 +143,23 @@ impl Router {
         }
         let mut path_matched = false;
         for route in &self.routes {
-            let Some(params) = match_segments(route, &segs) else { continue };
+            let Some(params) = match_segments(route, &segs) else {
+                continue;
+            };
             if !route.methods.is_empty() && !route.methods.iter().any(|m| m == method) {
                 path_matched = true;
                 continue;
             }
-            return Ok(RouteMatch { route: route.clone(), params });
+            return Ok(RouteMatch {
+                route: route.clone(),
+                params,
+            });
         }
-        Err(if path_matched { NoMatch::Method } else { NoMatch::NotFound })
+        Err(if path_matched {
+            NoMatch::Method
+        } else {
+            NoMatch::NotFound
+        })
     }
 }
 
@@ -178,19 +199,49 @@ mod tests {
     fn matching_table() {
         let r = Router::new(vec![
             route("records", "/patients/{patient_id}/records", false, &["GET"]),
-            route("update", "/patients/{patient_id}/records/{record_id}", false, &["PUT"]),
+            route(
+                "update",
+                "/patients/{patient_id}/records/{record_id}",
+                false,
+                &["PUT"],
+            ),
             route("echo", "/echo", true, &[]),
         ]);
         let m = r.find("GET", "/patients/p-1/records?x=1").unwrap();
-        assert_eq!((m.route.name.as_str(), m.param("patient_id")), ("records", Some("p-1")));
-        assert_eq!(r.find("GET", "/patients/p-1/records/").unwrap().route.name, "records");
-        assert_eq!(r.find("PUT", "/patients/p-1/records/r-2").unwrap().param("record_id"), Some("r-2"));
-        assert_eq!(r.find("POST", "/patients/p-1/records").unwrap_err(), NoMatch::Method);
-        assert_eq!(r.find("GET", "/patients/p-1").unwrap_err(), NoMatch::NotFound);
+        assert_eq!(
+            (m.route.name.as_str(), m.param("patient_id")),
+            ("records", Some("p-1"))
+        );
+        assert_eq!(
+            r.find("GET", "/patients/p-1/records/").unwrap().route.name,
+            "records"
+        );
+        assert_eq!(
+            r.find("PUT", "/patients/p-1/records/r-2")
+                .unwrap()
+                .param("record_id"),
+            Some("r-2")
+        );
+        assert_eq!(
+            r.find("POST", "/patients/p-1/records").unwrap_err(),
+            NoMatch::Method
+        );
+        assert_eq!(
+            r.find("GET", "/patients/p-1").unwrap_err(),
+            NoMatch::NotFound
+        );
         assert_eq!(r.find("GET", "/echo").unwrap().route.name, "echo");
         assert_eq!(r.find("DELETE", "/echo/a/b").unwrap().route.name, "echo");
         assert_eq!(r.find("GET", "/echoes").unwrap_err(), NoMatch::NotFound);
-        for bad in ["/echo/../patients/p-2/records", "/echo/./x", "/echo//x", "/echo/%2e%2e/x", "/echo/a%2Fb", "echo", "/echo/a\\b"] {
+        for bad in [
+            "/echo/../patients/p-2/records",
+            "/echo/./x",
+            "/echo//x",
+            "/echo/%2e%2e/x",
+            "/echo/a%2Fb",
+            "echo",
+            "/echo/a\\b",
+        ] {
             assert_eq!(r.find("GET", bad).unwrap_err(), NoMatch::BadPath, "{bad}");
         }
     }

@@ -49,7 +49,12 @@ impl TestKey {
             other => panic!("unsupported test alg {other:?}"),
         }
         .expect("test key parses");
-        Self { kid: kid.into(), alg, enc, file: file.into() }
+        Self {
+            kid: kid.into(),
+            alg,
+            enc,
+            file: file.into(),
+        }
     }
 
     /// The public JWK (with `kid`, `alg`, `use: sig`).
@@ -78,7 +83,10 @@ impl TestKey {
             Algorithm::EdDSA => "EdDSA",
             _ => unreachable!(),
         };
-        self.mint_raw(&json!({"alg": alg, "typ": "JWT", "kid": self.kid}).to_string(), &claims.to_string())
+        self.mint_raw(
+            &json!({"alg": alg, "typ": "JWT", "kid": self.kid}).to_string(),
+            &claims.to_string(),
+        )
     }
 
     /// A compact JWS over exactly these header and payload texts, signed with this key.
@@ -93,7 +101,9 @@ fn pem_body(pem: &[u8]) -> Vec<u8> {
     use base64::Engine;
     let text = String::from_utf8_lossy(pem);
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD.decode(body).expect("pem body")
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("pem body")
 }
 
 /// Unpadded base64url.
@@ -109,7 +119,10 @@ pub fn jwks(keys: &[&TestKey]) -> String {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// Valid claims for `tenant` issued by `https://issuer.test/<tenant>` for audience `api`.
@@ -168,7 +181,13 @@ impl JwksServer {
 
     /// Fetches of `tenant` so far.
     pub fn fetches(&self, tenant: &str) -> usize {
-        self.state.fetches.lock().unwrap().get(tenant).copied().unwrap_or(0)
+        self.state
+            .fetches
+            .lock()
+            .unwrap()
+            .get(tenant)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// `http://addr/jwk/{tenant}`.
@@ -182,14 +201,32 @@ impl JwksServer {
     }
 }
 
-async fn serve_jwks(State(st): State<Arc<JwksState>>, Path(tenant): Path<String>) -> impl IntoResponse {
+async fn serve_jwks(
+    State(st): State<Arc<JwksState>>,
+    Path(tenant): Path<String>,
+) -> impl IntoResponse {
     st.total.fetch_add(1, Ordering::SeqCst);
-    *st.fetches.lock().unwrap().entry(tenant.clone()).or_default() += 1;
+    *st.fetches
+        .lock()
+        .unwrap()
+        .entry(tenant.clone())
+        .or_default() += 1;
     let doc = st.docs.lock().unwrap().get(&tenant).cloned();
     let cc = format!("public, max-age={}", st.max_age.load(Ordering::SeqCst));
     match doc {
-        Some(d) => (StatusCode::OK, [("cache-control", cc), ("content-type", "application/json".into())], d),
-        None => (StatusCode::NOT_FOUND, [("cache-control", cc), ("content-type", "text/plain".into())], String::new()),
+        Some(d) => (
+            StatusCode::OK,
+            [
+                ("cache-control", cc),
+                ("content-type", "application/json".into()),
+            ],
+            d,
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            [("cache-control", cc), ("content-type", "text/plain".into())],
+            String::new(),
+        ),
     }
 }
 
@@ -219,7 +256,12 @@ impl EchoServer {
     }
 }
 
-async fn echo(State(hits): State<Arc<AtomicUsize>>, method: Method, uri: Uri, headers: HeaderMap) -> Json<Value> {
+async fn echo(
+    State(hits): State<Arc<AtomicUsize>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Json<Value> {
     hits.fetch_add(1, Ordering::SeqCst);
     let mut h = serde_json::Map::new();
     for name in headers.keys() {

@@ -1,0 +1,133 @@
+//! Start-up behaviour (fail fast / not ready), readiness, and dead upstreams.
+
+mod support;
+
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use support::{free_port, standard_config, Gateway};
+use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_fast_refuses_to_start_without_required_keys() {
+    let dead = format!("http://127.0.0.1:{}/jwk/{{tenant}}", free_port());
+    let echo = EchoServer::start().await;
+    let (port, admin) = (free_port(), free_port());
+    let yaml = format!(
+        "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{}",
+        standard_config(
+            &dead,
+            echo.addr,
+            "  fetch_timeout: 500ms\n  startup: fail_fast"
+        )
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = support::write_config(&dir, &yaml);
+    let (ok, out) = support::run_binary(&["--config", path.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        out.contains("fail_fast") && out.contains("t1") && out.contains("t2"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_keys_load_then_serves() {
+    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
+    let server = JwksServer::start(60).await;
+    let echo = EchoServer::start().await;
+    let gw = Gateway::start(&standard_config(
+        &server.url_template(),
+        echo.addr,
+        "  startup: not_ready\n  fetch_timeout: 500ms",
+    ))
+    .await;
+    let http = reqwest::Client::new();
+    let ready = http.get(gw.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["tenants_without_keys"], json!(["t1", "t2"]));
+    // While keys are missing a valid token gets a 503 with a reason, not a forgery verdict.
+    let token = key.mint(&claims("t1", "u", json!("doctor")));
+    let resp = http
+        .get(gw.url("/echo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["reason"],
+        "keys_unavailable"
+    );
+
+    server.set("t1", jwks(&[&key]));
+    server.set(
+        "t2",
+        jwks(&[&TestKey::load("ec-b.pem", "t2-1", Algorithm::ES256)]),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = http
+            .get(gw.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if st == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        http.get(gw.url("/echo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let metrics = http
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_requests_total") && metrics.contains("gateway_key_fetches_total")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_upstream_gives_a_json_5xx_quickly_never_a_hang() {
+    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = Gateway::start(&standard_config(&server.url_template(), dead, "")).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let token = key.mint(&claims("t1", "u", json!("doctor")));
+    let started = Instant::now();
+    let resp = http
+        .get(gw.url("/echo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap();
+    assert!(status == 502 || status == 503, "{status} {body}");
+    assert!(
+        ["upstream_unavailable", "upstream_failed"].contains(&body["reason"].as_str().unwrap()),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
