@@ -131,3 +131,44 @@ async fn dead_upstream_gives_a_json_5xx_quickly_never_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is_optional() {
+    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let echo = EchoServer::start().await;
+    let dead = free_port();
+    let body = standard_config(&server.url_template(), echo.addr, "")
+        .replace(
+            &format!(
+                "peers: [\"{}\"]\n    health_check: {{ path: /healthz, interval: 1s }}",
+                echo.addr
+            ),
+            &format!(
+                "peers: [\"127.0.0.1:{dead}\", \"{}\"]\n    retries: 1",
+                echo.addr
+            ),
+        )
+        .replace("auth:\n", "auth:\n  forward_authorization: true\n");
+    assert!(body.contains(&format!("127.0.0.1:{dead}")) && body.contains("forward_authorization"));
+    let gw = Gateway::start(&body).await;
+    let http = reqwest::Client::new();
+    let token = key.mint(&claims("t1", "u", json!("doctor")));
+    for _ in 0..6 {
+        let resp = http
+            .get(gw.url("/echo"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            resp.status(),
+            200,
+            "round robin hits the dead peer, the retry goes to the live one"
+        );
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["headers"]["authorization"], format!("Bearer {token}"));
+    }
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit and end-to-end tests of all crates, and a
+# smoke run of the demo stack (scripts/demo.sh) on loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/gateway-test.log
+echo "== demo stack smoke run"
+scripts/demo.sh --smoke
