@@ -36,11 +36,20 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    // Pingora logs whole request headers at debug level, which would put tokens and
+    // identities in the log: its crates are capped at info whatever RUST_LOG says.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into())
+        .add_directive("pingora_proxy=info".parse().expect("static directive"))
+        .add_directive("pingora_core=info".parse().expect("static directive"))
+        .add_directive(
+            "pingora_load_balancing=info"
+                .parse()
+                .expect("static directive"),
+        );
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into()),
-        )
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter)
         .init();
     let cli = Cli::parse();
     let config = match Config::from_file(&cli.config) {

@@ -172,3 +172,51 @@ async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is
         assert_eq!(body["headers"]["authorization"], format!("Bearer {token}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
+    let key = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let echo = EchoServer::start().await;
+    let gw = Gateway::start_logging(
+        &standard_config(&server.url_template(), echo.addr, ""),
+        "trace",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let good = key.mint(&claims("t1", "patient-secret-id", json!("doctor")));
+    let expired = {
+        let mut c = claims("t1", "patient-secret-id", json!("doctor"));
+        c["exp"] = json!(testkit::now() - 3600);
+        key.mint(&c)
+    };
+    for t in [&good, &expired, &"garbage.token.value".to_string()] {
+        let _ = http
+            .get(gw.url("/echo"))
+            .bearer_auth(t)
+            .send()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = gw.log();
+    assert!(log.contains("request"), "request lines are logged: {log}");
+    let n = key.jwk()["n"].as_str().unwrap().to_string();
+    for secret in [
+        &good[..40],
+        &good[good.len() - 40..],
+        &expired[expired.len() - 40..],
+        "garbage.token",
+        "patient-secret-id",
+        &n[..40],
+    ] {
+        if let Some(at) = log.find(secret) {
+            panic!(
+                "log leaked {secret}: ...{}...",
+                &log[at.saturating_sub(300)..at]
+            );
+        }
+    }
+}

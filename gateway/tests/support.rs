@@ -44,18 +44,25 @@ impl Gateway {
     /// Starts the gateway with this config body (listen addresses are added here)
     /// and waits until `/healthz` answers.
     pub async fn start(body: &str) -> Gateway {
+        Self::start_logging(body, "warn").await
+    }
+
+    /// Like [`Gateway::start`] with `RUST_LOG` set to `filter`; stderr goes to a file
+    /// read back by [`Gateway::log`].
+    pub async fn start_logging(body: &str, filter: &str) -> Gateway {
         let (port, admin) = (free_port(), free_port());
         let yaml = format!(
             "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}"
         );
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(&dir, &yaml);
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
             .arg("--config")
             .arg(&path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", filter)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut gw = Gateway {
@@ -72,7 +79,7 @@ impl Gateway {
         let client = reqwest::Client::new();
         for _ in 0..200 {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("gateway exited early: {status}");
+                panic!("gateway exited early: {status}\n{}", self.log());
             }
             if let Ok(r) = client
                 .get(format!("http://127.0.0.1:{}/healthz", self.admin))
@@ -86,6 +93,11 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("gateway did not become healthy");
+    }
+
+    /// Everything the gateway wrote to stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default()
     }
 
     /// `http://127.0.0.1:<port><path>`.
