@@ -24,6 +24,36 @@ pub fn now() -> i64 {
 /// Largest JWKS document accepted from a source.
 const MAX_JWKS_BYTES: usize = 1 << 20;
 
+/// Parses a local key file: JWKS when it looks like JSON, PEM otherwise.
+fn parse_file(bytes: &[u8], kid: Option<&str>) -> Result<KeySet, gateway_core::KeyError> {
+    if bytes.trim_ascii_start().starts_with(b"{") {
+        KeySet::from_jwks(bytes)
+    } else {
+        KeySet::from_pem(bytes, kid)
+    }
+}
+
+/// Loads every file key source now (check mode), returning `field path: problem` lines.
+pub fn check_files(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &config.tenants {
+        if let KeySource::File { path, kid } = &t.keys {
+            let field = format!("tenants.{}.keys.file", t.id);
+            match std::fs::read(path) {
+                Err(e) => out.push(format!("{field}: {path}: {e}")),
+                Ok(bytes) => match parse_file(&bytes, kid.as_deref()) {
+                    Err(e) => out.push(format!("{field}: {path}: {e}")),
+                    Ok(set) if set.is_empty() => {
+                        out.push(format!("{field}: {path}: no usable signing key"))
+                    }
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+    out
+}
+
 /// Loads tenant key sets and installs them in the store.
 pub struct KeyFetcher {
     store: Arc<KeyStore>,
@@ -87,12 +117,8 @@ impl KeyFetcher {
                 let bytes = tokio::fs::read(path)
                     .await
                     .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-                let set = if bytes.trim_ascii_start().starts_with(b"{") {
-                    KeySet::from_jwks(&bytes)
-                } else {
-                    KeySet::from_pem(&bytes, kid.as_deref())
-                }
-                .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let set = parse_file(&bytes, kid.as_deref())
+                    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
                 Ok((set, None))
             }
         }

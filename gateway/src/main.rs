@@ -60,6 +60,15 @@ fn main() -> ExitCode {
         }
     };
     if cli.check || cli.pingora.test {
+        let problems = keys::check_files(&config);
+        if !problems.is_empty() {
+            eprintln!(
+                "invalid config {}:\n{}",
+                cli.config.display(),
+                problems.join("\n")
+            );
+            return ExitCode::from(2);
+        }
         println!("config {} is valid", cli.config.display());
         return ExitCode::SUCCESS;
     }

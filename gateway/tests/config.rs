@@ -100,3 +100,28 @@ fn unknown_fields_and_type_errors_name_the_field() {
     let err = Config::from_yaml(&bad_dur).unwrap_err().to_string();
     assert!(err.contains("auth.leeway"), "{err}");
 }
+
+#[test]
+fn check_mode_loads_pem_key_files_and_names_the_wrong_type() {
+    let keys = testkit::keys_dir();
+    let cfg = |file: &str| {
+        format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\ntenants:\n  t1:\n    issuer: i\n    audiences: [a]\n    algorithms: [RS256]\n    keys: {{ file: {}/{file} }}\nupstreams:\n  u: {{ peers: [\"127.0.0.1:3\"] }}\nroutes:\n  - {{ prefix: /, upstream: u }}\n",
+            keys.display()
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    for (file, ok, needle) in [
+        ("rsa-a.pub.pem", true, "is valid"),
+        ("rsa-a.cert.pem", true, "is valid"),
+        ("rsa-a.pkcs1.pub.pem", false, "found a PKCS#1 RSA public key (RSA PUBLIC KEY), expected an SPKI public key (PUBLIC KEY) or an X.509 certificate (CERTIFICATE)"),
+        ("rsa-a.pem", false, "found a PKCS#8 private key (PRIVATE KEY)"),
+        ("missing.pem", false, "tenants.t1.keys.file"),
+    ] {
+        let path = dir.path().join("g.yaml");
+        std::fs::write(&path, cfg(file)).unwrap();
+        let (got, out) = run_binary(&["--config", path.to_str().unwrap(), "--check"]);
+        assert_eq!(got, ok, "{file}: {out}");
+        assert!(out.contains(needle), "{file}: {out}");
+    }
+}

@@ -220,3 +220,37 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_upstream_times_out_with_504() {
+    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let echo = EchoServer::start().await;
+    let body = standard_config(&server.url_template(), echo.addr, "")
+        .replace("read_timeout: 5s", "read_timeout: 300ms");
+    let gw = Gateway::start(&body).await;
+    let token = key.mint(&claims("t1", "u", json!("doctor")));
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(gw.url("/echo?sleep_ms=2000"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 504);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["reason"],
+        "upstream_timeout"
+    );
+    assert_eq!(
+        http.get(gw.url("/echo?sleep_ms=10"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

@@ -231,7 +231,8 @@ async fn serve_jwks(
 }
 
 /// An in-process echo upstream: answers every request with a JSON of its method,
-/// path and headers (names lower-cased, repeated headers joined), plus `GET /healthz`.
+/// path and headers (names lower-cased, repeated headers joined), plus `GET /healthz`;
+/// `?sleep_ms=N` delays the answer.
 pub struct EchoServer {
     /// Bound address.
     pub addr: SocketAddr,
@@ -263,6 +264,13 @@ async fn echo(
     headers: HeaderMap,
 ) -> Json<Value> {
     hits.fetch_add(1, Ordering::SeqCst);
+    if let Some(ms) = uri
+        .query()
+        .and_then(|q| q.strip_prefix("sleep_ms="))
+        .and_then(|v| v.parse().ok())
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
     let mut h = serde_json::Map::new();
     for name in headers.keys() {
         let values: Vec<String> = headers
