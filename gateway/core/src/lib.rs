@@ -19,6 +19,7 @@ pub mod key;
 pub mod keystore;
 mod pem_key;
 pub mod policy;
+pub mod replay;
 pub mod route;
 pub mod tenant;
 pub mod verify;

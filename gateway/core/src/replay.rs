@@ -1,0 +1,135 @@
+//! One-time tokens: a `jti` may pass once. The store is behind a small trait so a
+//! shared store (e.g. Redis `SET NX EX`) can back it when several gateways run side
+//! by side; the in-memory one is sharded, keyed by tenant, issuer and `jti` (never
+//! by the token string, which ECDSA malleability can change), keeps each entry until
+//! the token's `exp` and no longer, and is bounded: when full it refuses (fails
+//! closed) rather than forgetting an unexpired `jti`.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Mutex;
+
+/// What a replay check says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstUse {
+    /// First time seen: recorded until `exp`.
+    Yes,
+    /// Seen before and not yet expired.
+    Replayed,
+    /// The store is full of unexpired entries; refuse rather than risk a replay.
+    Full,
+}
+
+/// A store of used one-time token ids.
+pub trait ReplayStore: Send + Sync {
+    /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
+    fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse;
+}
+
+type Key = (String, String, String);
+
+/// The in-memory replay store.
+#[derive(Debug)]
+pub struct MemoryReplayStore {
+    shards: Vec<Mutex<HashMap<Key, i64>>>,
+    per_shard: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl MemoryReplayStore {
+    /// A store holding at most about `capacity` unexpired ids.
+    pub fn new(capacity: usize) -> Self {
+        let shards = 16;
+        Self {
+            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            per_shard: capacity.div_ceil(shards).max(1),
+            hasher: Default::default(),
+        }
+    }
+
+    /// Number of ids held (expired ones included until swept).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().map_or(0, |m| m.len())).sum()
+    }
+
+    /// True when no id is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
+        let key = (tenant.to_owned(), issuer.to_owned(), jti.to_owned());
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        let shard = &self.shards[(h.finish() as usize) % self.shards.len()];
+        let mut map = match shard.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(&until) = map.get(&key) {
+            if until >= now {
+                return FirstUse::Replayed;
+            }
+        }
+        if map.len() >= self.per_shard {
+            map.retain(|_, until| *until >= now);
+            if map.len() >= self.per_shard {
+                return FirstUse::Full;
+            }
+        }
+        map.insert(key, exp);
+        FirstUse::Yes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn once_until_exp_and_namespaced() {
+        let s = MemoryReplayStore::new(100);
+        assert_eq!(s.first_use("t1", "i", "j1", 110, 100), FirstUse::Yes);
+        assert_eq!(s.first_use("t1", "i", "j1", 110, 105), FirstUse::Replayed);
+        assert_eq!(s.first_use("t2", "i", "j1", 110, 105), FirstUse::Yes, "other tenant");
+        assert_eq!(s.first_use("t1", "i2", "j1", 110, 105), FirstUse::Yes, "other issuer");
+        // After exp the token itself is expired; the entry may be reused/swept.
+        assert_eq!(s.first_use("t1", "i", "j1", 200, 111), FirstUse::Yes);
+    }
+
+    #[test]
+    fn bounded_and_fails_closed_but_sweeps_expired() {
+        let s = MemoryReplayStore::new(16);
+        let mut full = 0;
+        for i in 0..64 {
+            if s.first_use("t", "i", &format!("j{i}"), 1000, 0) == FirstUse::Full {
+                full += 1;
+            }
+        }
+        assert!(full > 0 && s.len() <= 16, "bounded: {}", s.len());
+        // Once those expire, new ids fit again: memory does not grow with time.
+        for i in 0..16 {
+            assert_ne!(s.first_use("t", "i", &format!("k{i}"), 3000, 2000), FirstUse::Replayed);
+        }
+        assert!(s.len() <= 16);
+    }
+
+    #[test]
+    fn concurrent_uses_exactly_one_wins() {
+        for round in 0..50 {
+            let s = Arc::new(MemoryReplayStore::new(1000));
+            let jti = format!("j{round}");
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (s, jti) = (s.clone(), jti.clone());
+                    std::thread::spawn(move || s.first_use("t", "i", &jti, 100, 1))
+                })
+                .collect();
+            let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|r| *r == FirstUse::Yes).count();
+            assert_eq!(wins, 1);
+        }
+    }
+}
