@@ -4,6 +4,8 @@
 # and requests/s, p50/p99 latency, gateway CPU per request and the ratio
 # authenticated/pass-through are printed.
 # Usage: load-tests/compare.sh [seconds=10] [connections=32]
+# Env: GW_THREADS (gateway worker threads, default 1), TOKEN_CACHE (verified-token
+# cache size, default 10000; 0 verifies the signature on every request).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
@@ -27,6 +29,8 @@ cat >"$WORK/gw.yaml" <<YAML
 listen: 127.0.0.1:$GW
 admin_listen: 127.0.0.1:$ADMIN
 threads: ${GW_THREADS:-1}
+auth:
+  token_cache_size: ${TOKEN_CACHE:-10000}
 tenants:
   t1:
     issuer: https://issuer.test/t1
@@ -72,7 +76,7 @@ run() { # name url [script]
   printf '%-14s %10s req/s  p50 %-9s p99 %-9s gateway CPU/req %6s us  non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "$cpu_us" "$non2xx"
   eval "RPS_$name=$rps"
 }
-echo "wrk: ${DUR}s per route, $CONN connections, gateway threads ${GW_THREADS:-1}, on $(nproc) cores shared with wrk"
+echo "wrk: ${DUR}s per route, $CONN connections, gateway threads ${GW_THREADS:-1}, token cache ${TOKEN_CACHE:-10000}, on $(nproc) cores shared with wrk"
 run passthrough "http://127.0.0.1:$GW/echo/open"
 run rs256_auth "http://127.0.0.1:$GW/echo/secure" -s load-tests/auth.lua
 python3 -c "print(f'ratio authenticated/pass-through: {float(\"$RPS_rs256_auth\")/float(\"$RPS_passthrough\"):.3f}')"
