@@ -3,19 +3,16 @@
 
 use crate::keys::now;
 use crate::metrics::Metrics;
+use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
-use gateway_core::KeyStore;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use std::sync::Arc;
 
 /// The admin HTTP app.
 pub struct Admin {
-    /// Key cache, for readiness.
-    pub keys: Arc<KeyStore>,
-    /// Tenants readiness waits for.
-    pub required: Vec<String>,
+    /// The current runtime, for readiness.
+    pub rt: SharedRuntime,
     /// Metrics to render.
     pub metrics: Metrics,
 }
@@ -36,13 +33,8 @@ impl ServeHttp for Admin {
         match session.req_header().uri.path() {
             "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
-                let now = now();
-                let missing: Vec<&str> = self
-                    .required
-                    .iter()
-                    .filter(|t| self.keys.get(t, now).is_none())
-                    .map(String::as_str)
-                    .collect();
+                let rt = self.rt.load();
+                let missing = rt.missing_keys(now());
                 if missing.is_empty() {
                     respond(200, "application/json", br#"{"status":"ready"}"#.to_vec())
                 } else {

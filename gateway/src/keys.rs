@@ -3,6 +3,7 @@
 //! and on demand after an unknown `kid`.
 
 use crate::metrics::Metrics;
+use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::config::Config;
 use gateway_core::keystore::{parse_max_age, KeyStore};
@@ -184,7 +185,7 @@ impl KeyFetcher {
     }
 
     /// Refreshes every tenant whose schedule is due.
-    async fn tick(&self) {
+    pub async fn tick(&self) {
         let now = now();
         for tenant in self.store.due(now) {
             if let Some(_slot) = self.store.try_scheduled(&tenant) {
@@ -199,16 +200,16 @@ impl KeyFetcher {
     }
 }
 
-/// The "jwks refresh" background service.
-pub struct KeyRefresher(pub Arc<KeyFetcher>);
+/// The "jwks refresh" background service, always driving the current runtime's fetcher.
+pub struct KeyRefresher(pub SharedRuntime);
 
 #[async_trait]
 impl BackgroundService for KeyRefresher {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         loop {
-            self.0.tick().await;
-            let wait = self
-                .0
+            let fetcher = self.0.load().fetcher.clone();
+            fetcher.tick().await;
+            let wait = fetcher
                 .store
                 .next_due()
                 .map_or(1, |due| (due - now()).clamp(1, 5)) as u64;

@@ -7,18 +7,19 @@ mod admin;
 mod keys;
 mod metrics;
 mod proxy;
+mod reload;
+mod runtime;
 mod upstream;
 
 use clap::Parser;
 use gateway_core::config::Startup;
-use gateway_core::{Config, Engine};
+use gateway_core::Config;
 use pingora::prelude::*;
 use pingora::server::configuration::Opt;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -87,44 +88,33 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let admin_listen = config.admin_listen.to_string();
     let threads = config.threads;
     let startup = config.keys.startup;
-    let required = config.required_tenants();
-    let (pools, health_services) = upstream::build(&config.upstreams)?;
-    let engine = Arc::new(Engine::new(config));
-    let fetcher = Arc::new(keys::KeyFetcher::new(
-        &engine.config,
-        engine.keys.clone(),
-        metrics.clone(),
-    )?);
+    let first = runtime::Runtime::build(config, None, &metrics)?;
 
     let failed = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(fetcher.load_all());
-    let failed_required: Vec<_> = failed
-        .iter()
-        .filter(|(t, _)| required.contains(t))
-        .collect();
+        .block_on(first.fetcher.load_all());
     for (tenant, why) in &failed {
         tracing::warn!(tenant, error = %why, "tenant keys not loaded at start-up");
     }
+    let failed_required: Vec<String> = failed
+        .iter()
+        .filter(|(t, _)| first.required.contains(t))
+        .map(|(t, e)| format!("{t} ({e})"))
+        .collect();
     if startup == Startup::FailFast && !failed_required.is_empty() {
-        let list: Vec<String> = failed_required
-            .iter()
-            .map(|(t, e)| format!("{t} ({e})"))
-            .collect();
         anyhow::bail!(
             "keys.startup is fail_fast and required tenant keys could not be loaded: {}",
-            list.join(", ")
+            failed_required.join(", ")
         );
     }
+    let rt = runtime::shared(first);
 
     let mut server = Server::new(Some(cli.pingora))?;
     server.bootstrap();
 
     let gateway = proxy::Gateway {
-        engine: engine.clone(),
-        fetcher: fetcher.clone(),
-        pools,
+        rt: rt.clone(),
         metrics: metrics.clone(),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
@@ -138,9 +128,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let mut admin = Service::new(
         "gateway admin".to_string(),
         admin::Admin {
-            keys: engine.keys.clone(),
-            required,
-            metrics,
+            rt: rt.clone(),
+            metrics: metrics.clone(),
         },
     );
     admin.threads = Some(1);
@@ -150,11 +139,20 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(admin);
     server.add_service(background_service(
         "jwks refresh",
-        keys::KeyRefresher(fetcher),
+        keys::KeyRefresher(rt.clone()),
     ));
-    for hc in health_services {
-        server.add_service(hc);
-    }
+    server.add_service(background_service(
+        "upstream health",
+        upstream::HealthChecks(rt.clone()),
+    ));
+    server.add_service(background_service(
+        "config reload",
+        reload::Reloader {
+            path: cli.config,
+            rt,
+            metrics,
+        },
+    ));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run_forever();
 }

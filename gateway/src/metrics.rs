@@ -21,6 +21,8 @@ pub struct Metrics {
     pub key_age: IntGaugeVec,
     /// Upstream request latency by upstream.
     pub upstream_seconds: HistogramVec,
+    /// Config reloads by result.
+    pub reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -69,6 +71,11 @@ impl Metrics {
             ),
             &["upstream"],
         )?;
+        let reloads = IntCounterVec::new(
+            Opts::new("gateway_config_reloads_total", "Config reloads by result."),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -83,6 +90,7 @@ impl Metrics {
             key_fetches,
             key_age,
             upstream_seconds,
+            reloads,
         })
     }
 

@@ -4,34 +4,30 @@
 //! `fail_to_proxy` turns upstream failures into JSON 502/503/504s, and `logging`
 //! records metrics and one log line without token content.
 
-use crate::keys::{now, KeyFetcher};
+use crate::keys::now;
 use crate::metrics::Metrics;
-use crate::upstream::Pool;
+use crate::runtime::{Runtime, SharedRuntime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_core::header::HeaderPlan;
-use gateway_core::{Allowed, Engine, Refusal};
+use gateway_core::{Allowed, Refusal};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// The gateway proxy.
 pub struct Gateway {
-    /// Decision core.
-    pub engine: Arc<Engine>,
-    /// Key fetcher, for unknown-`kid` refetches.
-    pub fetcher: Arc<KeyFetcher>,
-    /// Upstream pools by name.
-    pub pools: HashMap<String, Pool>,
+    /// The current runtime (engine, pools, fetcher), swapped on reload.
+    pub rt: SharedRuntime,
     /// Metrics.
     pub metrics: Metrics,
 }
 
 /// Per-request state.
 pub struct Ctx {
+    rt: Arc<Runtime>,
     started: Instant,
     route: Option<String>,
     upstream: Option<String>,
@@ -42,7 +38,7 @@ pub struct Ctx {
 }
 
 impl Gateway {
-    async fn decide(&self, session: &Session) -> Result<Allowed, Refusal> {
+    async fn decide(&self, rt: &Runtime, session: &Session) -> Result<Allowed, Refusal> {
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
@@ -53,13 +49,13 @@ impl Gateway {
             .map(|v| v.as_bytes())
             .collect();
         let started = Instant::now();
-        let first = self.engine.decide(method, path, &auth, now());
+        let first = rt.engine.decide(method, path, &auth, now());
         let outcome = match first {
             Err(Refusal {
                 refetch_tenant: Some(tenant),
                 ..
-            }) if self.fetcher.refetch_unknown_kid(&tenant).await => {
-                self.engine.decide(method, path, &auth, now())
+            }) if rt.fetcher.refetch_unknown_kid(&tenant).await => {
+                rt.engine.decide(method, path, &auth, now())
             }
             other => other,
         };
@@ -100,6 +96,7 @@ impl ProxyHttp for Gateway {
 
     fn new_ctx(&self) -> Ctx {
         Ctx {
+            rt: self.rt.load_full(),
             started: Instant::now(),
             route: None,
             upstream: None,
@@ -111,7 +108,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        match self.decide(session).await {
+        let rt = ctx.rt.clone();
+        match self.decide(&rt, session).await {
             Ok(allowed) => {
                 let route = &allowed.permit.route().route;
                 ctx.route = Some(route.name.clone());
@@ -137,7 +135,8 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let name = ctx.upstream.as_deref().unwrap_or_default();
-        let pool = self
+        let pool = ctx
+            .rt
             .pools
             .get(name)
             .ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
@@ -163,7 +162,7 @@ impl ProxyHttp for Gateway {
         let retries = ctx
             .upstream
             .as_deref()
-            .and_then(|n| self.pools.get(n))
+            .and_then(|n| ctx.rt.pools.get(n))
             .map_or(0, |p| p.settings.retries);
         if ctx.tried.len() <= retries {
             e.set_retry(true);

@@ -1,23 +1,28 @@
-//! Upstream pools: one Pingora `LoadBalancer` per configured upstream, with its
-//! health check run by a background service, and the peer settings (timeouts,
-//! retries) prebuilt from config.
+//! Upstream pools: one Pingora `LoadBalancer` per configured upstream with its peer
+//! settings (timeouts, retries) prebuilt from config, and the "upstream health"
+//! background service that runs each pool's HTTP health check on its interval,
+//! always over the current runtime's pools so reloads take effect.
 
+use crate::runtime::SharedRuntime;
+use async_trait::async_trait;
 use gateway_core::config::Upstream;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::prelude::HttpPeer;
-use pingora::services::background::{background_service, GenBackgroundService};
-use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One upstream pool.
 pub struct Pool {
     /// Round-robin balancer over healthy peers.
-    pub lb: Arc<LoadBalancer<RoundRobin>>,
+    pub lb: LoadBalancer<RoundRobin>,
     /// Config of the pool.
     pub settings: Upstream,
+    next_check: Mutex<Instant>,
 }
 
 impl Pool {
@@ -33,43 +38,64 @@ impl Pool {
         peer.options.write_timeout = Some(self.settings.read_timeout);
         Some((backend, peer))
     }
+
+    /// Runs the health check if one is configured and due.
+    async fn check_if_due(&self, now: Instant) {
+        let Some(hc) = &self.settings.health_check else {
+            return;
+        };
+        {
+            let mut next = self.next_check.lock().unwrap_or_else(|p| p.into_inner());
+            if *next > now {
+                return;
+            }
+            *next = now + hc.interval;
+        }
+        self.lb.backends().run_health_check(true).await;
+    }
 }
 
-/// A background service running one pool's health checks.
-pub type HealthService = GenBackgroundService<LoadBalancer<RoundRobin>>;
-
-/// Builds every pool; health-checked pools also yield a background service to add.
-pub fn build(
-    upstreams: &std::collections::BTreeMap<String, Upstream>,
-) -> anyhow::Result<(HashMap<String, Pool>, Vec<HealthService>)> {
+/// Builds every pool of a config.
+pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<String, Pool>> {
     let mut pools = HashMap::new();
-    let mut services = Vec::new();
     for (name, u) in upstreams {
         let mut lb =
             LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
-        let lb = match &u.health_check {
-            Some(hc) => {
-                let mut check = HttpHealthCheck::new("localhost", false);
-                check.req.set_uri(hc.path.parse()?);
-                check.peer_template.options.connection_timeout = Some(Duration::from_secs(1));
-                check.consecutive_failure = 2;
-                lb.set_health_check(Box::new(check));
-                lb.health_check_frequency = Some(hc.interval);
-                lb.parallel_health_check = true;
-                let service = background_service(&format!("health check {name}"), lb);
-                let task = service.task();
-                services.push(service);
-                task
-            }
-            None => Arc::new(lb),
-        };
+        if let Some(hc) = &u.health_check {
+            let mut check = HttpHealthCheck::new("localhost", false);
+            check.req.set_uri(hc.path.parse()?);
+            check.peer_template.options.connection_timeout = Some(Duration::from_secs(1));
+            check.consecutive_failure = 2;
+            lb.set_health_check(Box::new(check));
+        }
         pools.insert(
             name.clone(),
             Pool {
                 lb,
                 settings: u.clone(),
+                next_check: Mutex::new(Instant::now()),
             },
         );
     }
-    Ok((pools, services))
+    Ok(pools)
+}
+
+/// The "upstream health" background service.
+pub struct HealthChecks(pub SharedRuntime);
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        loop {
+            let rt = self.0.load_full();
+            let now = Instant::now();
+            for pool in rt.pools.values() {
+                pool.check_if_due(now).await;
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    }
 }

@@ -95,6 +95,21 @@ impl Gateway {
         panic!("gateway did not become healthy");
     }
 
+    /// The config file the gateway was started with.
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self._dir.path().join("gateway.yaml")
+    }
+
+    /// Sends SIGHUP to the gateway process.
+    pub fn hup(&self) {
+        let ok = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
     /// Everything the gateway wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default()

@@ -139,6 +139,27 @@ impl KeyStore {
         }
     }
 
+    /// Takes over `tenant`'s keys and schedule from `old` (after a config reload that
+    /// kept the tenant's key source), so a reload never empties the cache.
+    pub fn adopt(&self, old: &KeyStore, tenant: &str) {
+        let Some(entry) = old.snapshot.load().get(tenant).cloned() else {
+            return;
+        };
+        self.snapshot.rcu(|cur| {
+            let mut next = HashMap::clone(cur);
+            next.insert(tenant.to_owned(), entry.clone());
+            next
+        });
+        if let (Some(new), Some(prev)) = (self.state.get(tenant), old.state.get(tenant)) {
+            new.next_refresh_at.store(
+                prev.next_refresh_at.load(Ordering::Acquire),
+                Ordering::Release,
+            );
+            new.last_ok_at
+                .store(prev.last_ok_at.load(Ordering::Acquire), Ordering::Release);
+        }
+    }
+
     /// Records a failed fetch: the old keys stay, a retry is scheduled soon.
     pub fn record_failure(&self, tenant: &str, now: i64) {
         if let Some(st) = self.state.get(tenant) {
@@ -257,6 +278,18 @@ mod tests {
         assert_eq!(store.failures("a"), 1);
         assert!(store.ready(["a"], 1100));
         assert!(!store.ready(["a", "b"], 1100));
+    }
+
+    #[test]
+    fn adopt_carries_keys_and_schedule_over() {
+        let old = KeyStore::new(["a", "b"], POLICY);
+        old.install("a", KeySet::default(), 1000, Some(60));
+        let new = KeyStore::new(["a", "c"], POLICY);
+        new.adopt(&old, "a");
+        new.adopt(&old, "b");
+        assert!(new.get("a", 1000).is_some());
+        assert!(new.get("b", 1000).is_none() && new.get("c", 1000).is_none());
+        assert_eq!(new.due(1059), vec!["c".to_string()]);
     }
 
     #[test]
