@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Brings up the whole stack on loopback with the shipped config:
+# Brings up the whole stack on loopback with the shipped config (conf/gateway.yaml
+# and conf/kms.yaml; when the kms-sidecar binary has no `serve` command yet, the
+# gateway uses conf/gateway-local.yaml with the fixed test keys instead):
 #   kms-sidecar  127.0.0.1:8081 (JWKS, issuing, admin)  127.0.0.1:8082 (gateway channel)
 #   upstreams    127.0.0.1:9101-9104 (patient, doctor, lab, insurance)
 #   gateway      127.0.0.1:8080 (proxy)  127.0.0.1:9090 (healthz, readyz, metrics)
@@ -10,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=${1:-}
 PROFILE=${PROFILE:-debug}
-if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams; else cargo build -q -p gateway -p kms-sidecar -p upstreams; fi
+if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
 BIN=target/$PROFILE
+if "$BIN/kms-sidecar" --help 2>/dev/null | grep -qw serve; then MODE=sidecar; else MODE=local; fi
 mkdir -p .demo/logs
 for port in 8080 8081 8082 9090 9101 9102 9103 9104; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
@@ -31,15 +34,25 @@ wait_for() { # url name
   echo "$2 did not come up; see .demo/logs/$2.log" >&2; tail -20 ".demo/logs/$2.log" >&2; exit 1
 }
 
-"$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
-wait_for http://127.0.0.1:8081/healthz kms-sidecar
+GATEWAY_CONF=conf/gateway-local.yaml
+if [ "$MODE" = sidecar ]; then
+  GATEWAY_CONF=conf/gateway.yaml
+  "$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
+  wait_for http://127.0.0.1:8081/healthz kms-sidecar
+fi
 "$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9101/healthz upstreams
-RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config conf/gateway.yaml >.demo/logs/gateway.log 2>&1 & pids+=($!)
+RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config "$GATEWAY_CONF" >.demo/logs/gateway.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9090/readyz gateway
-echo "stack up: gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090  sidecar http://127.0.0.1:8081"
+echo "stack up ($MODE keys): gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090$([ "$MODE" = sidecar ] && echo '  sidecar http://127.0.0.1:8081')"
 
-mint() { "$BIN/kms-sidecar" mint "$@"; }
+mint() { # --tenant T --sub S --role R
+  if [ "$MODE" = sidecar ]; then "$BIN/kms-sidecar" mint "$@"; return; fi
+  local tenant=$2 sub=$4 role=$6 key=rsa-a.pem alg=RS256
+  [ "$tenant" = hospital-b ] && key=ec-a.pem alg=ES256
+  "$BIN/mint-test-token" --key $key --kid "$tenant-test" --alg $alg --tenant "$tenant" \
+    --issuer "https://kms.local/$tenant" --aud medapi --sub "$sub" --role "$role" --ttl 900
+}
 show() { # expected-status description curl-args...
   local want=$1 what=$2; shift 2
   local out status
@@ -59,5 +72,5 @@ show 401 "no token" http://127.0.0.1:8080/patients/p-100/records || ok=false
 show 401 "forged token (signature of another key)" -H "Authorization: Bearer ${PATIENT%.*}.$(printf 'x%.0s' $(seq 342))" http://127.0.0.1:8080/patients/p-100/records || ok=false
 $ok || { echo "demo: an answer was not as expected" >&2; exit 1; }
 if [ "$SMOKE" = "--smoke" ]; then echo; echo "demo smoke run passed"; exit 0; fi
-echo; echo "Stack is running; mint more tokens with: $BIN/kms-sidecar mint --tenant hospital-a --sub p-100 --role patient  (KMS_ADMIN_TOKEN=\$(cat .demo/admin.token)). Ctrl-C stops it."
+echo; echo "Stack is running; mint more tokens as README.md shows. Ctrl-C stops it."
 wait

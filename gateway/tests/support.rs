@@ -130,6 +130,7 @@ impl Gateway {
 pub fn run_binary(args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
         .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
