@@ -27,7 +27,8 @@ export KMS_ADMIN_TOKEN=$(secret admin.token)
 export KMS_GATEWAY_TOKEN=$(secret gateway.token)
 
 pids=()
-stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+# SIGINT: Pingora shuts down at once (SIGTERM would wait out its graceful period).
+stop() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop EXIT INT TERM
 wait_for() { # url name
   for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done

@@ -15,7 +15,7 @@ use clap::Parser;
 use gateway_core::config::Startup;
 use gateway_core::Config;
 use pingora::prelude::*;
-use pingora::server::configuration::Opt;
+use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::PathBuf;
@@ -39,17 +39,18 @@ struct Cli {
 fn main() -> ExitCode {
     // Pingora logs whole request headers at debug level, which would put tokens and
     // identities in the log: its crates are capped at info whatever RUST_LOG says.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,pingora_core=warn,pingora_proxy=warn".into())
-        .add_directive("pingora_proxy=info".parse().expect("static directive"))
-        .add_directive("pingora_core=info".parse().expect("static directive"))
-        .add_directive(
-            "pingora_load_balancing=info"
-                .parse()
-                .expect("static directive"),
-        );
+    let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(user) => ["pingora_proxy", "pingora_core", "pingora_load_balancing"]
+            .into_iter()
+            .fold(user, |f, krate| {
+                f.add_directive(format!("{krate}=info").parse().expect("static directive"))
+            }),
+        Err(_) => "info,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn".into(),
+    };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter)
         .init();
     let cli = Cli::parse();
@@ -110,7 +111,18 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
     let rt = runtime::shared(first);
 
-    let mut server = Server::new(Some(cli.pingora))?;
+    // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
+    // (`-c`), drain for 5 s and stop.
+    let mut server = if cli.pingora.conf.is_some() {
+        Server::new(Some(cli.pingora))?
+    } else {
+        let conf = ServerConf {
+            grace_period_seconds: Some(5),
+            graceful_shutdown_timeout_seconds: Some(5),
+            ..ServerConf::default()
+        };
+        Server::new_with_opt_and_conf(Some(cli.pingora), conf)
+    };
     server.bootstrap();
 
     let gateway = proxy::Gateway {
