@@ -1,13 +1,19 @@
 //! The admin listener: `/healthz` (process up), `/readyz` (every required tenant's
-//! keys loaded) and `/metrics` (Prometheus text).
+//! keys loaded), `/metrics` (Prometheus text) and `/audit` (queries over the audit
+//! trail; bearer credential compared in constant time, failures counted).
 
+use crate::audit::AuditLog;
 use crate::keys::now;
 use crate::metrics::Metrics;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
+use gateway_core::audit::AuditQuery;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
 
 /// The admin HTTP app.
 pub struct Admin {
@@ -15,6 +21,82 @@ pub struct Admin {
     pub rt: SharedRuntime,
     /// Metrics to render.
     pub metrics: Metrics,
+    /// Audit trail to query, when configured.
+    pub audit: Option<Arc<AuditLog>>,
+    /// Bearer credential for `/audit`; without one the endpoint is off.
+    pub token: Option<Zeroizing<String>>,
+}
+
+impl Admin {
+    /// Constant-time check of the request's bearer credential.
+    fn authorized(&self, session: &ServerSession) -> bool {
+        let Some(want) = &self.token else {
+            return false;
+        };
+        let got = session
+            .req_header()
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = got.as_bytes().ct_eq(want.as_bytes()).into();
+        if !ok {
+            self.metrics.admin_auth_failures.inc();
+        }
+        ok
+    }
+
+    async fn audit_query(&self, session: &ServerSession) -> Response<Vec<u8>> {
+        let Some(audit) = self.audit.clone() else {
+            return respond(
+                404,
+                "application/json",
+                br#"{"error":"audit_not_configured"}"#.to_vec(),
+            );
+        };
+        if !self.authorized(session) {
+            return respond(
+                401,
+                "application/json",
+                br#"{"error":"unauthorized"}"#.to_vec(),
+            );
+        }
+        let query = session.req_header().uri.query().unwrap_or("");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let map: serde_json::Map<String, serde_json::Value> = pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let value = match k.as_str() {
+                    "from_ms" | "to_ms" | "limit" => v
+                        .parse::<i64>()
+                        .map_or(serde_json::Value::String(v), Into::into),
+                    _ => serde_json::Value::String(v),
+                };
+                (k, value)
+            })
+            .collect();
+        let q: AuditQuery = match serde_json::from_value(serde_json::Value::Object(map)) {
+            Ok(q) => q,
+            Err(e) => {
+                let body = serde_json::json!({"error": "bad_query", "detail": e.to_string()});
+                return respond(400, "application/json", body.to_string().into_bytes());
+            }
+        };
+        match tokio::task::spawn_blocking(move || audit.query(&q)).await {
+            Ok(Ok(records)) => {
+                let body = serde_json::json!({"records": records});
+                respond(200, "application/json", body.to_string().into_bytes())
+            }
+            _ => respond(
+                500,
+                "application/json",
+                br#"{"error":"audit_unreadable"}"#.to_vec(),
+            ),
+        }
+    }
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -44,6 +126,7 @@ impl ServeHttp for Admin {
                 }
             }
             "/metrics" => respond(200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/audit" => self.audit_query(session).await,
             _ => respond(
                 404,
                 "application/json",

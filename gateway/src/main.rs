@@ -4,6 +4,7 @@
 //! health checks as Pingora services.
 
 mod admin;
+mod audit;
 mod keys;
 mod metrics;
 mod proxy;
@@ -12,7 +13,7 @@ mod runtime;
 mod upstream;
 
 use clap::Parser;
-use gateway_core::config::Startup;
+use gateway_core::config::{AdminToken, Startup};
 use gateway_core::Config;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -109,6 +110,29 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             failed_required.join(", ")
         );
     }
+    let audit = match &first.engine.config.audit {
+        Some(settings) => Some(std::sync::Arc::new(audit::AuditLog::start(
+            settings,
+            metrics.audit_written.clone(),
+            metrics.audit_dropped.clone(),
+        )?)),
+        None => None,
+    };
+    let admin_token = match &first.engine.config.admin_token {
+        None => None,
+        Some(AdminToken::Env(var)) => Some(zeroize::Zeroizing::new(
+            std::env::var(var).map_err(|_| anyhow::anyhow!("admin.token_env: {var} is not set"))?,
+        )),
+        Some(AdminToken::File(path)) => Some(zeroize::Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("admin.token_file: {path}: {e}"))?
+                .trim()
+                .to_owned(),
+        )),
+    };
+    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+        anyhow::bail!("admin token must be at least 16 characters");
+    }
     let rt = runtime::shared(first);
 
     // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
@@ -128,6 +152,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let gateway = proxy::Gateway {
         rt: rt.clone(),
         metrics: metrics.clone(),
+        audit: audit.clone(),
     };
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -142,6 +167,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         admin::Admin {
             rt: rt.clone(),
             metrics: metrics.clone(),
+            audit,
+            token: admin_token,
         },
     );
     admin.threads = Some(1);

@@ -1,7 +1,8 @@
 //! The gateway's Prometheus metrics, registered into an explicit registry.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -23,6 +24,12 @@ pub struct Metrics {
     pub upstream_seconds: HistogramVec,
     /// Config reloads by result.
     pub reloads: IntCounterVec,
+    /// Audit records written.
+    pub audit_written: IntCounter,
+    /// Audit records dropped because the queue was full.
+    pub audit_dropped: IntCounter,
+    /// Admin requests refused for a missing or wrong credential.
+    pub admin_auth_failures: IntCounter,
 }
 
 impl Metrics {
@@ -76,6 +83,19 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(reloads.clone()))?;
+        let audit_written =
+            IntCounter::new("gateway_audit_records_total", "Audit records written.")?;
+        let audit_dropped = IntCounter::new(
+            "gateway_audit_dropped_total",
+            "Audit records dropped because the queue was full.",
+        )?;
+        let admin_auth_failures = IntCounter::new(
+            "gateway_admin_auth_failures_total",
+            "Admin requests with a missing or wrong credential.",
+        )?;
+        registry.register(Box::new(audit_written.clone()))?;
+        registry.register(Box::new(audit_dropped.clone()))?;
+        registry.register(Box::new(admin_auth_failures.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -91,6 +111,9 @@ impl Metrics {
             key_age,
             upstream_seconds,
             reloads,
+            audit_written,
+            audit_dropped,
+            admin_auth_failures,
         })
     }
 

@@ -4,16 +4,19 @@
 //! `fail_to_proxy` turns upstream failures into JSON 502/503/504s, and `logging`
 //! records metrics and one log line without token content.
 
+use crate::audit::AuditLog;
 use crate::keys::now;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, SharedRuntime};
 use async_trait::async_trait;
 use bytes::Bytes;
+use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
 use gateway_core::{Allowed, Refusal};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +26,8 @@ pub struct Gateway {
     pub rt: SharedRuntime,
     /// Metrics.
     pub metrics: Metrics,
+    /// Audit trail, when configured.
+    pub audit: Option<Arc<AuditLog>>,
 }
 
 /// Per-request state.
@@ -33,8 +38,37 @@ pub struct Ctx {
     upstream: Option<String>,
     headers: HeaderPlan,
     reason: Option<&'static str>,
-    tenant: Option<String>,
+    who: Option<Identity>,
+    request_id: String,
     tried: Vec<Backend>,
+}
+
+/// The client's `X-Request-Id` when it is short and plain, else a fresh one.
+fn request_id(session: &Session) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let given = session
+        .req_header()
+        .headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            format!("{t:016x}-{:08x}-{n:x}", std::process::id())
+        }
+    }
 }
 
 impl Gateway {
@@ -102,19 +136,24 @@ impl ProxyHttp for Gateway {
             upstream: None,
             headers: HeaderPlan::default(),
             reason: None,
-            tenant: None,
+            who: None,
+            request_id: String::new(),
             tried: Vec::new(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rt = ctx.rt.clone();
+        ctx.request_id = request_id(session);
         match self.decide(&rt, session).await {
             Ok(allowed) => {
                 let route = &allowed.permit.route().route;
                 ctx.route = Some(route.name.clone());
                 ctx.upstream = Some(route.upstream.clone());
-                ctx.tenant = allowed.permit.token().map(|t| t.tenant().id.clone());
+                ctx.who = allowed
+                    .permit
+                    .token()
+                    .map(|t| Identity::of(t, &rt.engine.config.role_claim));
                 ctx.headers = allowed.headers;
                 Ok(false)
             }
@@ -122,6 +161,9 @@ impl ProxyHttp for Gateway {
                 let r = refusal.denial.response();
                 ctx.route = refusal.route.map(|r| r.name.clone());
                 ctx.reason = Some(r.reason);
+                ctx.who = refusal
+                    .token
+                    .map(|t| Identity::of(&t, &rt.engine.config.role_claim));
                 let extra: Vec<(&str, &str)> = r
                     .www_authenticate
                     .map(|w| ("www-authenticate", w))
@@ -179,6 +221,7 @@ impl ProxyHttp for Gateway {
         for name in &ctx.headers.remove {
             upstream_request.remove_header(name.as_str());
         }
+        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         for (name, value) in &ctx.headers.set {
             let value = http::HeaderValue::from_bytes(value.as_bytes())
                 .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
@@ -233,9 +276,34 @@ impl ProxyHttp for Gateway {
             status,
             decision,
             reason = ctx.reason.unwrap_or(""),
-            tenant = ctx.tenant.as_deref().unwrap_or(""),
+            tenant = ctx.who.as_ref().map_or("", |w| w.tenant.as_str()),
+            request_id = ctx.request_id.as_str(),
             latency_us = ctx.started.elapsed().as_micros() as u64,
             "request"
         );
+        if let Some(audit) = &self.audit {
+            let req = session.req_header();
+            let who = ctx.who.take().unwrap_or_default();
+            audit.record(AuditRecord {
+                time_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                request_id: std::mem::take(&mut ctx.request_id),
+                tenant: (!who.tenant.is_empty()).then_some(who.tenant),
+                subject: who.subject,
+                role: who.role,
+                jti: who.jti,
+                kid: who.kid,
+                token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
+                route: ctx.route.clone(),
+                method: req.method.to_string(),
+                path: req.uri.path().to_owned(),
+                decision: decision.to_owned(),
+                reason: ctx.reason.map(str::to_owned),
+                status,
+                upstream: ctx.upstream.clone(),
+                latency_us: ctx.started.elapsed().as_micros() as u64,
+            });
+        }
     }
 }

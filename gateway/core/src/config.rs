@@ -88,6 +88,28 @@ pub struct Upstream {
     pub retries: usize,
 }
 
+/// Audit trail settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// JSON-lines file.
+    pub file: String,
+    /// Rotation size.
+    pub max_bytes: u64,
+    /// Rotated files kept.
+    pub keep: usize,
+    /// Queue capacity.
+    pub queue: usize,
+}
+
+/// Where the admin bearer credential comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminToken {
+    /// An environment variable.
+    Env(String),
+    /// A file.
+    File(String),
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -115,6 +137,10 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Upstream>,
     /// Routes.
     pub router: Router,
+    /// Audit trail, if configured.
+    pub audit: Option<AuditSettings>,
+    /// Admin credential source, if configured (admin endpoints are off without it).
+    pub admin_token: Option<AdminToken>,
 }
 
 struct Errors(Vec<FieldError>);
@@ -496,6 +522,36 @@ impl TryFrom<FileConfig> for Config {
             });
         }
 
+        let audit = f.audit.as_ref().map(|a| {
+            if a.file.is_empty() {
+                errs.push("audit.file", "must not be empty");
+            }
+            let s = AuditSettings {
+                file: a.file.clone(),
+                max_bytes: a.max_bytes.unwrap_or(10 << 20),
+                keep: a.keep.unwrap_or(5),
+                queue: a.queue.unwrap_or(10_000),
+            };
+            if s.max_bytes < 4096 {
+                errs.push("audit.max_bytes", "must be at least 4096");
+            }
+            if s.queue == 0 {
+                errs.push("audit.queue", "must be at least 1");
+            }
+            s
+        });
+        let admin_token = match &f.admin {
+            None => None,
+            Some(a) => match (&a.token_env, &a.token_file) {
+                (Some(e), None) => Some(AdminToken::Env(e.clone())),
+                (None, Some(p)) => Some(AdminToken::File(p.clone())),
+                _ => {
+                    errs.push("admin", "set exactly one of token_env or token_file");
+                    None
+                }
+            },
+        };
+
         if !errs.0.is_empty() {
             return Err(ConfigError(errs.0));
         }
@@ -520,6 +576,8 @@ impl TryFrom<FileConfig> for Config {
             headers,
             upstreams,
             router: Router::new(routes),
+            audit,
+            admin_token,
         })
     }
 }

@@ -8,7 +8,7 @@ use crate::header::{self, HeaderPlan};
 use crate::keystore::KeyStore;
 use crate::policy::{self, Permit};
 use crate::route::{NoMatch, Route};
-use crate::verify::Verifier;
+use crate::verify::{VerifiedToken, Verifier};
 use std::sync::Arc;
 
 /// A request that may be forwarded.
@@ -29,6 +29,8 @@ pub struct Refusal {
     pub route: Option<Arc<Route>>,
     /// Set when the tenant's keys lack the token's `kid`: a refetch may help.
     pub refetch_tenant: Option<String>,
+    /// The verified token, when the refusal came after verification (policy, lifetime).
+    pub token: Option<Arc<VerifiedToken>>,
 }
 
 /// Everything a request decision needs, built once from a config.
@@ -97,6 +99,7 @@ impl Engine {
             denial,
             route,
             refetch_tenant: None,
+            token: None,
         };
         let matched = self.config.router.find(method, path).map_err(|e| {
             refuse(
@@ -125,9 +128,13 @@ impl Engine {
                 denial: r.error.into(),
                 route: Some(route.clone()),
                 refetch_tenant: r.refetch_tenant,
+                token: None,
             })?;
-        let permit = policy::authorize(matched, verified, method, &self.config.role_claim)
-            .map_err(|d| refuse(d, Some(route.clone())))?;
+        let permit = policy::authorize(matched, verified.clone(), method, &self.config.role_claim)
+            .map_err(|d| Refusal {
+                token: Some(verified.clone()),
+                ..refuse(d, Some(route.clone()))
+            })?;
         let headers = header::plan(
             &self.config.headers,
             permit.token().map(|t| t.as_ref()),

@@ -5,6 +5,7 @@
 //! and everything here is unit-tested and benchmarked on its own.
 
 pub mod alg;
+pub mod audit;
 pub mod b64;
 pub mod cache;
 pub mod claims;

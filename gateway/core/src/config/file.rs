@@ -41,6 +41,41 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<String, UpstreamFile>,
     /// Routes, matched in order.
     pub routes: Vec<RouteFile>,
+    /// Audit trail.
+    #[serde(default)]
+    pub audit: Option<AuditFile>,
+    /// Admin endpoint credentials.
+    #[serde(default)]
+    pub admin: Option<AdminFile>,
+}
+
+/// `audit:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFile {
+    /// Append-only JSON-lines file.
+    pub file: String,
+    /// Rotate when the file reaches this many bytes.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept (`file.1` .. `file.N`).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// Bounded queue between requests and the writer.
+    #[serde(default)]
+    pub queue: Option<usize>,
+}
+
+/// `admin:` section: where the bearer credential for admin endpoints comes from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// Environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the token.
+    #[serde(default)]
+    pub token_file: Option<String>,
 }
 
 /// `auth:` section.
