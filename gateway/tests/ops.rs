@@ -254,3 +254,77 @@ async fn slow_upstream_times_out_with_504() {
         200
     );
 }
+
+/// Runs `promtool check metrics` on `text`; `None` when promtool is not installed
+/// outside CI (CI installs Debian's `prometheus` package, so there it must exist).
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => return None,
+        Err(e) => panic!("promtool is required in CI: {e}"),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let msg = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success() && msg.trim().is_empty(), msg))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_pass_promtool_and_count_refusals_by_reason() {
+    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let echo = EchoServer::start().await;
+    let gw = Gateway::start(&standard_config(&server.url_template(), echo.addr, "")).await;
+    let http = reqwest::Client::new();
+    let token = key.mint(&claims("t1", "u", json!("doctor")));
+    http.get(gw.url("/echo"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    http.get(gw.url("/echo")).send().await.unwrap();
+    http.get(gw.url("/echo"))
+        .bearer_auth("a.b.c")
+        .send()
+        .await
+        .unwrap();
+    let text = http
+        .get(gw.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"gateway_denials_total{reason="token_missing"} 1"#,
+        r#"gateway_denials_total{reason="token_malformed"} 1"#,
+        r#"gateway_requests_total{decision="allow",route="echo",status="200"} 1"#,
+        r#"gateway_token_verify_seconds_count{alg="ES256"} 1"#,
+        r#"gateway_key_fetches_total{result="ok",tenant="t1",trigger="startup"} 1"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    match promtool_check(&text) {
+        Some((ok, msg)) => assert!(ok, "promtool: {msg}"),
+        None => eprintln!("promtool not installed; skipped the lint outside CI"),
+    }
+}
