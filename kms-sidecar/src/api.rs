@@ -1,0 +1,382 @@
+//! HTTP: public JWKS endpoints (ETag/304, Cache-Control, CORS, nosniff), the
+//! authenticated issuing and admin API, and the gateway's internal channel on its own
+//! listener. Bearer credentials are compared in constant time and failures counted.
+
+use crate::keyring::{Change, Use};
+use crate::metrics::Metrics;
+use crate::service::{Kms, KmsError, MintRequest};
+use crate::store::TenantRecord;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+/// Shared state of the handlers.
+pub struct AppState {
+    /// The key service.
+    pub kms: Arc<Kms>,
+    /// Admin and issuing credential.
+    pub admin_token: Zeroizing<String>,
+    /// Gateway channel credential.
+    pub gateway_token: Zeroizing<String>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+type St = State<Arc<AppState>>;
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({"error": code, "detail": detail.into()})),
+    )
+        .into_response()
+}
+
+impl IntoResponse for KmsError {
+    fn into_response(self) -> Response {
+        match &self {
+            KmsError::UnknownTenant => {
+                error(StatusCode::NOT_FOUND, "unknown_tenant", self.to_string())
+            }
+            KmsError::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", m.clone()),
+            KmsError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m.clone()),
+            KmsError::Internal(m) => {
+                tracing::error!(error = %m, "internal error");
+                error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error",
+                )
+            }
+        }
+    }
+}
+
+fn bearer_ok(headers: &HeaderMap, want: &str) -> bool {
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    got.as_bytes().ct_eq(want.as_bytes()).into()
+}
+
+async fn require_admin(State(st): St, req: Request<Body>, next: Next) -> Response {
+    if !bearer_ok(req.headers(), &st.admin_token) {
+        st.metrics.auth_failures.with_label_values(&["admin"]).inc();
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer credential",
+        );
+    }
+    next.run(req).await
+}
+
+async fn require_gateway(State(st): St, req: Request<Body>, next: Next) -> Response {
+    if !bearer_ok(req.headers(), &st.gateway_token) {
+        st.metrics
+            .auth_failures
+            .with_label_values(&["gateway"])
+            .inc();
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong bearer credential",
+        );
+    }
+    next.run(req).await
+}
+
+async fn count(State(st): St, req: Request<Body>, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let resp = next.run(req).await;
+    st.metrics
+        .requests
+        .with_label_values(&[&endpoint, resp.status().as_str()])
+        .inc();
+    resp
+}
+
+fn jwks_response(st: &AppState, headers: &HeaderMap, doc: Value) -> Response {
+    let body = doc.to_string();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+    let etag = format!(
+        "\"{}\"",
+        digest.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let cache = format!("public, max-age={}", st.kms.max_age());
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let status = if matches {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = if matches {
+        status.into_response()
+    } else {
+        (status, body).into_response()
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_str(&cache).expect("ascii"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jwk-set+json"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET"),
+    );
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("ETag, Cache-Control"),
+    );
+    resp
+}
+
+async fn all_jwks(State(st): St, headers: HeaderMap) -> Response {
+    let doc = st
+        .kms
+        .jwks(None, now())
+        .unwrap_or_else(|| json!({"keys": []}));
+    jwks_response(&st, &headers, doc)
+}
+
+async fn tenant_jwks(State(st): St, Path(tenant): Path<String>, headers: HeaderMap) -> Response {
+    match st.kms.jwks(Some(&tenant), now()) {
+        Some(doc) => jwks_response(&st, &headers, doc),
+        None => KmsError::UnknownTenant.into_response(),
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KmsError> {
+    serde_json::from_slice(body)
+        .map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+async fn mint(
+    State(st): St,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, KmsError> {
+    let req: MintRequest = parse_json(&body)?;
+    let token = st.kms.mint(&tenant, req, now())?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({"token": token})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateRequest {
+    tenant: String,
+    #[serde(rename = "use")]
+    key_use: Use,
+    #[serde(default)]
+    emergency: bool,
+}
+
+fn describe(changes: &[Change]) -> Value {
+    let created = changes
+        .iter()
+        .filter(|c| matches!(c, Change::Create { .. }))
+        .count();
+    let revoked: Vec<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Revoke { kid } => Some(kid.as_str()),
+            _ => None,
+        })
+        .collect();
+    json!({"created": created, "revoked": revoked})
+}
+
+async fn rotate(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
+    let req: RotateRequest = parse_json(&body)?;
+    let changes = st
+        .kms
+        .rotate(&req.tenant, req.key_use, req.emergency, now())?;
+    let kind = if req.emergency { "emergency" } else { "manual" };
+    st.metrics
+        .rotations
+        .with_label_values(&[&req.tenant, req.key_use.as_str(), kind])
+        .inc();
+    tracing::info!(tenant = %req.tenant, key_use = req.key_use.as_str(), kind, "rotation");
+    Ok(Json(describe(&changes)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    id: String,
+    alg: String,
+    issuer: String,
+    audience: String,
+    #[serde(default)]
+    rotation_interval_secs: Option<i64>,
+    #[serde(default)]
+    max_token_ttl_secs: Option<i64>,
+    #[serde(default)]
+    clock_skew_secs: Option<i64>,
+}
+
+async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
+    let req: CreateTenant = parse_json(&body)?;
+    let file = crate::config::TenantFile {
+        id: req.id.clone(),
+        alg: req.alg.clone(),
+        issuer: req.issuer.clone(),
+        audience: req.audience.clone(),
+        rotation: crate::config::RotationFile {
+            interval: gateway_core::duration::Dur(std::time::Duration::from_secs(
+                req.rotation_interval_secs.unwrap_or(90 * 86400).max(1) as u64,
+            )),
+            max_token_ttl: None,
+            clock_skew: None,
+        },
+    };
+    crate::config::validate_tenant(&file).map_err(KmsError::BadRequest)?;
+    let rec = TenantRecord {
+        id: req.id,
+        alg: req.alg,
+        issuer: req.issuer,
+        audience: req.audience,
+        interval: req.rotation_interval_secs.unwrap_or(90 * 86400),
+        max_token_ttl: req.max_token_ttl_secs.unwrap_or(900),
+        clock_skew: req.clock_skew_secs.unwrap_or(60),
+    };
+    let id = rec.id.clone();
+    if st.kms.ensure_tenant(rec, now())? {
+        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    } else {
+        Err(KmsError::Conflict(format!("tenant {id} exists")))
+    }
+}
+
+async fn list_tenants(State(st): St) -> Response {
+    Json(json!({"tenants": st.kms.tenants()})).into_response()
+}
+
+async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response, KmsError> {
+    if st.kms.delete_tenant(&id)? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(KmsError::UnknownTenant)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportRequest {
+    pem: String,
+    #[serde(rename = "use")]
+    key_use: Use,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+async fn import(
+    State(st): St,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, KmsError> {
+    let req: ImportRequest = parse_json(&body)?;
+    let kid = st
+        .kms
+        .import(&tenant, &req.pem, req.key_use, req.format.as_deref(), now())?;
+    Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response())
+}
+
+async fn decryption_keys(State(st): St, Path(tenant): Path<String>) -> Result<Response, KmsError> {
+    let doc = st.kms.decryption_keys(&tenant, now())?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(doc)).into_response())
+}
+
+async fn metrics(State(st): St) -> Response {
+    for (tenant, key_use, age) in st.kms.current_ages(now()) {
+        st.metrics
+            .key_age
+            .with_label_values(&[&tenant, key_use])
+            .set(age);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The public + admin router.
+pub fn public(st: Arc<AppState>) -> Router {
+    let admin = Router::new()
+        .route("/v1/tenants/{tenant}/tokens", post(mint))
+        .route("/admin/rotate-key", post(rotate))
+        .route("/admin/tenants", post(create_tenant).get(list_tenants))
+        .route("/admin/tenants/{id}", delete(delete_tenant))
+        .route("/admin/tenants/{id}/keys/import", post(import))
+        .route_layer(middleware::from_fn_with_state(st.clone(), require_admin));
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/metrics", get(metrics))
+        .route("/.well-known/jwks.json", get(all_jwks))
+        .route("/jwk/{tenant}", get(tenant_jwks))
+        .merge(admin)
+        .layer(middleware::from_fn_with_state(st.clone(), count))
+        .with_state(st)
+}
+
+/// The gateway channel router (its own listener, loopback by default).
+pub fn internal(st: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/internal/v1/tenants/{tenant}/decryption-keys",
+            get(decryption_keys),
+        )
+        .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .layer(middleware::from_fn_with_state(st.clone(), count))
+        .with_state(st)
+}

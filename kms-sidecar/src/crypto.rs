@@ -1,0 +1,408 @@
+//! Key material: generation, signing, public JWKs, the private JWKs handed to the
+//! gateway, nested-JWE wrapping, sealing under the master key, and PEM import with
+//! errors that name what was found and what was expected. All primitives come from
+//! aws-lc-rs (constant-time RSA; no `rsa` crate). Private key bytes live only in
+//! `Zeroizing` buffers.
+
+use crate::der;
+use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::rsa::{
+    KeySize, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256,
+};
+use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
+use gateway_core::b64;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+/// The algorithms a sidecar key can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alg {
+    /// RSA PKCS#1 v1.5 SHA-256 signatures.
+    RS256,
+    /// RSA-PSS SHA-256 signatures.
+    PS256,
+    /// ECDSA P-256 signatures.
+    ES256,
+    /// Ed25519 signatures.
+    EdDSA,
+    /// RSA-OAEP-256 key management (JWE).
+    RsaOaep256,
+}
+
+impl Alg {
+    /// Parses a JOSE name.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Some(match s {
+            "RS256" => Alg::RS256,
+            "PS256" => Alg::PS256,
+            "ES256" => Alg::ES256,
+            "EdDSA" => Alg::EdDSA,
+            "RSA-OAEP-256" => Alg::RsaOaep256,
+            _ => return None,
+        })
+    }
+
+    /// The JOSE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::PS256 => "PS256",
+            Alg::ES256 => "ES256",
+            Alg::EdDSA => "EdDSA",
+            Alg::RsaOaep256 => "RSA-OAEP-256",
+        }
+    }
+
+    fn family(self) -> &'static str {
+        match self {
+            Alg::RS256 | Alg::PS256 | Alg::RsaOaep256 => "an RSA key",
+            Alg::ES256 => "a P-256 EC key",
+            Alg::EdDSA => "an Ed25519 key",
+        }
+    }
+}
+
+/// Why a key operation failed. Never carries key material.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    /// The crypto library refused.
+    #[error("crypto failure: {0}")]
+    Crypto(&'static str),
+    /// A PEM of the wrong kind or format.
+    #[error("found {found}, expected {expected}")]
+    Wrong {
+        /// What the PEM holds.
+        found: String,
+        /// What was expected.
+        expected: String,
+    },
+    /// Undecodable input.
+    #[error("cannot decode PEM: {0}")]
+    Pem(String),
+}
+
+/// Generates a new private key as PKCS#8 DER.
+pub fn generate(alg: Alg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let der = match alg {
+        Alg::RS256 | Alg::PS256 => RsaKeyPair::generate(KeySize::Rsa2048)
+            .and_then(|k| k.as_der().map(|d| d.as_ref().to_vec()))
+            .map_err(|_| KeyError::Crypto("RSA generation"))?,
+        Alg::RsaOaep256 => PrivateDecryptingKey::generate(KeySize::Rsa2048)
+            .and_then(|k| k.as_der().map(|d| d.as_ref().to_vec()))
+            .map_err(|_| KeyError::Crypto("RSA generation"))?,
+        Alg::ES256 => EcdsaKeyPair::generate(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+            .and_then(|k| k.to_pkcs8v1())
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyError::Crypto("P-256 generation"))?,
+        Alg::EdDSA => Ed25519KeyPair::generate()
+            .and_then(|k| k.to_pkcs8v1())
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|_| KeyError::Crypto("Ed25519 generation"))?,
+    };
+    Ok(Zeroizing::new(der))
+}
+
+fn ec_pair(pkcs8: &[u8]) -> Result<EcdsaKeyPair, KeyError> {
+    EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+        .map_err(|_| KeyError::Crypto("P-256 key"))
+}
+
+/// The public JWK of a private key (no private member ever).
+pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Value, KeyError> {
+    let mut jwk = match alg {
+        Alg::RS256 | Alg::PS256 | Alg::RsaOaep256 => {
+            let rsa = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
+            json!({"kty": "RSA", "n": b64::encode(&rsa.n), "e": b64::encode(&rsa.e)})
+        }
+        Alg::ES256 => {
+            let pair = ec_pair(pkcs8)?;
+            let point = pair.public_key().as_ref();
+            if point.len() != 65 {
+                return Err(KeyError::Crypto("P-256 point"));
+            }
+            json!({"kty": "EC", "crv": "P-256", "x": b64::encode(&point[1..33]), "y": b64::encode(&point[33..])})
+        }
+        Alg::EdDSA => {
+            let pair =
+                Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(pair.public_key().as_ref())})
+        }
+    };
+    let o = jwk.as_object_mut().expect("object literal");
+    o.insert("kid".into(), json!(kid));
+    o.insert("use".into(), json!(key_use));
+    o.insert("alg".into(), json!(alg.as_str()));
+    Ok(jwk)
+}
+
+/// The private JWK of an RSA decryption key, for the gateway channel only.
+pub fn private_jwk(pkcs8: &[u8], kid: &str) -> Result<Value, KeyError> {
+    let k = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
+    let e = |v: &[u8]| b64::encode(v);
+    Ok(json!({
+        "kty": "RSA", "kid": kid, "use": "enc", "alg": "RSA-OAEP-256",
+        "n": e(&k.n), "e": e(&k.e), "d": e(&k.d), "p": e(&k.p), "q": e(&k.q),
+        "dp": e(&k.dp), "dq": e(&k.dq), "qi": e(&k.qi),
+    }))
+}
+
+/// Signs `msg` (the JWS signing input) with `alg`.
+pub fn sign(alg: Alg, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let rng = SystemRandom::new();
+    match alg {
+        Alg::RS256 | Alg::PS256 => {
+            let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
+            let mut sig = vec![0; pair.public_modulus_len()];
+            let enc: &'static dyn signature::RsaEncoding = if alg == Alg::RS256 {
+                &signature::RSA_PKCS1_SHA256
+            } else {
+                &signature::RSA_PSS_SHA256
+            };
+            pair.sign(enc, &rng, msg, &mut sig)
+                .map_err(|_| KeyError::Crypto("RSA sign"))?;
+            Ok(sig)
+        }
+        Alg::ES256 => Ok(ec_pair(pkcs8)?
+            .sign(&rng, msg)
+            .map_err(|_| KeyError::Crypto("ECDSA sign"))?
+            .as_ref()
+            .to_vec()),
+        Alg::EdDSA => {
+            let pair =
+                Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
+            Ok(pair.sign(msg).as_ref().to_vec())
+        }
+        Alg::RsaOaep256 => Err(KeyError::Crypto("not a signing key")),
+    }
+}
+
+/// Compact JWS over `claims` with header `{"alg","typ":"JWT","kid"}`.
+pub fn jws(alg: Alg, pkcs8: &[u8], kid: &str, claims: &Value) -> Result<String, KeyError> {
+    let header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
+    let input = format!(
+        "{}.{}",
+        b64::encode(header.to_string()),
+        b64::encode(claims.to_string())
+    );
+    let sig = sign(alg, pkcs8, input.as_bytes())?;
+    Ok(format!("{input}.{}", b64::encode(sig)))
+}
+
+/// Nested JWT: the signed `jws` encrypted to an RSA-OAEP-256 key with A256GCM.
+pub fn jwe_wrap(enc_pkcs8: &[u8], kid: &str, jws: &str) -> Result<String, KeyError> {
+    let rng = SystemRandom::new();
+    let header = json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": kid, "cty": "JWT"});
+    let h64 = b64::encode(header.to_string());
+    let mut cek = Zeroizing::new([0u8; 32]);
+    let mut iv = [0u8; 12];
+    rng.fill(cek.as_mut())
+        .map_err(|_| KeyError::Crypto("rng"))?;
+    rng.fill(&mut iv).map_err(|_| KeyError::Crypto("rng"))?;
+    let private =
+        PrivateDecryptingKey::from_pkcs8(enc_pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
+    let public = OaepPublicEncryptingKey::new(private.public_key())
+        .map_err(|_| KeyError::Crypto("RSA key"))?;
+    let mut ek = vec![0u8; public.ciphertext_size()];
+    let ek_len = public
+        .encrypt(&OAEP_SHA256_MGF1SHA256, cek.as_ref(), &mut ek, None)
+        .map_err(|_| KeyError::Crypto("RSA-OAEP"))?
+        .len();
+    ek.truncate(ek_len);
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| KeyError::Crypto("AES key"))?,
+    );
+    let mut data = jws.as_bytes().to_vec();
+    let tag = key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(iv),
+            Aad::from(h64.as_bytes()),
+            &mut data,
+        )
+        .map_err(|_| KeyError::Crypto("AES-GCM"))?;
+    Ok(format!(
+        "{h64}.{}.{}.{}.{}",
+        b64::encode(ek),
+        b64::encode(iv),
+        b64::encode(&data),
+        b64::encode(tag.as_ref())
+    ))
+}
+
+/// AES-256-GCM sealing of private keys under the master key (envelope: the kid is the AAD).
+pub struct Sealer {
+    key: LessSafeKey,
+}
+
+impl Sealer {
+    /// A sealer for a 32-byte master key.
+    pub fn new(master: &[u8]) -> Result<Sealer, KeyError> {
+        if master.len() != 32 {
+            return Err(KeyError::Crypto("the master key must be 32 bytes"));
+        }
+        let key =
+            UnboundKey::new(&AES_256_GCM, master).map_err(|_| KeyError::Crypto("master key"))?;
+        Ok(Sealer {
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    /// `nonce || ciphertext || tag`.
+    pub fn seal(&self, kid: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let mut nonce = [0u8; 12];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| KeyError::Crypto("rng"))?;
+        let mut buf = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut buf,
+            )
+            .map_err(|_| KeyError::Crypto("seal"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(out)
+    }
+
+    /// Opens a sealed blob; fails on a wrong master key or any tampering.
+    pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+        if sealed.len() < 12 + 16 {
+            return Err(KeyError::Crypto("sealed blob too short"));
+        }
+        let (nonce, body) = sealed.split_at(12);
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Crypto("nonce"))?;
+        let mut buf = Zeroizing::new(body.to_vec());
+        let len = self
+            .key
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| KeyError::Crypto("cannot unseal: wrong master key or corrupted store"))?
+            .len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+fn describe(label: &str) -> &'static str {
+    match label {
+        "PRIVATE KEY" => "a PKCS#8 private key (PRIVATE KEY)",
+        "RSA PRIVATE KEY" => "a PKCS#1 RSA private key (RSA PRIVATE KEY)",
+        "EC PRIVATE KEY" => "a SEC1 EC private key (EC PRIVATE KEY)",
+        "PUBLIC KEY" => "an SPKI public key (PUBLIC KEY)",
+        "RSA PUBLIC KEY" => "a PKCS#1 RSA public key (RSA PUBLIC KEY)",
+        "CERTIFICATE" => "an X.509 certificate (CERTIFICATE)",
+        "ENCRYPTED PRIVATE KEY" => "an encrypted PKCS#8 private key (ENCRYPTED PRIVATE KEY)",
+        _ => "an unsupported PEM block",
+    }
+}
+
+/// What an imported PEM turned out to be.
+pub enum Imported {
+    /// A private key, normalised to PKCS#8 DER.
+    Private(Zeroizing<Vec<u8>>),
+    /// A public key only: its JWK members (kty/n/e, crv/x/y).
+    Public(Value),
+}
+
+/// Imports one PEM block for `alg`. `format` (`pkcs8`, `pkcs1`, `sec1`, `spki`), when
+/// given, must match the block; the key type must match `alg`.
+pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported, KeyError> {
+    let block = pem::parse(text).map_err(|e| KeyError::Pem(e.to_string()))?;
+    let label = block.tag();
+    let found = describe(label);
+    let wanted = match format {
+        None => None,
+        Some("pkcs8") => Some("PRIVATE KEY"),
+        Some("pkcs1") => Some("RSA PRIVATE KEY"),
+        Some("sec1") => Some("EC PRIVATE KEY"),
+        Some("spki") => Some("PUBLIC KEY"),
+        Some(other) => {
+            return Err(KeyError::Wrong {
+                found: format!("format {other:?}"),
+                expected: "pkcs8, pkcs1, sec1 or spki".into(),
+            })
+        }
+    };
+    if let Some(w) = wanted {
+        if w != label {
+            return Err(KeyError::Wrong {
+                found: found.into(),
+                expected: describe(w).into(),
+            });
+        }
+    }
+    let der = Zeroizing::new(block.contents().to_vec());
+    let wrong_type = |what: &str| KeyError::Wrong {
+        found: what.into(),
+        expected: format!("{} for {}", alg.family(), alg.as_str()),
+    };
+    match label {
+        "PRIVATE KEY" => {
+            let kind = der::pkcs8_kind(&der)
+                .ok_or_else(|| KeyError::Pem("not a PKCS#8 structure".into()))?;
+            match (kind, alg) {
+                (der::Kind::Rsa, Alg::RS256 | Alg::PS256 | Alg::RsaOaep256) => {
+                    RsaKeyPair::from_pkcs8(&der)
+                        .map_err(|_| KeyError::Crypto("RSA key rejected (2048 bits or more?)"))?;
+                    Ok(Imported::Private(der))
+                }
+                (der::Kind::P256, Alg::ES256) => ec_pair(&der).map(|_| Imported::Private(der)),
+                (der::Kind::Ed25519, Alg::EdDSA) => Ed25519KeyPair::from_pkcs8(&der)
+                    .map(|_| Imported::Private(der.clone()))
+                    .or_else(|_| {
+                        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
+                            .map(|_| Imported::Private(der.clone()))
+                    })
+                    .map_err(|_| KeyError::Crypto("Ed25519 key rejected")),
+                (k, _) => Err(wrong_type(k.describe())),
+            }
+        }
+        "RSA PRIVATE KEY" => {
+            if !matches!(alg, Alg::RS256 | Alg::PS256 | Alg::RsaOaep256) {
+                return Err(wrong_type("an RSA key"));
+            }
+            let pair = RsaKeyPair::from_der(&der)
+                .map_err(|_| KeyError::Crypto("PKCS#1 RSA key rejected"))?;
+            let p8 = pair
+                .as_der()
+                .map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
+            Ok(Imported::Private(Zeroizing::new(p8.as_ref().to_vec())))
+        }
+        "EC PRIVATE KEY" => {
+            if alg != Alg::ES256 {
+                return Err(wrong_type("a P-256 EC key"));
+            }
+            let pair = EcdsaKeyPair::from_private_key_der(
+                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                &der,
+            )
+            .map_err(|_| KeyError::Crypto("SEC1 key rejected (P-256 only)"))?;
+            let p8 = pair
+                .to_pkcs8v1()
+                .map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
+            Ok(Imported::Private(Zeroizing::new(p8.as_ref().to_vec())))
+        }
+        "PUBLIC KEY" => {
+            let set = gateway_core::KeySet::from_pem(text.as_bytes(), Some("import"))
+                .map_err(|e| KeyError::Pem(e.to_string()))?;
+            let key = set
+                .get("import")
+                .ok_or_else(|| KeyError::Pem("no key".into()))?;
+            let fits = gateway_core::Algorithm::ALL
+                .iter()
+                .any(|a| a.as_str() == alg.as_str() && key.allows(*a));
+            if !fits {
+                return Err(wrong_type(&format!("{:?} public key", key.family())));
+            }
+            let raw = der::spki_jwk(&der).ok_or_else(|| KeyError::Pem("SPKI".into()))?;
+            Ok(Imported::Public(raw))
+        }
+        _ => Err(KeyError::Wrong {
+            found: found.into(),
+            expected: "a PKCS#8, PKCS#1 or SEC1 private key, or an SPKI public key".into(),
+        }),
+    }
+}

@@ -1,0 +1,539 @@
+//! The sidecar's operations over the store: tenants, the rotation plan applied at a
+//! given time, JWKS documents, token issuing, the gateway's decryption keys and PEM
+//! import. Writes are serialised and committed durably before they are visible.
+
+use crate::crypto::{self, Alg, Imported};
+use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
+use crate::store::{KeyRecord, Store, StoreError, TenantRecord};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Mutex, RwLock};
+
+/// An operation's refusal, mapped to an HTTP status by the API layer.
+#[derive(Debug, thiserror::Error)]
+pub enum KmsError {
+    /// 404.
+    #[error("unknown tenant")]
+    UnknownTenant,
+    /// 400, with what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// 500 (store or crypto failure).
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for KmsError {
+    fn from(e: StoreError) -> Self {
+        KmsError::Internal(e.to_string())
+    }
+}
+
+impl From<crypto::KeyError> for KmsError {
+    fn from(e: crypto::KeyError) -> Self {
+        match e {
+            crypto::KeyError::Crypto(m) => KmsError::Internal(m.into()),
+            other => KmsError::BadRequest(other.to_string()),
+        }
+    }
+}
+
+/// A token request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MintRequest {
+    /// `sub`.
+    pub sub: String,
+    /// Role(s).
+    #[serde(default)]
+    pub role: Option<Value>,
+    /// `aud` (default: the tenant's).
+    #[serde(default)]
+    pub aud: Option<String>,
+    /// Lifetime in seconds (default 15 minutes, capped by the tenant's maximum).
+    #[serde(default)]
+    pub ttl_secs: Option<i64>,
+    /// Extra claims (registered claims are refused here).
+    #[serde(default)]
+    pub claims: Option<Map<String, Value>>,
+    /// Wrap in a JWE to the tenant's encryption key (nested JWT).
+    #[serde(default)]
+    pub encrypt: bool,
+}
+
+#[derive(Default)]
+struct Snapshot {
+    tenants: BTreeMap<String, TenantRecord>,
+    keys: Vec<KeyRecord>,
+}
+
+/// The key service.
+pub struct Kms {
+    store: Store,
+    snap: RwLock<Snapshot>,
+    write: Mutex<()>,
+    max_age: i64,
+    keep_retired: bool,
+}
+
+fn random_hex(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    let _ = SystemRandom::new().fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Kms {
+    /// Loads the store's contents.
+    pub fn new(store: Store, max_age: i64, keep_retired: bool) -> Result<Kms, KmsError> {
+        let kms = Kms {
+            store,
+            snap: RwLock::default(),
+            write: Mutex::new(()),
+            max_age,
+            keep_retired,
+        };
+        kms.reload()?;
+        Ok(kms)
+    }
+
+    fn reload(&self) -> Result<(), KmsError> {
+        let tenants = self
+            .store
+            .tenants()?
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        let keys = self.store.keys()?;
+        *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Snapshot { tenants, keys };
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+        self.snap.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// JWKS `max-age`, kept below the publish-ahead time so verifiers always see a
+    /// new signing key before it signs.
+    pub fn max_age(&self) -> i64 {
+        self.max_age
+    }
+
+    /// The rotation schedule of a tenant.
+    pub fn schedule(&self, t: &TenantRecord) -> Schedule {
+        Schedule {
+            interval: t.interval,
+            publish_ahead: (2 * self.max_age).min(t.interval / 2).max(self.max_age),
+            max_age: self.max_age,
+            max_token_ttl: t.max_token_ttl,
+            clock_skew: t.clock_skew,
+        }
+    }
+
+    /// Tenant ids.
+    pub fn tenants(&self) -> Vec<TenantRecord> {
+        self.read().tenants.values().cloned().collect()
+    }
+
+    /// Creates a tenant (and its first keys) unless it exists; true if created.
+    pub fn ensure_tenant(&self, t: TenantRecord, now: i64) -> Result<bool, KmsError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if self.read().tenants.contains_key(&t.id) {
+            return Ok(false);
+        }
+        Alg::parse(&t.alg)
+            .ok_or_else(|| KmsError::BadRequest(format!("alg {:?} is not supported", t.alg)))?;
+        let changes = keyring::plan(&[], &self.schedule(&t), now);
+        self.apply_locked(&t, changes, now, true)?;
+        Ok(true)
+    }
+
+    /// Removes a tenant and all its keys; false if unknown.
+    pub fn delete_tenant(&self, id: &str) -> Result<bool, KmsError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.read().tenants.contains_key(id) {
+            return Ok(false);
+        }
+        let kids: Vec<String> = self
+            .read()
+            .keys
+            .iter()
+            .filter(|k| k.tenant == id)
+            .map(|k| k.timeline.kid.clone())
+            .collect();
+        self.store.commit(&[], &[], &kids, &[id.to_owned()])?;
+        self.reload()?;
+        Ok(true)
+    }
+
+    fn timelines(&self, tenant: &str) -> Vec<Timeline> {
+        self.read()
+            .keys
+            .iter()
+            .filter(|k| k.tenant == tenant)
+            .map(|k| k.timeline.clone())
+            .collect()
+    }
+
+    /// Applies the scheduled plan to every tenant; returns the changes made.
+    pub fn tick(&self, now: i64) -> Result<Vec<(String, Change)>, KmsError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut done = Vec::new();
+        for t in self.tenants() {
+            let changes = keyring::plan(&self.timelines(&t.id), &self.schedule(&t), now);
+            if !changes.is_empty() {
+                self.apply_locked(&t, changes.clone(), now, false)?;
+                done.extend(changes.into_iter().map(|c| (t.id.clone(), c)));
+            }
+        }
+        Ok(done)
+    }
+
+    /// Manual rotation; returns the changes made.
+    pub fn rotate(
+        &self,
+        tenant: &str,
+        key_use: Use,
+        emergency: bool,
+        now: i64,
+    ) -> Result<Vec<Change>, KmsError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self
+            .read()
+            .tenants
+            .get(tenant)
+            .cloned()
+            .ok_or(KmsError::UnknownTenant)?;
+        let changes = keyring::rotate_now(
+            &self.timelines(tenant),
+            &self.schedule(&t),
+            key_use,
+            emergency,
+            now,
+        );
+        self.apply_locked(&t, changes.clone(), now, false)?;
+        Ok(changes)
+    }
+
+    fn new_key(
+        &self,
+        t: &TenantRecord,
+        key_use: Use,
+        activates_at: i64,
+        now: i64,
+    ) -> Result<KeyRecord, KmsError> {
+        let alg = match key_use {
+            Use::Sig => {
+                Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?
+            }
+            Use::Enc => Alg::RsaOaep256,
+        };
+        let kid = format!("{}-{}-{}", t.id, key_use.as_str(), random_hex(8));
+        let pkcs8 = crypto::generate(alg)?;
+        let public_jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
+        let sealed = Some(self.store.seal(&kid, &pkcs8)?);
+        Ok(KeyRecord {
+            tenant: t.id.clone(),
+            alg: alg.as_str().into(),
+            timeline: Timeline {
+                kid,
+                key_use,
+                created_at: now,
+                activates_at,
+                retires_at: None,
+                expires_at: None,
+                revoked: false,
+            },
+            public_jwk,
+            sealed,
+        })
+    }
+
+    fn apply_locked(
+        &self,
+        t: &TenantRecord,
+        changes: Vec<Change>,
+        now: i64,
+        new_tenant: bool,
+    ) -> Result<(), KmsError> {
+        let existing: Vec<KeyRecord> = self
+            .read()
+            .keys
+            .iter()
+            .filter(|k| k.tenant == t.id)
+            .cloned()
+            .collect();
+        let find = |kid: &str| existing.iter().find(|k| k.timeline.kid == kid).cloned();
+        let mut upserts: Vec<KeyRecord> = Vec::new();
+        let mut deletes = Vec::new();
+        for c in changes {
+            match c {
+                Change::Create {
+                    key_use,
+                    activates_at,
+                } => upserts.push(self.new_key(t, key_use, activates_at, now)?),
+                Change::Retire {
+                    kid,
+                    retires_at,
+                    expires_at,
+                } => {
+                    if let Some(mut k) = find(&kid) {
+                        k.timeline.retires_at = Some(retires_at);
+                        k.timeline.expires_at = Some(expires_at);
+                        upserts.push(k);
+                    }
+                }
+                Change::Revoke { kid } => {
+                    if let Some(mut k) = find(&kid) {
+                        k.timeline.revoked = true;
+                        if !self.keep_retired {
+                            k.sealed = None;
+                        }
+                        upserts.push(k);
+                    }
+                }
+                Change::Destroy { kid } => {
+                    if self.keep_retired {
+                        if let Some(mut k) = find(&kid) {
+                            k.timeline.revoked = true;
+                            upserts.push(k);
+                        }
+                    } else {
+                        deletes.push(kid);
+                    }
+                }
+            }
+        }
+        let tenants: Vec<TenantRecord> = if new_tenant {
+            vec![t.clone()]
+        } else {
+            Vec::new()
+        };
+        self.store.commit(&tenants, &upserts, &deletes, &[])?;
+        self.reload()
+    }
+
+    /// The public JWKS of one tenant, or of all (each key then carries `tenant`).
+    pub fn jwks(&self, tenant: Option<&str>, now: i64) -> Option<Value> {
+        let snap = self.read();
+        if let Some(t) = tenant {
+            snap.tenants.get(t)?;
+        }
+        let keys: Vec<Value> = snap
+            .keys
+            .iter()
+            .filter(|k| {
+                tenant.is_none_or(|t| k.tenant == t) && keyring::published(&k.timeline, now)
+            })
+            .map(|k| {
+                let mut jwk = k.public_jwk.clone();
+                if tenant.is_none() {
+                    jwk["tenant"] = json!(k.tenant);
+                }
+                jwk
+            })
+            .collect();
+        Some(json!({ "keys": keys }))
+    }
+
+    /// Age in seconds of each tenant's current keys, for metrics.
+    pub fn current_ages(&self, now: i64) -> Vec<(String, &'static str, i64)> {
+        self.read()
+            .keys
+            .iter()
+            .filter(|k| keyring::state(&k.timeline, now) == State::Current)
+            .map(|k| {
+                (
+                    k.tenant.clone(),
+                    k.timeline.key_use.as_str(),
+                    now - k.timeline.activates_at,
+                )
+            })
+            .collect()
+    }
+
+    fn current_key(&self, tenant: &str, key_use: Use, now: i64) -> Option<KeyRecord> {
+        self.read()
+            .keys
+            .iter()
+            .filter(|k| k.tenant == tenant && k.timeline.key_use == key_use && k.sealed.is_some())
+            .filter(|k| keyring::state(&k.timeline, now) == State::Current)
+            .max_by_key(|k| k.timeline.activates_at)
+            .cloned()
+    }
+
+    /// Issues a token for `tenant`.
+    pub fn mint(&self, tenant: &str, req: MintRequest, now: i64) -> Result<String, KmsError> {
+        let t = self
+            .read()
+            .tenants
+            .get(tenant)
+            .cloned()
+            .ok_or(KmsError::UnknownTenant)?;
+        let ttl = req.ttl_secs.unwrap_or(900);
+        if ttl < 1 || ttl > t.max_token_ttl {
+            return Err(KmsError::BadRequest(format!(
+                "ttl_secs must be between 1 and {}",
+                t.max_token_ttl
+            )));
+        }
+        if req.sub.is_empty() {
+            return Err(KmsError::BadRequest("sub must not be empty".into()));
+        }
+        let mut claims = Map::new();
+        for (k, v) in req.claims.unwrap_or_default() {
+            if ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "tenant_id"].contains(&k.as_str())
+            {
+                return Err(KmsError::BadRequest(format!(
+                    "claim {k:?} is set by the sidecar"
+                )));
+            }
+            claims.insert(k, v);
+        }
+        claims.insert("iss".into(), json!(t.issuer));
+        claims.insert("aud".into(), json!(req.aud.unwrap_or(t.audience.clone())));
+        claims.insert("sub".into(), json!(req.sub));
+        if let Some(role) = req.role {
+            claims.insert("role".into(), role);
+        }
+        claims.insert("tenant_id".into(), json!(t.id));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        claims.insert("exp".into(), json!(now + ttl));
+        claims.insert("jti".into(), json!(random_hex(16)));
+        let key = self
+            .current_key(tenant, Use::Sig, now)
+            .ok_or_else(|| KmsError::Internal("no current signing key".into()))?;
+        let alg = Alg::parse(&key.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
+        let pkcs8 = self.store.private(&key)?;
+        let jws = crypto::jws(alg, &pkcs8, &key.timeline.kid, &Value::Object(claims))?;
+        if !req.encrypt {
+            return Ok(jws);
+        }
+        let enc = self
+            .current_key(tenant, Use::Enc, now)
+            .ok_or_else(|| KmsError::Internal("no current encryption key".into()))?;
+        let enc_pkcs8 = self.store.private(&enc)?;
+        Ok(crypto::jwe_wrap(&enc_pkcs8, &enc.timeline.kid, &jws)?)
+    }
+
+    /// The private decryption JWKs the gateway must hold now.
+    pub fn decryption_keys(&self, tenant: &str, now: i64) -> Result<Value, KmsError> {
+        let held: Vec<KeyRecord> = {
+            let snap = self.read();
+            snap.tenants.get(tenant).ok_or(KmsError::UnknownTenant)?;
+            snap.keys
+                .iter()
+                .filter(|k| {
+                    k.tenant == tenant
+                        && k.sealed.is_some()
+                        && keyring::held_by_gateway(&k.timeline, now)
+                })
+                .cloned()
+                .collect()
+        };
+        let mut keys = Vec::new();
+        for k in held {
+            let pkcs8 = self.store.private(&k)?;
+            keys.push(crypto::private_jwk(&pkcs8, &k.timeline.kid)?);
+        }
+        Ok(json!({ "keys": keys }))
+    }
+
+    /// Imports a PEM key for `tenant` as its next key for `key_use` (a public-only
+    /// key is published for verification during a migration window).
+    pub fn import(
+        &self,
+        tenant: &str,
+        pem: &str,
+        key_use: Use,
+        format: Option<&str>,
+        now: i64,
+    ) -> Result<String, KmsError> {
+        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self
+            .read()
+            .tenants
+            .get(tenant)
+            .cloned()
+            .ok_or(KmsError::UnknownTenant)?;
+        let alg = match key_use {
+            Use::Sig => {
+                Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?
+            }
+            Use::Enc => Alg::RsaOaep256,
+        };
+        let s = self.schedule(&t);
+        let kid = format!("{}-{}-import-{}", t.id, key_use.as_str(), random_hex(6));
+        let (public_jwk, sealed, timeline) = match crypto::import_pem(pem, alg, format)? {
+            Imported::Private(pkcs8) => {
+                let jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
+                let sealed = self.store.seal(&kid, &pkcs8)?;
+                let timelines = self.timelines(tenant);
+                if timelines
+                    .iter()
+                    .any(|k| k.key_use == key_use && keyring::state(k, now) == State::Next)
+                {
+                    return Err(KmsError::Conflict(
+                        "a next key is already planned; rotate first".into(),
+                    ));
+                }
+                let activates_at = now + s.publish_ahead;
+                let tl = Timeline {
+                    kid: kid.clone(),
+                    key_use,
+                    created_at: now,
+                    activates_at,
+                    retires_at: None,
+                    expires_at: None,
+                    revoked: false,
+                };
+                (jwk, Some(sealed), tl)
+            }
+            Imported::Public(mut jwk) => {
+                if key_use == Use::Enc {
+                    return Err(KmsError::BadRequest(
+                        "found a public key, expected a private key for an encryption key".into(),
+                    ));
+                }
+                jwk["kid"] = json!(kid);
+                jwk["use"] = json!("sig");
+                jwk["alg"] = json!(alg.as_str());
+                let tl = Timeline {
+                    kid: kid.clone(),
+                    key_use,
+                    created_at: now,
+                    activates_at: now,
+                    retires_at: Some(now),
+                    expires_at: Some(now + s.interval),
+                    revoked: false,
+                };
+                (jwk, None, tl)
+            }
+        };
+        let rec = KeyRecord {
+            tenant: t.id.clone(),
+            alg: alg.as_str().into(),
+            timeline,
+            public_jwk,
+            sealed,
+        };
+        let mut upserts = vec![rec];
+        // A private import takes over from the current key like a normal rotation.
+        if upserts[0].sealed.is_some() {
+            if let Some(mut cur) = self.current_key(tenant, key_use, now) {
+                let at = upserts[0].timeline.activates_at;
+                cur.timeline.retires_at = Some(at);
+                cur.timeline.expires_at = Some(at + s.overlap(key_use));
+                upserts.push(cur);
+            }
+        }
+        self.store.commit(&[], &upserts, &[], &[])?;
+        self.reload()?;
+        Ok(kid)
+    }
+}

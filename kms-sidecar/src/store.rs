@@ -1,0 +1,220 @@
+//! Durable storage in an embedded redb database: tenants, and keys with their private
+//! halves sealed under the master key. Every write is one transaction committed with
+//! immediate durability before the caller acknowledges anything. Opening checks the
+//! file's integrity and a sealed canary, so a wrong master key or a corrupted store
+//! stops start-up with a clear error; keys are never silently regenerated.
+
+use crate::crypto::Sealer;
+use crate::keyring::Timeline;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use zeroize::Zeroizing;
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const CANARY: &[u8] = b"kms-sidecar canary v1";
+
+/// A stored tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    /// Tenant id.
+    pub id: String,
+    /// Signing algorithm.
+    pub alg: String,
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// Default `aud`.
+    pub audience: String,
+    /// Rotation interval, seconds.
+    pub interval: i64,
+    /// Longest token lifetime, seconds.
+    pub max_token_ttl: i64,
+    /// Clock skew, seconds.
+    pub clock_skew: i64,
+}
+
+/// A stored key: timeline, public JWK, and the sealed private key (absent for an
+/// imported public-only key, or once destroyed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// JOSE algorithm.
+    pub alg: String,
+    /// Rotation instants.
+    pub timeline: Timeline,
+    /// Public JWK.
+    pub public_jwk: serde_json::Value,
+    /// `nonce || AES-256-GCM(private PKCS#8)`, AAD = kid.
+    pub sealed: Option<Vec<u8>>,
+}
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No store and `create_if_missing` is off.
+    #[error("no key store at {0} (set create_if_missing: true to initialise a new one)")]
+    Missing(String),
+    /// The canary did not unseal.
+    #[error("the master key does not open this key store (wrong KMS master key?)")]
+    WrongMasterKey,
+    /// redb reported an error or corruption.
+    #[error("key store error: {0}")]
+    Db(String),
+    /// A record did not decode.
+    #[error("key store record {0} is corrupted")]
+    Corrupt(String),
+}
+
+fn db<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+/// The key store.
+pub struct Store {
+    db: Database,
+    sealer: Sealer,
+}
+
+impl Store {
+    /// Opens (or, if allowed, creates) the store in `dir`.
+    pub fn open(dir: &Path, sealer: Sealer, create_if_missing: bool) -> Result<Store, StoreError> {
+        let path = dir.join("keys.redb");
+        let exists = path.exists();
+        if !exists && !create_if_missing {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        std::fs::create_dir_all(dir).map_err(db)?;
+        let mut builder = Database::builder();
+        builder.set_check_integrity_on_open(true);
+        let database = if exists {
+            builder.open(&path)
+        } else {
+            builder.create(&path)
+        }
+        .map_err(db)?;
+        let store = Store {
+            db: database,
+            sealer,
+        };
+        let canary = {
+            let tx = store.db.begin_read().map_err(db)?;
+            match tx.open_table(META) {
+                Ok(t) => t.get("canary").map_err(db)?.map(|v| v.value().to_vec()),
+                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Err(e) => return Err(db(e)),
+            }
+        };
+        match canary {
+            Some(sealed) => {
+                let plain = store
+                    .sealer
+                    .open("canary", &sealed)
+                    .map_err(|_| StoreError::WrongMasterKey)?;
+                if plain.as_slice() != CANARY {
+                    return Err(StoreError::WrongMasterKey);
+                }
+            }
+            None if exists && !create_if_missing => {
+                return Err(StoreError::Corrupt("canary".into()))
+            }
+            None => {
+                let sealed = store.sealer.seal("canary", CANARY).map_err(db)?;
+                let tx = store.db.begin_write().map_err(db)?;
+                {
+                    tx.open_table(META)
+                        .map_err(db)?
+                        .insert("canary", sealed.as_slice())
+                        .map_err(db)?;
+                    tx.open_table(TENANTS).map_err(db)?;
+                    tx.open_table(KEYS).map_err(db)?;
+                }
+                tx.commit().map_err(db)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Every tenant.
+    pub fn tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(TENANTS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| StoreError::Corrupt(k.value().to_owned()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every key of every tenant.
+    pub fn keys(&self) -> Result<Vec<KeyRecord>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = tx.open_table(KEYS).map_err(db)?;
+        let mut out = Vec::new();
+        for row in t.iter().map_err(db)? {
+            let (k, v) = row.map_err(db)?;
+            out.push(
+                serde_json::from_slice(v.value())
+                    .map_err(|_| StoreError::Corrupt(k.value().to_owned()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Seals a private key for `kid`.
+    pub fn seal(&self, kid: &str, pkcs8: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.sealer.seal(kid, pkcs8).map_err(db)
+    }
+
+    /// Unseals a key's private half.
+    pub fn private(&self, rec: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let sealed = rec.sealed.as_ref().ok_or_else(|| {
+            StoreError::Corrupt(format!("{} has no private key", rec.timeline.kid))
+        })?;
+        self.sealer
+            .open(&rec.timeline.kid, sealed)
+            .map_err(|_| StoreError::WrongMasterKey)
+    }
+
+    /// Writes tenants and keys, deletes keys and tenants, all in one durable transaction.
+    pub fn commit(
+        &self,
+        tenants: &[TenantRecord],
+        keys: &[KeyRecord],
+        delete_keys: &[String],
+        delete_tenants: &[String],
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(TENANTS).map_err(db)?;
+            for rec in tenants {
+                t.insert(
+                    rec.id.as_str(),
+                    serde_json::to_vec(rec).map_err(db)?.as_slice(),
+                )
+                .map_err(db)?;
+            }
+            for id in delete_tenants {
+                t.remove(id.as_str()).map_err(db)?;
+            }
+            let mut k = tx.open_table(KEYS).map_err(db)?;
+            for rec in keys {
+                k.insert(
+                    rec.timeline.kid.as_str(),
+                    serde_json::to_vec(rec).map_err(db)?.as_slice(),
+                )
+                .map_err(db)?;
+            }
+            for kid in delete_keys {
+                k.remove(kid.as_str()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)
+    }
+}
