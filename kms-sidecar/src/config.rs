@@ -155,3 +155,22 @@ pub fn validate_tenant(t: &TenantFile) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_is_valid_and_bad_fields_are_named() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/kms.yaml"))
+                .unwrap();
+        let cfg = KmsConfig::from_yaml(&text).unwrap();
+        assert_eq!(cfg.tenants.len(), 2);
+        let err = KmsConfig::from_yaml(&text.replace("alg: ES256", "alg: HS256")).unwrap_err();
+        assert!(err.contains("tenants[1].alg"), "{err}");
+        let err =
+            KmsConfig::from_yaml(&text.replace("keep_retired:", "keep_retierd:")).unwrap_err();
+        assert!(err.contains("keep_retierd"), "{err}");
+    }
+}
