@@ -5,6 +5,7 @@
 use crate::audit::AuditLog;
 use crate::keys::now;
 use crate::metrics::Metrics;
+use crate::revocation::FeedStatus;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::audit::AuditQuery;
@@ -25,6 +26,8 @@ pub struct Admin {
     pub audit: Option<Arc<AuditLog>>,
     /// Bearer credential for `/audit`; without one the endpoint is off.
     pub token: Option<Zeroizing<String>>,
+    /// Revocation feed health, when a feed is configured.
+    pub feed: Option<Arc<FeedStatus>>,
 }
 
 impl Admin {
@@ -49,30 +52,18 @@ impl Admin {
 
     async fn audit_query(&self, session: &ServerSession) -> Response<Vec<u8>> {
         let Some(audit) = self.audit.clone() else {
-            return respond(
-                404,
-                "application/json",
-                br#"{"error":"audit_not_configured"}"#.to_vec(),
-            );
+            return respond(404, "application/json", br#"{"error":"audit_not_configured"}"#.to_vec());
         };
         if !self.authorized(session) {
-            return respond(
-                401,
-                "application/json",
-                br#"{"error":"unauthorized"}"#.to_vec(),
-            );
+            return respond(401, "application/json", br#"{"error":"unauthorized"}"#.to_vec());
         }
         let query = session.req_header().uri.query().unwrap_or("");
-        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
-            .into_owned()
-            .collect();
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
         let map: serde_json::Map<String, serde_json::Value> = pairs
             .into_iter()
             .map(|(k, v)| {
                 let value = match k.as_str() {
-                    "from_ms" | "to_ms" | "limit" => v
-                        .parse::<i64>()
-                        .map_or(serde_json::Value::String(v), Into::into),
+                    "from_ms" | "to_ms" | "limit" => v.parse::<i64>().map_or(serde_json::Value::String(v), Into::into),
                     _ => serde_json::Value::String(v),
                 };
                 (k, value)
@@ -90,11 +81,7 @@ impl Admin {
                 let body = serde_json::json!({"records": records});
                 respond(200, "application/json", body.to_string().into_bytes())
             }
-            _ => respond(
-                500,
-                "application/json",
-                br#"{"error":"audit_unreadable"}"#.to_vec(),
-            ),
+            _ => respond(500, "application/json", br#"{"error":"audit_unreadable"}"#.to_vec()),
         }
     }
 }
@@ -116,22 +103,29 @@ impl ServeHttp for Admin {
             "/healthz" => respond(200, "application/json", br#"{"status":"ok"}"#.to_vec()),
             "/readyz" => {
                 let rt = self.rt.load();
-                let missing = rt.missing_keys(now());
-                if missing.is_empty() {
-                    respond(200, "application/json", br#"{"status":"ready"}"#.to_vec())
-                } else {
-                    let body =
-                        serde_json::json!({"status": "not_ready", "tenants_without_keys": missing});
-                    respond(503, "application/json", body.to_string().into_bytes())
+                let now = now();
+                let missing = rt.missing_keys(now);
+                // The gateway keeps serving on its last revocation state when the feed is
+                // down; readiness says so rather than taking the gateway out of service.
+                let feed = self.feed.as_ref().map(|f| f.describe());
+                let (status, word) = if missing.is_empty() { (200, "ready") } else { (503, "not_ready") };
+                let mut body = serde_json::json!({"status": word});
+                if !missing.is_empty() {
+                    body["tenants_without_keys"] = serde_json::json!(missing);
                 }
+                if let Some(f) = feed {
+                    body["revocation_feed"] = serde_json::json!(f);
+                }
+                respond(status, "application/json", body.to_string().into_bytes())
             }
-            "/metrics" => respond(200, "text/plain; version=0.0.4", self.metrics.render()),
+            "/metrics" => {
+                let (hits, misses) = self.rt.load().engine.verifier.cache_stats();
+                self.metrics.token_cache.with_label_values(&["hit"]).set(hits as i64);
+                self.metrics.token_cache.with_label_values(&["miss"]).set(misses as i64);
+                respond(200, "text/plain; version=0.0.4", self.metrics.render())
+            }
             "/audit" => self.audit_query(session).await,
-            _ => respond(
-                404,
-                "application/json",
-                br#"{"error":"not_found"}"#.to_vec(),
-            ),
+            _ => respond(404, "application/json", br#"{"error":"not_found"}"#.to_vec()),
         }
     }
 }

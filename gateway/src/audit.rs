@@ -22,33 +22,16 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Opens (creating) the file and starts the writer thread.
-    pub fn start(
-        settings: &AuditSettings,
-        written: IntCounter,
-        dropped: IntCounter,
-    ) -> std::io::Result<AuditLog> {
+    pub fn start(settings: &AuditSettings, written: IntCounter, dropped: IntCounter) -> std::io::Result<AuditLog> {
         let path = PathBuf::from(&settings.file);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
         let file = open_append(&path)?;
         let (tx, rx) = sync_channel(settings.queue);
-        let writer = Writer {
-            path: path.clone(),
-            file,
-            max_bytes: settings.max_bytes,
-            keep: settings.keep,
-            written,
-        };
-        std::thread::Builder::new()
-            .name("audit writer".into())
-            .spawn(move || writer.run(rx))?;
-        Ok(AuditLog {
-            tx,
-            path,
-            keep: settings.keep,
-            dropped,
-        })
+        let writer = Writer { path: path.clone(), file, max_bytes: settings.max_bytes, keep: settings.keep, written };
+        std::thread::Builder::new().name("audit writer".into()).spawn(move || writer.run(rx))?;
+        Ok(AuditLog { tx, path, keep: settings.keep, dropped })
     }
 
     /// Queues a record without blocking; a full queue drops it and counts the drop.
@@ -62,8 +45,7 @@ impl AuditLog {
     pub fn query(&self, q: &AuditQuery) -> std::io::Result<Vec<AuditRecord>> {
         let mut out = Vec::new();
         // Newest file first; within a file, lines are oldest first.
-        let files = std::iter::once(self.path.clone())
-            .chain((1..=self.keep).map(|i| rotated(&self.path, i)));
+        let files = std::iter::once(self.path.clone()).chain((1..=self.keep).map(|i| rotated(&self.path, i)));
         for path in files {
             let Ok(f) = File::open(&path) else { continue };
             let mut hits: Vec<AuditRecord> = BufReader::new(f)

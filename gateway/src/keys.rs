@@ -17,9 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the epoch: the only wall-clock read, handed to the core.
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Largest JWKS document accepted from a source.
@@ -44,9 +42,7 @@ pub fn check_files(config: &Config) -> Vec<String> {
                 Err(e) => out.push(format!("{field}: {path}: {e}")),
                 Ok(bytes) => match parse_file(&bytes, kid.as_deref()) {
                     Err(e) => out.push(format!("{field}: {path}: {e}")),
-                    Ok(set) if set.is_empty() => {
-                        out.push(format!("{field}: {path}: no usable signing key"))
-                    }
+                    Ok(set) if set.is_empty() => out.push(format!("{field}: {path}: no usable signing key")),
                     Ok(_) => {}
                 },
             }
@@ -72,40 +68,19 @@ impl KeyFetcher {
             .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(0)
             .build()?;
-        let sources = config
-            .tenants
-            .iter()
-            .map(|t| (t.id.clone(), t.keys.clone()))
-            .collect();
-        Ok(Self {
-            store,
-            sources,
-            client,
-            metrics,
-        })
+        let sources = config.tenants.iter().map(|t| (t.id.clone(), t.keys.clone())).collect();
+        Ok(Self { store, sources, client, metrics })
     }
 
     async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
         match source {
             KeySource::Url(url) => {
-                let resp = self
-                    .client
-                    .get(url)
-                    .header("accept", "application/json")
-                    .send()
-                    .await?;
+                let resp = self.client.get(url).header("accept", "application/json").send().await?;
                 if !resp.status().is_success() {
                     anyhow::bail!("HTTP {}", resp.status());
                 }
-                let max_age = resp
-                    .headers()
-                    .get("cache-control")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_max_age);
-                if resp
-                    .content_length()
-                    .is_some_and(|l| l as usize > MAX_JWKS_BYTES)
-                {
+                let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+                if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
                     anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
                 }
                 let body = resp.bytes().await?;
@@ -115,11 +90,8 @@ impl KeyFetcher {
                 Ok((KeySet::from_jwks(&body)?, max_age))
             }
             KeySource::File { path, kid } => {
-                let bytes = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-                let set = parse_file(&bytes, kid.as_deref())
-                    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let bytes = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let set = parse_file(&bytes, kid.as_deref()).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
                 Ok((set, None))
             }
         }
@@ -127,18 +99,12 @@ impl KeyFetcher {
 
     /// Fetches one tenant's keys and installs them; on failure the old keys stay.
     pub async fn refresh(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
-        let source = self
-            .sources
-            .get(tenant)
-            .ok_or_else(|| anyhow::anyhow!("unknown tenant"))?;
+        let source = self.sources.get(tenant).ok_or_else(|| anyhow::anyhow!("unknown tenant"))?;
         match self.load(source).await {
             Ok((set, max_age)) => {
                 if set.is_empty() {
                     self.store.record_failure(tenant, now());
-                    self.metrics
-                        .key_fetches
-                        .with_label_values(&[tenant, trigger, "empty"])
-                        .inc();
+                    self.metrics.key_fetches.with_label_values(&[tenant, trigger, "empty"]).inc();
                     anyhow::bail!("no usable signing key ({} skipped)", set.skipped.len());
                 }
                 for why in &set.skipped {
@@ -146,18 +112,12 @@ impl KeyFetcher {
                 }
                 tracing::info!(tenant, trigger, keys = set.len(), "tenant keys loaded");
                 self.store.install(tenant, set, now(), max_age);
-                self.metrics
-                    .key_fetches
-                    .with_label_values(&[tenant, trigger, "ok"])
-                    .inc();
+                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "ok"]).inc();
                 Ok(())
             }
             Err(e) => {
                 self.store.record_failure(tenant, now());
-                self.metrics
-                    .key_fetches
-                    .with_label_values(&[tenant, trigger, "error"])
-                    .inc();
+                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "error"]).inc();
                 tracing::warn!(tenant, trigger, error = %e, "tenant key fetch failed; keeping last good keys");
                 Err(e)
             }
@@ -209,10 +169,7 @@ impl BackgroundService for KeyRefresher {
         loop {
             let fetcher = self.0.load().fetcher.clone();
             fetcher.tick().await;
-            let wait = fetcher
-                .store
-                .next_due()
-                .map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
+            let wait = fetcher.store.next_due().map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(Duration::from_secs(wait)) => {}

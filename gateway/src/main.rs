@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod proxy;
 mod reload;
+mod revocation;
 mod runtime;
 mod upstream;
 
@@ -21,6 +22,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Command line.
 #[derive(Parser, Debug)]
@@ -43,9 +45,7 @@ fn main() -> ExitCode {
     let filter = match tracing_subscriber::EnvFilter::try_from_default_env() {
         Ok(user) => ["pingora_proxy", "pingora_core", "pingora_load_balancing"]
             .into_iter()
-            .fold(user, |f, krate| {
-                f.add_directive(format!("{krate}=info").parse().expect("static directive"))
-            }),
+            .fold(user, |f, krate| f.add_directive(format!("{krate}=info").parse().expect("static directive"))),
         Err(_) => "info,pingora_core=warn,pingora_proxy=warn,pingora_load_balancing=warn".into(),
     };
     use std::io::IsTerminal;
@@ -65,11 +65,7 @@ fn main() -> ExitCode {
     if cli.check || cli.pingora.test {
         let problems = keys::check_files(&config);
         if !problems.is_empty() {
-            eprintln!(
-                "invalid config {}:\n{}",
-                cli.config.display(),
-                problems.join("\n")
-            );
+            eprintln!("invalid config {}:\n{}", cli.config.display(), problems.join("\n"));
             return ExitCode::from(2);
         }
         println!("config {} is valid", cli.config.display());
@@ -92,18 +88,12 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let startup = config.keys.startup;
     let first = runtime::Runtime::build(config, None, &metrics)?;
 
-    let failed = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(first.fetcher.load_all());
+    let failed = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(first.fetcher.load_all());
     for (tenant, why) in &failed {
         tracing::warn!(tenant, error = %why, "tenant keys not loaded at start-up");
     }
-    let failed_required: Vec<String> = failed
-        .iter()
-        .filter(|(t, _)| first.required.contains(t))
-        .map(|(t, e)| format!("{t} ({e})"))
-        .collect();
+    let failed_required: Vec<String> =
+        failed.iter().filter(|(t, _)| first.required.contains(t)).map(|(t, e)| format!("{t} ({e})")).collect();
     if startup == Startup::FailFast && !failed_required.is_empty() {
         anyhow::bail!(
             "keys.startup is fail_fast and required tenant keys could not be loaded: {}",
@@ -111,7 +101,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         );
     }
     let audit = match &first.engine.config.audit {
-        Some(settings) => Some(std::sync::Arc::new(audit::AuditLog::start(
+        Some(settings) => Some(Arc::new(audit::AuditLog::start(
             settings,
             metrics.audit_written.clone(),
             metrics.audit_dropped.clone(),
@@ -133,6 +123,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("admin token must be at least 16 characters");
     }
+    let revocation_settings = first.engine.config.revocation.clone();
+    let feed_status = Arc::new(revocation::FeedStatus::default());
     let rt = runtime::shared(first);
 
     // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
@@ -149,16 +141,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     server.bootstrap();
 
-    let gateway = proxy::Gateway {
-        rt: rt.clone(),
-        metrics: metrics.clone(),
-        audit: audit.clone(),
-    };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        gateway,
-        "gateway proxy",
-    );
+    let gateway = proxy::Gateway { rt: rt.clone(), metrics: metrics.clone(), audit: audit.clone() };
+    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway proxy");
     proxy.threads = Some(threads);
     proxy.add_tcp(&listen);
 
@@ -169,6 +153,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             audit,
             token: admin_token,
+            feed: revocation_settings.as_ref().map(|_| feed_status.clone()),
         },
     );
     admin.threads = Some(1);
@@ -176,22 +161,13 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service(
-        "jwks refresh",
-        keys::KeyRefresher(rt.clone()),
-    ));
-    server.add_service(background_service(
-        "upstream health",
-        upstream::HealthChecks(rt.clone()),
-    ));
-    server.add_service(background_service(
-        "config reload",
-        reload::Reloader {
-            path: cli.config,
-            rt,
-            metrics,
-        },
-    ));
+    server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
+    server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
+    if let Some(settings) = revocation_settings {
+        let follower = revocation::Follower { rt: rt.clone(), settings, status: feed_status, metrics: metrics.clone() };
+        server.add_service(background_service("revocation feed", follower));
+    }
+    server.add_service(background_service("config reload", reload::Reloader { path: cli.config, rt, metrics }));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run_forever();
 }

@@ -1,8 +1,7 @@
 //! The gateway's Prometheus metrics, registered into an explicit registry.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -30,6 +29,14 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// Admin requests refused for a missing or wrong credential.
     pub admin_auth_failures: IntCounter,
+    /// Revocation entries held.
+    pub revocations: IntGauge,
+    /// 1 while the revocation feed answers.
+    pub revocation_feed_up: IntGauge,
+    /// Seconds since the last successful feed poll (-1 before the first).
+    pub revocation_feed_lag: IntGauge,
+    /// Verified-token cache hits and misses of the current config.
+    pub token_cache: IntGaugeVec,
 }
 
 impl Metrics {
@@ -37,65 +44,52 @@ impl Metrics {
     pub fn new() -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new(
-                "gateway_requests_total",
-                "Requests by route, status and decision.",
-            ),
+            Opts::new("gateway_requests_total", "Requests by route, status and decision."),
             &["route", "status", "decision"],
         )?;
-        let denials = IntCounterVec::new(
-            Opts::new("gateway_denials_total", "Refusals by reason."),
-            &["reason"],
-        )?;
+        let denials = IntCounterVec::new(Opts::new("gateway_denials_total", "Refusals by reason."), &["reason"])?;
         let verify_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_token_verify_seconds",
-                "Token verification latency.",
-            )
-            .buckets(vec![
-                1e-6, 5e-6, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2,
-            ]),
+            HistogramOpts::new("gateway_token_verify_seconds", "Token verification latency.")
+                .buckets(vec![1e-6, 5e-6, 2e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 2.5e-2]),
             &["alg"],
         )?;
         let key_fetches = IntCounterVec::new(
-            Opts::new(
-                "gateway_key_fetches_total",
-                "Key set fetches by tenant, reason and result.",
-            ),
+            Opts::new("gateway_key_fetches_total", "Key set fetches by tenant, reason and result."),
             &["tenant", "trigger", "result"],
         )?;
         let key_age = IntGaugeVec::new(
-            Opts::new(
-                "gateway_key_set_age_seconds",
-                "Seconds since the tenant's keys were fetched.",
-            ),
+            Opts::new("gateway_key_set_age_seconds", "Seconds since the tenant's keys were fetched."),
             &["tenant"],
         )?;
         let upstream_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "gateway_upstream_seconds",
-                "Time from request to upstream response end.",
-            ),
+            HistogramOpts::new("gateway_upstream_seconds", "Time from request to upstream response end."),
             &["upstream"],
         )?;
-        let reloads = IntCounterVec::new(
-            Opts::new("gateway_config_reloads_total", "Config reloads by result."),
-            &["result"],
-        )?;
+        let reloads =
+            IntCounterVec::new(Opts::new("gateway_config_reloads_total", "Config reloads by result."), &["result"])?;
         registry.register(Box::new(reloads.clone()))?;
-        let audit_written =
-            IntCounter::new("gateway_audit_records_total", "Audit records written.")?;
-        let audit_dropped = IntCounter::new(
-            "gateway_audit_dropped_total",
-            "Audit records dropped because the queue was full.",
-        )?;
-        let admin_auth_failures = IntCounter::new(
-            "gateway_admin_auth_failures_total",
-            "Admin requests with a missing or wrong credential.",
-        )?;
+        let audit_written = IntCounter::new("gateway_audit_records_total", "Audit records written.")?;
+        let audit_dropped =
+            IntCounter::new("gateway_audit_dropped_total", "Audit records dropped because the queue was full.")?;
+        let admin_auth_failures =
+            IntCounter::new("gateway_admin_auth_failures_total", "Admin requests with a missing or wrong credential.")?;
         registry.register(Box::new(audit_written.clone()))?;
         registry.register(Box::new(audit_dropped.clone()))?;
         registry.register(Box::new(admin_auth_failures.clone()))?;
+        let revocations = IntGauge::new("gateway_revocations", "Revocation entries held.")?;
+        let revocation_feed_up = IntGauge::new("gateway_revocation_feed_up", "1 while the revocation feed answers.")?;
+        let revocation_feed_lag = IntGauge::new(
+            "gateway_revocation_feed_lag_seconds",
+            "Seconds since the last successful revocation feed poll (-1 before the first).",
+        )?;
+        let token_cache = IntGaugeVec::new(
+            Opts::new("gateway_token_cache_lookups", "Verified-token cache lookups since the config was loaded."),
+            &["result"],
+        )?;
+        registry.register(Box::new(revocations.clone()))?;
+        registry.register(Box::new(revocation_feed_up.clone()))?;
+        registry.register(Box::new(revocation_feed_lag.clone()))?;
+        registry.register(Box::new(token_cache.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -114,6 +108,10 @@ impl Metrics {
             audit_written,
             audit_dropped,
             admin_auth_failures,
+            revocations,
+            revocation_feed_up,
+            revocation_feed_lag,
+            token_cache,
         })
     }
 

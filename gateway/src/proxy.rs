@@ -46,26 +46,19 @@ pub struct Ctx {
 /// The client's `X-Request-Id` when it is short and plain, else a fresh one.
 fn request_id(session: &Session) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let given = session
-        .req_header()
-        .headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok());
+    let given = session.req_header().headers.get("x-request-id").and_then(|v| v.to_str().ok());
     match given {
         Some(id)
             if !id.is_empty()
                 && id.len() <= 64
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
         {
             id.to_owned()
         }
         _ => {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64);
+            let t =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
             format!("{t:016x}-{:08x}-{n:x}", std::process::id())
         }
     }
@@ -76,19 +69,11 @@ impl Gateway {
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
-        let auth: Vec<&[u8]> = req
-            .headers
-            .get_all("authorization")
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect();
+        let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
         let started = Instant::now();
         let first = rt.engine.decide(method, path, &auth, now());
         let outcome = match first {
-            Err(Refusal {
-                refetch_tenant: Some(tenant),
-                ..
-            }) if rt.fetcher.refetch_unknown_kid(&tenant).await => {
+            Err(Refusal { refetch_tenant: Some(tenant), .. }) if rt.fetcher.refetch_unknown_kid(&tenant).await => {
                 rt.engine.decide(method, path, &auth, now())
             }
             other => other,
@@ -105,12 +90,7 @@ impl Gateway {
     }
 }
 
-async fn write_json(
-    session: &mut Session,
-    status: u16,
-    extra: &[(&str, &str)],
-    body: String,
-) -> Result<()> {
+async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], body: String) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
@@ -119,9 +99,7 @@ async fn write_json(
         resp.insert_header(k.to_string(), *v)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
-    session
-        .write_response_body(Some(Bytes::from(body)), true)
-        .await
+    session.write_response_body(Some(Bytes::from(body)), true).await
 }
 
 #[async_trait]
@@ -150,10 +128,7 @@ impl ProxyHttp for Gateway {
                 let route = &allowed.permit.route().route;
                 ctx.route = Some(route.name.clone());
                 ctx.upstream = Some(route.upstream.clone());
-                ctx.who = allowed
-                    .permit
-                    .token()
-                    .map(|t| Identity::of(t, &rt.engine.config.role_claim));
+                ctx.who = allowed.permit.token().map(|t| Identity::of(t, &rt.engine.config.role_claim));
                 ctx.headers = allowed.headers;
                 Ok(false)
             }
@@ -161,14 +136,9 @@ impl ProxyHttp for Gateway {
                 let r = refusal.denial.response();
                 ctx.route = refusal.route.map(|r| r.name.clone());
                 ctx.reason = Some(r.reason);
-                ctx.who = refusal
-                    .token
-                    .map(|t| Identity::of(&t, &rt.engine.config.role_claim));
-                let extra: Vec<(&str, &str)> = r
-                    .www_authenticate
-                    .map(|w| ("www-authenticate", w))
-                    .into_iter()
-                    .collect();
+                ctx.who = refusal.token.map(|t| Identity::of(&t, &rt.engine.config.role_claim));
+                let extra: Vec<(&str, &str)> =
+                    r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
                 write_json(session, r.status, &extra, refusal.denial.body()).await?;
                 Ok(true)
             }
@@ -177,11 +147,7 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let name = ctx.upstream.as_deref().unwrap_or_default();
-        let pool = ctx
-            .rt
-            .pools
-            .get(name)
-            .ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
+        let pool = ctx.rt.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
         match pool.peer(&ctx.tried) {
             Some((backend, peer)) => {
                 ctx.tried.push(backend);
@@ -201,11 +167,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let retries = ctx
-            .upstream
-            .as_deref()
-            .and_then(|n| ctx.rt.pools.get(n))
-            .map_or(0, |p| p.settings.retries);
+        let retries = ctx.upstream.as_deref().and_then(|n| ctx.rt.pools.get(n)).map_or(0, |p| p.settings.retries);
         if ctx.tried.len() <= retries {
             e.set_retry(true);
         }
@@ -243,32 +205,19 @@ impl ProxyHttp for Gateway {
             let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
             let _ = write_json(session, status, &[], body).await;
         }
-        FailToProxy {
-            error_code: status,
-            can_reuse_downstream: false,
-        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
         let route = ctx.route.as_deref().unwrap_or("none");
-        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() {
-            "deny"
-        } else {
-            "allow"
-        };
-        self.metrics
-            .requests
-            .with_label_values(&[route, &status.to_string(), decision])
-            .inc();
+        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() { "deny" } else { "allow" };
+        self.metrics.requests.with_label_values(&[route, &status.to_string(), decision]).inc();
         if let Some(reason) = ctx.reason {
             self.metrics.denials.with_label_values(&[reason]).inc();
         }
         if let Some(up) = &ctx.upstream {
-            self.metrics
-                .upstream_seconds
-                .with_label_values(&[up])
-                .observe(ctx.started.elapsed().as_secs_f64());
+            self.metrics.upstream_seconds.with_label_values(&[up]).observe(ctx.started.elapsed().as_secs_f64());
         }
         tracing::info!(
             method = %session.req_header().method,

@@ -29,16 +29,11 @@ impl Reloader {
         let config = Config::from_file(&self.path).map_err(|e| e.to_string())?;
         let old = self.rt.load_full();
         let fixed = &old.engine.config;
-        if config.listen != fixed.listen
-            || config.admin_listen != fixed.admin_listen
-            || config.threads != fixed.threads
+        if config.listen != fixed.listen || config.admin_listen != fixed.admin_listen || config.threads != fixed.threads
         {
-            tracing::warn!(
-                "listen, admin_listen and threads change only on restart or graceful upgrade"
-            );
+            tracing::warn!("listen, admin_listen and threads change only on restart or graceful upgrade");
         }
-        let new =
-            Runtime::build(config, Some(&old), &self.metrics).map_err(|e| format!("{e:#}"))?;
+        let new = Runtime::build(config, Some(&old), &self.metrics).map_err(|e| format!("{e:#}"))?;
         // Tenants new to this config (or with a new key source) load before the swap.
         for t in &new.engine.config.tenants {
             if new.engine.keys.age(&t.id, crate::keys::now()).is_none() {

@@ -29,47 +29,26 @@ pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
 impl Runtime {
     /// Builds a runtime; with `previous`, tenants whose key source is unchanged keep
     /// their cached keys, so a reload never drops keys or forces a refetch storm.
-    pub fn build(
-        config: Config,
-        previous: Option<&Runtime>,
-        metrics: &Metrics,
-    ) -> anyhow::Result<Runtime> {
+    pub fn build(config: Config, previous: Option<&Runtime>, metrics: &Metrics) -> anyhow::Result<Runtime> {
         let required = config.required_tenants();
         let pools = upstream::build(&config.upstreams)?;
-        let engine = Arc::new(Engine::new(config));
+        let revocations = previous.map_or_else(Arc::default, |p| p.engine.revocations.clone());
+        let engine = Arc::new(Engine::with_revocations(config, revocations));
         if let Some(prev) = previous {
             for t in &engine.config.tenants {
-                let same = prev
-                    .engine
-                    .config
-                    .tenants
-                    .iter()
-                    .any(|o| o.id == t.id && o.keys == t.keys);
+                let same = prev.engine.config.tenants.iter().any(|o| o.id == t.id && o.keys == t.keys);
                 if same {
                     engine.keys.adopt(&prev.engine.keys, &t.id);
                 }
             }
         }
-        let fetcher = Arc::new(KeyFetcher::new(
-            &engine.config,
-            engine.keys.clone(),
-            metrics.clone(),
-        )?);
-        Ok(Runtime {
-            engine,
-            pools,
-            fetcher,
-            required,
-        })
+        let fetcher = Arc::new(KeyFetcher::new(&engine.config, engine.keys.clone(), metrics.clone())?);
+        Ok(Runtime { engine, pools, fetcher, required })
     }
 
     /// The required tenants without usable keys at `now` (empty when ready).
     pub fn missing_keys(&self, now: i64) -> Vec<&str> {
-        self.required
-            .iter()
-            .filter(|t| self.engine.keys.get(t, now).is_none())
-            .map(String::as_str)
-            .collect()
+        self.required.iter().filter(|t| self.engine.keys.get(t, now).is_none()).map(String::as_str).collect()
     }
 }
 

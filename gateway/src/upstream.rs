@@ -28,9 +28,7 @@ pub struct Pool {
 impl Pool {
     /// Picks a healthy peer not in `tried`, as an `HttpPeer` with the pool's timeouts.
     pub fn peer(&self, tried: &[Backend]) -> Option<(Backend, HttpPeer)> {
-        let backend = self
-            .lb
-            .select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))?;
+        let backend = self.lb.select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))?;
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
@@ -59,8 +57,7 @@ impl Pool {
 pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<String, Pool>> {
     let mut pools = HashMap::new();
     for (name, u) in upstreams {
-        let mut lb =
-            LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
+        let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
         if let Some(hc) = &u.health_check {
             let mut check = HttpHealthCheck::new("localhost", false);
             check.req.set_uri(hc.path.parse()?);
@@ -68,14 +65,7 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
             check.consecutive_failure = 2;
             lb.set_health_check(Box::new(check));
         }
-        pools.insert(
-            name.clone(),
-            Pool {
-                lb,
-                settings: u.clone(),
-                next_check: Mutex::new(Instant::now()),
-            },
-        );
+        pools.insert(name.clone(), Pool { lb, settings: u.clone(), next_check: Mutex::new(Instant::now()) });
     }
     Ok(pools)
 }

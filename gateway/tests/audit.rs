@@ -33,32 +33,9 @@ async fn decisions_are_audited_and_queryable_with_admin_auth() {
     let mut c = claims("t1", "p-100", json!("patient"));
     c["jti"] = json!("jti-audit-1");
     let token = key.mint(&c);
-    assert_eq!(
-        http.get(gw.url("/patients/p-100/records"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        http.get(gw.url("/patients/p-101/records"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        http.get(gw.url("/patients/p-100/records"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(http.get(gw.url("/patients/p-100/records")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(gw.url("/patients/p-101/records")).bearer_auth(&token).send().await.unwrap().status(), 403);
+    assert_eq!(http.get(gw.url("/patients/p-100/records")).send().await.unwrap().status(), 401);
     // Enough traffic to rotate the 4 KiB file a few times.
     for _ in 0..40 {
         http.get(gw.url("/public/ping")).send().await.unwrap();
@@ -71,17 +48,11 @@ async fn decisions_are_audited_and_queryable_with_admin_auth() {
         }
         async move {
             let r = req.send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
     assert_eq!(q("jti=jti-audit-1", None).await.0, 401);
-    assert_eq!(
-        q("jti=jti-audit-1", Some("wrong-token-0123456789")).await.0,
-        401
-    );
+    assert_eq!(q("jti=jti-audit-1", Some("wrong-token-0123456789")).await.0, 401);
     assert_eq!(q("bogus=1", Some(ADMIN)).await.0, 400);
 
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -105,10 +76,7 @@ async fn decisions_are_audited_and_queryable_with_admin_auth() {
     assert_eq!(denied["token_kind"], "JWS");
     assert_eq!(denied["path"], "/patients/p-101/records");
     let allowed = &records[1];
-    assert_eq!(
-        (allowed["decision"].as_str(), allowed["status"].as_u64()),
-        (Some("allow"), Some(200))
-    );
+    assert_eq!((allowed["decision"].as_str(), allowed["status"].as_u64()), (Some("allow"), Some(200)));
     assert_eq!(allowed["upstream"], "echo");
     assert!(!allowed["request_id"].as_str().unwrap().is_empty());
     let fields: Vec<&String> = allowed.as_object().unwrap().keys().collect();
@@ -121,24 +89,11 @@ async fn decisions_are_audited_and_queryable_with_admin_auth() {
         assert!(!text.contains(sig) && !text.contains(&token[..30]));
     }
     let rotated = std::fs::read_dir(audit.parent().unwrap()).unwrap().count();
-    assert!(
-        (2..=4).contains(&rotated),
-        "current file plus at most `keep` rotated ones: {rotated}"
-    );
+    assert!((2..=4).contains(&rotated), "current file plus at most `keep` rotated ones: {rotated}");
 
     let (_, all) = q("limit=5", Some(ADMIN)).await;
     assert_eq!(all["records"].as_array().unwrap().len(), 5);
-    let metrics = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("gateway_admin_auth_failures_total 2"),
-        "{metrics}"
-    );
+    let metrics = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gateway_admin_auth_failures_total 2"), "{metrics}");
     assert!(metrics.contains("gateway_audit_dropped_total 0"));
 }

@@ -81,10 +81,7 @@ fn a_bad_config_lists_every_error_with_its_field_path() {
     std::fs::write(&path, BAD).unwrap();
     let (ok, out) = run_binary(&["--config", path.to_str().unwrap(), "--check"]);
     assert!(!ok);
-    assert!(
-        out.contains("routes[0].allow[0].owner.param") && out.contains("tenants.t1.algorithms[1]"),
-        "{out}"
-    );
+    assert!(out.contains("routes[0].allow[0].owner.param") && out.contains("tenants.t1.algorithms[1]"), "{out}");
 }
 
 #[test]

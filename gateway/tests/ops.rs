@@ -15,20 +15,13 @@ async fn fail_fast_refuses_to_start_without_required_keys() {
     let (port, admin) = (free_port(), free_port());
     let yaml = format!(
         "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\n{}",
-        standard_config(
-            &dead,
-            echo.addr,
-            "  fetch_timeout: 500ms\n  startup: fail_fast"
-        )
+        standard_config(&dead, echo.addr, "  fetch_timeout: 500ms\n  startup: fail_fast")
     );
     let dir = tempfile::tempdir().unwrap();
     let path = support::write_config(&dir, &yaml);
     let (ok, out) = support::run_binary(&["--config", path.to_str().unwrap()]);
     assert!(!ok);
-    assert!(
-        out.contains("fail_fast") && out.contains("t1") && out.contains("t2"),
-        "{out}"
-    );
+    assert!(out.contains("fail_fast") && out.contains("t1") && out.contains("t2"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -49,57 +42,24 @@ async fn not_ready_until_keys_load_then_serves() {
     assert_eq!(body["tenants_without_keys"], json!(["t1", "t2"]));
     // While keys are missing a valid token gets a 503 with a reason, not a forgery verdict.
     let token = key.mint(&claims("t1", "u", json!("doctor")));
-    let resp = http
-        .get(gw.url("/echo"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(resp.status(), 503);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap()["reason"],
-        "keys_unavailable"
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "keys_unavailable");
 
     server.set("t1", jwks(&[&key]));
-    server.set(
-        "t2",
-        jwks(&[&TestKey::load("ec-b.pem", "t2-1", Algorithm::ES256)]),
-    );
+    server.set("t2", jwks(&[&TestKey::load("ec-b.pem", "t2-1", Algorithm::ES256)]));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let st = http
-            .get(gw.admin_url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let st = http.get(gw.admin_url("/readyz")).send().await.unwrap().status();
         if st == 200 {
             break;
         }
         assert!(Instant::now() < deadline, "never became ready");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert_eq!(
-        http.get(gw.url("/echo"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let metrics = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("gateway_requests_total") && metrics.contains("gateway_key_fetches_total")
-    );
+    assert_eq!(http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    let metrics = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gateway_requests_total") && metrics.contains("gateway_key_fetches_total"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,25 +70,14 @@ async fn dead_upstream_gives_a_json_5xx_quickly_never_a_hang() {
     server.set("t2", jwks(&[&key]));
     let dead: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let gw = Gateway::start(&standard_config(&server.url_template(), dead, "")).await;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let token = key.mint(&claims("t1", "u", json!("doctor")));
     let started = Instant::now();
-    let resp = http
-        .get(gw.url("/echo"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap();
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
     assert!(status == 502 || status == 503, "{status} {body}");
-    assert!(
-        ["upstream_unavailable", "upstream_failed"].contains(&body["reason"].as_str().unwrap()),
-        "{body}"
-    );
+    assert!(["upstream_unavailable", "upstream_failed"].contains(&body["reason"].as_str().unwrap()), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
@@ -142,14 +91,8 @@ async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is
     let dead = free_port();
     let body = standard_config(&server.url_template(), echo.addr, "")
         .replace(
-            &format!(
-                "peers: [\"{}\"]\n    health_check: {{ path: /healthz, interval: 1s }}",
-                echo.addr
-            ),
-            &format!(
-                "peers: [\"127.0.0.1:{dead}\", \"{}\"]\n    retries: 1",
-                echo.addr
-            ),
+            &format!("peers: [\"{}\"]\n    health_check: {{ path: /healthz, interval: 1s }}", echo.addr),
+            &format!("peers: [\"127.0.0.1:{dead}\", \"{}\"]\n    retries: 1", echo.addr),
         )
         .replace("auth:\n", "auth:\n  forward_authorization: true\n");
     assert!(body.contains(&format!("127.0.0.1:{dead}")) && body.contains("forward_authorization"));
@@ -157,17 +100,8 @@ async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u", json!("doctor")));
     for _ in 0..6 {
-        let resp = http
-            .get(gw.url("/echo"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            resp.status(),
-            200,
-            "round robin hits the dead peer, the retry goes to the live one"
-        );
+        let resp = http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "round robin hits the dead peer, the retry goes to the live one");
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["headers"]["authorization"], format!("Bearer {token}"));
     }
@@ -180,11 +114,7 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
     server.set("t1", jwks(&[&key]));
     server.set("t2", jwks(&[&key]));
     let echo = EchoServer::start().await;
-    let gw = Gateway::start_logging(
-        &standard_config(&server.url_template(), echo.addr, ""),
-        "trace",
-    )
-    .await;
+    let gw = Gateway::start_logging(&standard_config(&server.url_template(), echo.addr, ""), "trace").await;
     let http = reqwest::Client::new();
     let good = key.mint(&claims("t1", "patient-secret-id", json!("doctor")));
     let expired = {
@@ -193,12 +123,7 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
         key.mint(&c)
     };
     for t in [&good, &expired, &"garbage.token.value".to_string()] {
-        let _ = http
-            .get(gw.url("/echo"))
-            .bearer_auth(t)
-            .send()
-            .await
-            .unwrap();
+        let _ = http.get(gw.url("/echo")).bearer_auth(t).send().await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let log = gw.log();
@@ -213,10 +138,7 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
         &n[..40],
     ] {
         if let Some(at) = log.find(secret) {
-            panic!(
-                "log leaked {secret}: ...{}...",
-                &log[at.saturating_sub(300)..at]
-            );
+            panic!("log leaked {secret}: ...{}...", &log[at.saturating_sub(300)..at]);
         }
     }
 }
@@ -228,31 +150,15 @@ async fn slow_upstream_times_out_with_504() {
     server.set("t1", jwks(&[&key]));
     server.set("t2", jwks(&[&key]));
     let echo = EchoServer::start().await;
-    let body = standard_config(&server.url_template(), echo.addr, "")
-        .replace("read_timeout: 5s", "read_timeout: 300ms");
+    let body =
+        standard_config(&server.url_template(), echo.addr, "").replace("read_timeout: 5s", "read_timeout: 300ms");
     let gw = Gateway::start(&body).await;
     let token = key.mint(&claims("t1", "u", json!("doctor")));
     let http = reqwest::Client::new();
-    let resp = http
-        .get(gw.url("/echo?sleep_ms=2000"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let resp = http.get(gw.url("/echo?sleep_ms=2000")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(resp.status(), 504);
-    assert_eq!(
-        resp.json::<Value>().await.unwrap()["reason"],
-        "upstream_timeout"
-    );
-    assert_eq!(
-        http.get(gw.url("/echo?sleep_ms=10"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "upstream_timeout");
+    assert_eq!(http.get(gw.url("/echo?sleep_ms=10")).bearer_auth(&token).send().await.unwrap().status(), 200);
 }
 
 /// Runs `promtool check metrics` on `text`; `None` when promtool is not installed
@@ -270,18 +176,9 @@ pub fn promtool_check(text: &str) -> Option<(bool, String)> {
         Err(_) if std::env::var("CI").as_deref() != Ok("true") => return None,
         Err(e) => panic!("promtool is required in CI: {e}"),
     };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    let msg = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     Some((out.status.success() && msg.trim().is_empty(), msg))
 }
 
@@ -295,25 +192,10 @@ async fn metrics_pass_promtool_and_count_refusals_by_reason() {
     let gw = Gateway::start(&standard_config(&server.url_template(), echo.addr, "")).await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u", json!("doctor")));
-    http.get(gw.url("/echo"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap();
     http.get(gw.url("/echo")).send().await.unwrap();
-    http.get(gw.url("/echo"))
-        .bearer_auth("a.b.c")
-        .send()
-        .await
-        .unwrap();
-    let text = http
-        .get(gw.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    http.get(gw.url("/echo")).bearer_auth("a.b.c").send().await.unwrap();
+    let text = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     for needle in [
         r#"gateway_denials_total{reason="token_missing"} 1"#,
         r#"gateway_denials_total{reason="token_malformed"} 1"#,

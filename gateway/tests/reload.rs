@@ -24,21 +24,14 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
     server.set("t1", jwks(&[&key]));
     server.set("t2", jwks(&[&key]));
     let echo = EchoServer::start().await;
-    let gw = Gateway::start_logging(
-        &standard_config(&server.url_template(), echo.addr, ""),
-        "info",
-    )
-    .await;
+    let gw = Gateway::start_logging(&standard_config(&server.url_template(), echo.addr, ""), "info").await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u-1", json!("doctor")));
     let get = |path: &'static str| {
         let (http, url, token) = (http.clone(), gw.url(path), token.clone());
         async move {
             let r = http.get(url).bearer_auth(token).send().await.unwrap();
-            (
-                r.status().as_u16(),
-                r.json::<Value>().await.unwrap_or(Value::Null),
-            )
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
         }
     };
     assert_eq!(get("/reports/x").await.0, 404);
@@ -46,20 +39,17 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
 
     // A valid new config: a new route, a renamed header, the rest unchanged.
     let original = std::fs::read_to_string(gw.config_path()).unwrap();
-    let updated = original
-        .replace("header: X-User-Id", "header: X-Subject")
-        .replace("routes:\n", "routes:\n  - name: reports\n    prefix: /reports\n    upstream: echo\n    allow: [ { role: doctor } ]\n");
+    let updated = original.replace("header: X-User-Id", "header: X-Subject").replace(
+        "routes:\n",
+        "routes:\n  - name: reports\n    prefix: /reports\n    upstream: echo\n    allow: [ { role: doctor } ]\n",
+    );
     std::fs::write(gw.config_path(), &updated).unwrap();
     gw.hup();
     wait_for("new route", || async { get("/reports/x").await.0 == 200 }).await;
     let (_, body) = get("/echo").await;
     assert_eq!(body["headers"]["x-subject"], "u-1");
     assert!(body["headers"].get("x-user-id").is_none());
-    assert_eq!(
-        server.fetches("t1"),
-        fetches_before,
-        "unchanged tenants keep their cached keys"
-    );
+    assert_eq!(server.fetches("t1"), fetches_before, "unchanged tenants keep their cached keys");
 
     // An invalid config: refused, logged with its field path, old config in force.
     std::fs::write(
@@ -92,15 +82,7 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
         tasks.push(tokio::spawn(async move {
             let mut codes = Vec::new();
             for _ in 0..100 {
-                codes.push(
-                    http.get(&url)
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status()
-                        .as_u16(),
-                );
+                codes.push(http.get(&url).bearer_auth(&token).send().await.unwrap().status().as_u16());
             }
             codes
         }));

@@ -5,100 +5,26 @@
 mod support;
 
 use serde_json::{json, Value};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, Gateway};
+use support::{Gateway, Sidecar};
 use testkit::EchoServer;
-
-const ADMIN: &str = "rotation-test-admin-token";
-
-fn sidecar_binary() -> PathBuf {
-    let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");
-    if !path.exists() {
-        let ok = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "kms-sidecar"])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "building kms-sidecar failed");
-    }
-    path
-}
-
-struct Sidecar(Child);
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn mint(http: &reqwest::Client, base: &str, sub: &str) -> String {
-    let r = http
-        .post(format!("{base}/v1/tenants/h1/tokens"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"sub": sub, "role": "doctor", "ttl_secs": 30}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 fn kid(token: &str) -> String {
     let h = token.split('.').next().unwrap();
-    let v: Value =
-        serde_json::from_slice(&gateway_core::b64::decode(h.as_bytes()).unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&gateway_core::b64::decode(h.as_bytes()).unwrap()).unwrap();
     v["kid"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_never_refuse_a_valid_token_and_emergency_removes_the_old_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let (port, internal) = (free_port(), free_port());
-    let cfg = dir.path().join("kms.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
-             master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             jwks_max_age: 1s\ntenants:\n  - {{ id: h1, alg: ES256, issuer: https://kms.test/h1, audience: api, \
-             rotation: {{ interval: 4s, max_token_ttl: 30s, clock_skew: 2s }} }}\n",
-            dir.path().join("data").display()
-        ),
+    let sidecar = Sidecar::start(
+        "1s",
+        "  - { id: h1, alg: ES256, issuer: https://kms.test/h1, audience: api, \
+         rotation: { interval: 4s, max_token_ttl: 30s, clock_skew: 2s } }\n",
     )
-    .unwrap();
-    let _sidecar = Sidecar(
-        Command::new(sidecar_binary())
-            .args(["serve", "--config", cfg.to_str().unwrap()])
-            .env(
-                "KMS_MASTER_KEY",
-                "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-            )
-            .env("KMS_ADMIN_TOKEN", ADMIN)
-            .env("KMS_GATEWAY_TOKEN", "rotation-test-gateway-token")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    .await;
+    let base = sidecar.base.clone();
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let echo = EchoServer::start().await;
     let gw = Gateway::start(&format!(
         r#"
@@ -135,29 +61,15 @@ routes:
     let mut sent = 0;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(10) {
-        let t = mint(&http, &base, &format!("u{}", tokens.len())).await;
+        let t = sidecar.mint("h1", &format!("u{}", tokens.len()), "doctor", 30).await;
         kids.insert(kid(&t));
         tokens.push(t);
-        let sample: Vec<&String> = tokens
-            .iter()
-            .rev()
-            .step_by(7)
-            .chain(tokens.first())
-            .collect();
+        let sample: Vec<&String> = tokens.iter().rev().step_by(7).chain(tokens.first()).collect();
         for t in sample {
-            let r = http
-                .get(gw.url("/echo"))
-                .bearer_auth(t)
-                .send()
-                .await
-                .unwrap();
+            let r = http.get(gw.url("/echo")).bearer_auth(t).send().await.unwrap();
             sent += 1;
             if r.status() != 200 {
-                refused.push((
-                    kid(t),
-                    r.status().as_u16(),
-                    r.text().await.unwrap_or_default(),
-                ));
+                refused.push((kid(t), r.status().as_u16(), r.text().await.unwrap_or_default()));
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -171,74 +83,23 @@ routes:
     );
 
     // Emergency rotation: the current key is removed at once.
-    let victim = mint(&http, &base, "victim").await;
-    assert_eq!(
-        http.get(gw.url("/echo"))
-            .bearer_auth(&victim)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let r = http
-        .post(format!("{base}/admin/rotate-key"))
-        .bearer_auth(ADMIN)
-        .json(&json!({"tenant": "h1", "use": "sig", "emergency": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let jwks: Value = http
-        .get(format!("{base}/jwk/h1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        jwks["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|k| k["kid"] != kid(&victim)),
-        "unpublished at once"
-    );
-    let fresh = mint(&http, &base, "fresh").await;
+    let victim = sidecar.mint("h1", "victim", "doctor", 30).await;
+    assert_eq!(http.get(gw.url("/echo")).bearer_auth(&victim).send().await.unwrap().status(), 200);
+    assert_eq!(sidecar.admin("/admin/rotate-key", json!({"tenant": "h1", "use": "sig", "emergency": true})).await, 200);
+    let jwks: Value = http.get(format!("{base}/jwk/h1")).send().await.unwrap().json().await.unwrap();
+    assert!(jwks["keys"].as_array().unwrap().iter().all(|k| k["kid"] != kid(&victim)), "unpublished at once");
+    let fresh = sidecar.mint("h1", "fresh", "doctor", 30).await;
     assert_ne!(kid(&fresh), kid(&victim));
     let deadline = Instant::now() + Duration::from_secs(6);
     loop {
-        let st = http
-            .get(gw.url("/echo"))
-            .bearer_auth(&victim)
-            .send()
-            .await
-            .unwrap()
-            .status();
+        let st = http.get(gw.url("/echo")).bearer_auth(&victim).send().await.unwrap().status();
         if st == 401 {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "token of the removed key still accepted"
-        );
+        assert!(Instant::now() < deadline, "token of the removed key still accepted");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = http
-        .get(gw.url("/echo"))
-        .bearer_auth(&victim)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(gw.url("/echo")).bearer_auth(&victim).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["reason"], "key_unknown");
-    assert_eq!(
-        http.get(gw.url("/echo"))
-            .bearer_auth(&fresh)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(http.get(gw.url("/echo")).bearer_auth(&fresh).send().await.unwrap().status(), 200);
 }

@@ -9,11 +9,7 @@ use std::time::Duration;
 
 /// A free loopback port (bound then released).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running gateway process.
@@ -51,9 +47,7 @@ impl Gateway {
     /// read back by [`Gateway::log`].
     pub async fn start_logging(body: &str, filter: &str) -> Gateway {
         let (port, admin) = (free_port(), free_port());
-        let yaml = format!(
-            "listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}"
-        );
+        let yaml = format!("listen: 127.0.0.1:{port}\nadmin_listen: 127.0.0.1:{admin}\nthreads: 2\n{body}");
         let dir = tempfile::tempdir().unwrap();
         let path = write_config(&dir, &yaml);
         let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
@@ -65,12 +59,7 @@ impl Gateway {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut gw = Gateway {
-            child,
-            port,
-            admin,
-            _dir: dir,
-        };
+        let mut gw = Gateway { child, port, admin, _dir: dir };
         gw.wait_healthy().await;
         gw
     }
@@ -81,11 +70,7 @@ impl Gateway {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("gateway exited early: {status}\n{}", self.log());
             }
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{}/healthz", self.admin))
-                .send()
-                .await
-            {
+            if let Ok(r) = client.get(format!("http://127.0.0.1:{}/healthz", self.admin)).send().await {
                 if r.status() == 200 {
                     return;
                 }
@@ -102,11 +87,7 @@ impl Gateway {
 
     /// Sends SIGHUP to the gateway process.
     pub fn hup(&self) {
-        let ok = Command::new("kill")
-            .arg("-HUP")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let ok = Command::new("kill").arg("-HUP").arg(self.child.id().to_string()).status().unwrap();
         assert!(ok.success());
     }
 
@@ -211,15 +192,116 @@ routes:
 /// and returns the whole response text.
 pub async fn raw_get(port: u16, path: &str, token: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
     conn.write_all(req.as_bytes()).await.unwrap();
     let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut out)).await.unwrap().unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A running kms-sidecar (the real binary, built beside the gateway's).
+pub struct Sidecar {
+    child: Child,
+    /// Public/admin base URL.
+    pub base: String,
+    /// Internal channel base URL.
+    pub internal: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Admin credential of test sidecars.
+pub const SIDECAR_ADMIN: &str = "sidecar-test-admin-token";
+/// Gateway channel credential of test sidecars.
+pub const SIDECAR_GATEWAY: &str = "sidecar-test-gateway-token";
+
+impl Sidecar {
+    /// Starts a sidecar with `jwks_max_age` and these tenant lines (YAML list items).
+    pub async fn start(max_age: &str, tenants: &str) -> Sidecar {
+        let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");
+        if !path.exists() {
+            let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "kms-sidecar"]).status().unwrap();
+            assert!(ok.success(), "building kms-sidecar failed");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (port, internal) = (free_port(), free_port());
+        let cfg = dir.path().join("kms.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
+                 master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\n\
+                 gateway_token: {{ env: KMS_GATEWAY_TOKEN }}\njwks_max_age: {max_age}\ntenants:\n{tenants}",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(path)
+            .args(["serve", "--config", cfg.to_str().unwrap()])
+            .env("KMS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .env("KMS_ADMIN_TOKEN", SIDECAR_ADMIN)
+            .env("KMS_GATEWAY_TOKEN", SIDECAR_GATEWAY)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let sidecar = Sidecar {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            internal: format!("http://127.0.0.1:{internal}"),
+            _dir: dir,
+        };
+        let http = reqwest::Client::new();
+        for _ in 0..200 {
+            if http.get(format!("{}/healthz", sidecar.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return sidecar;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("kms-sidecar did not come up");
+    }
+
+    /// Mints a token for `tenant`/`sub` with `role` and `ttl_secs`.
+    pub async fn mint(&self, tenant: &str, sub: &str, role: &str, ttl_secs: i64) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/tenants/{tenant}/tokens", self.base))
+            .bearer_auth(SIDECAR_ADMIN)
+            .json(&serde_json::json!({"sub": sub, "role": role, "ttl_secs": ttl_secs}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
+    }
+
+    /// POSTs an admin JSON body; returns the status.
+    pub async fn admin(&self, path: &str, body: serde_json::Value) -> u16 {
+        reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(SIDECAR_ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Kills the sidecar.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The claims object of a compact JWS.
+pub fn claims_of(token: &str) -> serde_json::Value {
+    let p = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&gateway_core::b64::decode(p.as_bytes()).unwrap()).unwrap()
 }

@@ -5,7 +5,7 @@
 use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
 use crate::service::{Kms, KmsError, MintRequest};
-use crate::store::TenantRecord;
+use crate::store::{Revocation, TenantRecord};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -29,40 +29,30 @@ pub struct AppState {
     pub gateway_token: Zeroizing<String>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Last revocation sequence number, watched by long-polling gateways.
+    pub feed: tokio::sync::watch::Sender<u64>,
 }
 
 type St = State<Arc<AppState>>;
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": code, "detail": detail.into()})),
-    )
-        .into_response()
+    (status, Json(json!({"error": code, "detail": detail.into()}))).into_response()
 }
 
 impl IntoResponse for KmsError {
     fn into_response(self) -> Response {
         match &self {
-            KmsError::UnknownTenant => {
-                error(StatusCode::NOT_FOUND, "unknown_tenant", self.to_string())
-            }
+            KmsError::UnknownTenant => error(StatusCode::NOT_FOUND, "unknown_tenant", self.to_string()),
             KmsError::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             KmsError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m.clone()),
             KmsError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
-                error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error",
-                )
+                error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
             }
         }
     }
@@ -80,105 +70,51 @@ fn bearer_ok(headers: &HeaderMap, want: &str) -> bool {
 async fn require_admin(State(st): St, req: Request<Body>, next: Next) -> Response {
     if !bearer_ok(req.headers(), &st.admin_token) {
         st.metrics.auth_failures.with_label_values(&["admin"]).inc();
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer credential",
-        );
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer credential");
     }
     next.run(req).await
 }
 
 async fn require_gateway(State(st): St, req: Request<Body>, next: Next) -> Response {
     if !bearer_ok(req.headers(), &st.gateway_token) {
-        st.metrics
-            .auth_failures
-            .with_label_values(&["gateway"])
-            .inc();
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong bearer credential",
-        );
+        st.metrics.auth_failures.with_label_values(&["gateway"]).inc();
+        return error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer credential");
     }
     next.run(req).await
 }
 
 async fn count(State(st): St, req: Request<Body>, next: Next) -> Response {
-    let endpoint = req
-        .extensions()
-        .get::<axum::extract::MatchedPath>()
-        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let endpoint =
+        req.extensions().get::<axum::extract::MatchedPath>().map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
     let resp = next.run(req).await;
-    st.metrics
-        .requests
-        .with_label_values(&[&endpoint, resp.status().as_str()])
-        .inc();
+    st.metrics.requests.with_label_values(&[&endpoint, resp.status().as_str()]).inc();
     resp
 }
 
 fn jwks_response(st: &AppState, headers: &HeaderMap, doc: Value) -> Response {
     let body = doc.to_string();
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
-    let etag = format!(
-        "\"{}\"",
-        digest.as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    let etag = format!("\"{}\"", digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect::<String>());
     let cache = format!("public, max-age={}", st.kms.max_age());
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let status = if matches {
-        StatusCode::NOT_MODIFIED
-    } else {
-        StatusCode::OK
-    };
-    let mut resp = if matches {
-        status.into_response()
-    } else {
-        (status, body).into_response()
-    };
+    let status = if matches { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
+    let mut resp = if matches { status.into_response() } else { (status, body).into_response() };
     let h = resp.headers_mut();
-    h.insert(
-        header::ETAG,
-        HeaderValue::from_str(&etag).expect("hex etag"),
-    );
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_str(&cache).expect("ascii"),
-    );
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/jwk-set+json"),
-    );
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_ALLOW_METHODS,
-        HeaderValue::from_static("GET"),
-    );
-    h.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("ETag, Cache-Control"),
-    );
+    h.insert(header::ETAG, HeaderValue::from_str(&etag).expect("hex etag"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_str(&cache).expect("ascii"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/jwk-set+json"));
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET"));
+    h.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static("ETag, Cache-Control"));
     resp
 }
 
 async fn all_jwks(State(st): St, headers: HeaderMap) -> Response {
-    let doc = st
-        .kms
-        .jwks(None, now())
-        .unwrap_or_else(|| json!({"keys": []}));
+    let doc = st.kms.jwks(None, now()).unwrap_or_else(|| json!({"keys": []}));
     jwks_response(&st, &headers, doc)
 }
 
@@ -190,23 +126,13 @@ async fn tenant_jwks(State(st): St, Path(tenant): Path<String>, headers: HeaderM
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KmsError> {
-    serde_json::from_slice(body)
-        .map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-async fn mint(
-    State(st): St,
-    Path(tenant): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, KmsError> {
+async fn mint(State(st): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: MintRequest = parse_json(&body)?;
     let token = st.kms.mint(&tenant, req, now())?;
-    Ok((
-        StatusCode::CREATED,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({"token": token})),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, [(header::CACHE_CONTROL, "no-store")], Json(json!({"token": token}))).into_response())
 }
 
 #[derive(Deserialize)]
@@ -220,10 +146,7 @@ struct RotateRequest {
 }
 
 fn describe(changes: &[Change]) -> Value {
-    let created = changes
-        .iter()
-        .filter(|c| matches!(c, Change::Create { .. }))
-        .count();
+    let created = changes.iter().filter(|c| matches!(c, Change::Create { .. })).count();
     let revoked: Vec<&str> = changes
         .iter()
         .filter_map(|c| match c {
@@ -236,14 +159,28 @@ fn describe(changes: &[Change]) -> Value {
 
 async fn rotate(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: RotateRequest = parse_json(&body)?;
-    let changes = st
-        .kms
-        .rotate(&req.tenant, req.key_use, req.emergency, now())?;
+    let changes = st.kms.rotate(&req.tenant, req.key_use, req.emergency, now())?;
+    if req.emergency {
+        // Gateways learn of the removed key through the revocation feed at once,
+        // without waiting for their JWKS cache to expire.
+        let events: Vec<Revocation> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Revoke { kid } => Some(Revocation {
+                    tenant: req.tenant.clone(),
+                    kid: Some(kid.clone()),
+                    at: now(),
+                    ..Default::default()
+                }),
+                _ => None,
+            })
+            .collect();
+        if !events.is_empty() {
+            publish(&st, st.kms.revoke(events)?);
+        }
+    }
     let kind = if req.emergency { "emergency" } else { "manual" };
-    st.metrics
-        .rotations
-        .with_label_values(&[&req.tenant, req.key_use.as_str(), kind])
-        .inc();
+    st.metrics.rotations.with_label_values(&[&req.tenant, req.key_use.as_str(), kind]).inc();
     tracing::info!(tenant = %req.tenant, key_use = req.key_use.as_str(), kind, "rotation");
     Ok(Json(describe(&changes)).into_response())
 }
@@ -318,15 +255,9 @@ struct ImportRequest {
     format: Option<String>,
 }
 
-async fn import(
-    State(st): St,
-    Path(tenant): Path<String>,
-    body: axum::body::Bytes,
-) -> Result<Response, KmsError> {
+async fn import(State(st): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: ImportRequest = parse_json(&body)?;
-    let kid = st
-        .kms
-        .import(&tenant, &req.pem, req.key_use, req.format.as_deref(), now())?;
+    let kid = st.kms.import(&tenant, &req.pem, req.key_use, req.format.as_deref(), now())?;
     Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response())
 }
 
@@ -337,16 +268,82 @@ async fn decryption_keys(State(st): St, Path(tenant): Path<String>) -> Result<Re
 
 async fn metrics(State(st): St) -> Response {
     for (tenant, key_use, age) in st.kms.current_ages(now()) {
-        st.metrics
-            .key_age
-            .with_label_values(&[&tenant, key_use])
-            .set(age);
+        st.metrics.key_age.with_label_values(&[&tenant, key_use]).set(age);
     }
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        st.metrics.render(),
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
+}
+
+fn publish(st: &AppState, events: Vec<Revocation>) {
+    if let Some(last) = events.iter().map(|e| e.seq).max() {
+        st.feed.send_if_modified(|cur| {
+            let newer = last > *cur;
+            *cur = (*cur).max(last);
+            newer
+        });
+        st.metrics.revocations.inc_by(events.len() as u64);
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    tenant: String,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    before: Option<i64>,
+}
+
+async fn revoke(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
+    let r: RevokeRequest = parse_json(&body)?;
+    let now = now();
+    let event = match (&r.jti, r.exp, &r.subject) {
+        (Some(_), Some(_), None) if r.before.is_none() => {
+            Revocation { tenant: r.tenant, jti: r.jti, exp: r.exp, at: now, ..Default::default() }
+        }
+        (None, None, _) => Revocation {
+            tenant: r.tenant,
+            subject: r.subject,
+            before: Some(r.before.unwrap_or(now)),
+            at: now,
+            ..Default::default()
+        },
+        _ => {
+            return Err(KmsError::BadRequest(
+                "give {tenant, jti, exp} for one token, or {tenant, subject?, before?} for a watermark".into(),
+            ))
+        }
+    };
+    let events = st.kms.revoke(vec![event])?;
+    let seq = events[0].seq;
+    publish(&st, events);
+    Ok(Json(json!({"seq": seq})).into_response())
+}
+
+#[derive(Deserialize)]
+struct FeedQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    wait: Option<u64>,
+}
+
+async fn revocation_feed(
+    State(st): St,
+    axum::extract::Query(q): axum::extract::Query<FeedQuery>,
+) -> Result<Response, KmsError> {
+    let mut rx = st.feed.subscribe();
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    if *rx.borrow_and_update() <= q.after && !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last > q.after)).await;
+    }
+    let events = st.kms.revocations_after(q.after)?;
+    let cursor = events.iter().map(|e| e.seq).max().unwrap_or(q.after);
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"events": events, "cursor": cursor}))).into_response())
 }
 
 /// The public + admin router.
@@ -354,6 +351,7 @@ pub fn public(st: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/v1/tenants/{tenant}/tokens", post(mint))
         .route("/admin/rotate-key", post(rotate))
+        .route("/admin/revoke", post(revoke))
         .route("/admin/tenants", post(create_tenant).get(list_tenants))
         .route("/admin/tenants/{id}", delete(delete_tenant))
         .route("/admin/tenants/{id}/keys/import", post(import))
@@ -371,10 +369,8 @@ pub fn public(st: Arc<AppState>) -> Router {
 /// The gateway channel router (its own listener, loopback by default).
 pub fn internal(st: Arc<AppState>) -> Router {
     Router::new()
-        .route(
-            "/internal/v1/tenants/{tenant}/decryption-keys",
-            get(decryption_keys),
-        )
+        .route("/internal/v1/tenants/{tenant}/decryption-keys", get(decryption_keys))
+        .route("/internal/v1/revocations", get(revocation_feed))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(st.clone(), count))

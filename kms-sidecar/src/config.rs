@@ -100,8 +100,8 @@ impl KmsConfig {
     /// Parses and validates YAML, naming the field of every problem.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: KmsConfig = serde_path_to_error::deserialize(de)
-            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        let cfg: KmsConfig =
+            serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
         let mut errs = Vec::new();
         for (i, t) in cfg.tenants.iter().enumerate() {
             if let Err(e) = validate_tenant(t) {
@@ -126,23 +126,11 @@ impl KmsConfig {
 
 /// Checks one tenant definition; `Err` starts with the field name.
 pub fn validate_tenant(t: &TenantFile) -> Result<(), String> {
-    if t.id.is_empty()
-        || !t
-            .id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err(format!(
-            "id: {:?} must be non-empty letters, digits, - or _",
-            t.id
-        ));
+    if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        return Err(format!("id: {:?} must be non-empty letters, digits, - or _", t.id));
     }
     if !ALGS.contains(&t.alg.as_str()) {
-        return Err(format!(
-            "alg: {:?} is not one of {}",
-            t.alg,
-            ALGS.join(", ")
-        ));
+        return Err(format!("alg: {:?} is not one of {}", t.alg, ALGS.join(", ")));
     }
     if t.issuer.is_empty() {
         return Err("issuer: must not be empty".into());
@@ -162,15 +150,12 @@ mod tests {
 
     #[test]
     fn shipped_config_is_valid_and_bad_fields_are_named() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/kms.yaml"))
-                .unwrap();
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/kms.yaml")).unwrap();
         let cfg = KmsConfig::from_yaml(&text).unwrap();
         assert_eq!(cfg.tenants.len(), 2);
         let err = KmsConfig::from_yaml(&text.replace("alg: ES256", "alg: HS256")).unwrap_err();
         assert!(err.contains("tenants[1].alg"), "{err}");
-        let err =
-            KmsConfig::from_yaml(&text.replace("keep_retired:", "keep_retierd:")).unwrap_err();
+        let err = KmsConfig::from_yaml(&text.replace("keep_retired:", "keep_retierd:")).unwrap_err();
         assert!(err.contains("keep_retierd"), "{err}");
     }
 }

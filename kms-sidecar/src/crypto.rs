@@ -8,9 +8,7 @@ use crate::der;
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use aws_lc_rs::rsa::{
-    KeySize, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256,
-};
+use aws_lc_rs::rsa::{KeySize, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use gateway_core::b64;
 use serde_json::{json, Value};
@@ -125,8 +123,7 @@ pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Va
             json!({"kty": "EC", "crv": "P-256", "x": b64::encode(&point[1..33]), "y": b64::encode(&point[33..])})
         }
         Alg::EdDSA => {
-            let pair =
-                Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
+            let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
             json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(pair.public_key().as_ref())})
         }
     };
@@ -155,23 +152,16 @@ pub fn sign(alg: Alg, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, KeyError> {
         Alg::RS256 | Alg::PS256 => {
             let pair = RsaKeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
             let mut sig = vec![0; pair.public_modulus_len()];
-            let enc: &'static dyn signature::RsaEncoding = if alg == Alg::RS256 {
-                &signature::RSA_PKCS1_SHA256
-            } else {
-                &signature::RSA_PSS_SHA256
-            };
-            pair.sign(enc, &rng, msg, &mut sig)
-                .map_err(|_| KeyError::Crypto("RSA sign"))?;
+            let enc: &'static dyn signature::RsaEncoding =
+                if alg == Alg::RS256 { &signature::RSA_PKCS1_SHA256 } else { &signature::RSA_PSS_SHA256 };
+            pair.sign(enc, &rng, msg, &mut sig).map_err(|_| KeyError::Crypto("RSA sign"))?;
             Ok(sig)
         }
-        Alg::ES256 => Ok(ec_pair(pkcs8)?
-            .sign(&rng, msg)
-            .map_err(|_| KeyError::Crypto("ECDSA sign"))?
-            .as_ref()
-            .to_vec()),
+        Alg::ES256 => {
+            Ok(ec_pair(pkcs8)?.sign(&rng, msg).map_err(|_| KeyError::Crypto("ECDSA sign"))?.as_ref().to_vec())
+        }
         Alg::EdDSA => {
-            let pair =
-                Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
+            let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
             Ok(pair.sign(msg).as_ref().to_vec())
         }
         Alg::RsaOaep256 => Err(KeyError::Crypto("not a signing key")),
@@ -181,11 +171,7 @@ pub fn sign(alg: Alg, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, KeyError> {
 /// Compact JWS over `claims` with header `{"alg","typ":"JWT","kid"}`.
 pub fn jws(alg: Alg, pkcs8: &[u8], kid: &str, claims: &Value) -> Result<String, KeyError> {
     let header = json!({"alg": alg.as_str(), "typ": "JWT", "kid": kid});
-    let input = format!(
-        "{}.{}",
-        b64::encode(header.to_string()),
-        b64::encode(claims.to_string())
-    );
+    let input = format!("{}.{}", b64::encode(header.to_string()), b64::encode(claims.to_string()));
     let sig = sign(alg, pkcs8, input.as_bytes())?;
     Ok(format!("{input}.{}", b64::encode(sig)))
 }
@@ -197,37 +183,22 @@ pub fn jwe_wrap(enc_pkcs8: &[u8], kid: &str, jws: &str) -> Result<String, KeyErr
     let h64 = b64::encode(header.to_string());
     let mut cek = Zeroizing::new([0u8; 32]);
     let mut iv = [0u8; 12];
-    rng.fill(cek.as_mut())
-        .map_err(|_| KeyError::Crypto("rng"))?;
+    rng.fill(cek.as_mut()).map_err(|_| KeyError::Crypto("rng"))?;
     rng.fill(&mut iv).map_err(|_| KeyError::Crypto("rng"))?;
-    let private =
-        PrivateDecryptingKey::from_pkcs8(enc_pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
-    let public = OaepPublicEncryptingKey::new(private.public_key())
-        .map_err(|_| KeyError::Crypto("RSA key"))?;
+    let private = PrivateDecryptingKey::from_pkcs8(enc_pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
+    let public = OaepPublicEncryptingKey::new(private.public_key()).map_err(|_| KeyError::Crypto("RSA key"))?;
     let mut ek = vec![0u8; public.ciphertext_size()];
     let ek_len = public
         .encrypt(&OAEP_SHA256_MGF1SHA256, cek.as_ref(), &mut ek, None)
         .map_err(|_| KeyError::Crypto("RSA-OAEP"))?
         .len();
     ek.truncate(ek_len);
-    let key = LessSafeKey::new(
-        UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| KeyError::Crypto("AES key"))?,
-    );
+    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| KeyError::Crypto("AES key"))?);
     let mut data = jws.as_bytes().to_vec();
     let tag = key
-        .seal_in_place_separate_tag(
-            Nonce::assume_unique_for_key(iv),
-            Aad::from(h64.as_bytes()),
-            &mut data,
-        )
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(h64.as_bytes()), &mut data)
         .map_err(|_| KeyError::Crypto("AES-GCM"))?;
-    Ok(format!(
-        "{h64}.{}.{}.{}.{}",
-        b64::encode(ek),
-        b64::encode(iv),
-        b64::encode(&data),
-        b64::encode(tag.as_ref())
-    ))
+    Ok(format!("{h64}.{}.{}.{}.{}", b64::encode(ek), b64::encode(iv), b64::encode(&data), b64::encode(tag.as_ref())))
 }
 
 /// AES-256-GCM sealing of private keys under the master key (envelope: the kid is the AAD).
@@ -241,26 +212,17 @@ impl Sealer {
         if master.len() != 32 {
             return Err(KeyError::Crypto("the master key must be 32 bytes"));
         }
-        let key =
-            UnboundKey::new(&AES_256_GCM, master).map_err(|_| KeyError::Crypto("master key"))?;
-        Ok(Sealer {
-            key: LessSafeKey::new(key),
-        })
+        let key = UnboundKey::new(&AES_256_GCM, master).map_err(|_| KeyError::Crypto("master key"))?;
+        Ok(Sealer { key: LessSafeKey::new(key) })
     }
 
     /// `nonce || ciphertext || tag`.
     pub fn seal(&self, kid: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
         let mut nonce = [0u8; 12];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| KeyError::Crypto("rng"))?;
+        SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto("rng"))?;
         let mut buf = plain.to_vec();
         self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(kid.as_bytes()),
-                &mut buf,
-            )
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(kid.as_bytes()), &mut buf)
             .map_err(|_| KeyError::Crypto("seal"))?;
         let mut out = nonce.to_vec();
         out.extend_from_slice(&buf);
@@ -273,8 +235,7 @@ impl Sealer {
             return Err(KeyError::Crypto("sealed blob too short"));
         }
         let (nonce, body) = sealed.split_at(12);
-        let nonce =
-            Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Crypto("nonce"))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Crypto("nonce"))?;
         let mut buf = Zeroizing::new(body.to_vec());
         let len = self
             .key
@@ -328,21 +289,15 @@ pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported
     };
     if let Some(w) = wanted {
         if w != label {
-            return Err(KeyError::Wrong {
-                found: found.into(),
-                expected: describe(w).into(),
-            });
+            return Err(KeyError::Wrong { found: found.into(), expected: describe(w).into() });
         }
     }
     let der = Zeroizing::new(block.contents().to_vec());
-    let wrong_type = |what: &str| KeyError::Wrong {
-        found: what.into(),
-        expected: format!("{} for {}", alg.family(), alg.as_str()),
-    };
+    let wrong_type =
+        |what: &str| KeyError::Wrong { found: what.into(), expected: format!("{} for {}", alg.family(), alg.as_str()) };
     match label {
         "PRIVATE KEY" => {
-            let kind = der::pkcs8_kind(&der)
-                .ok_or_else(|| KeyError::Pem("not a PKCS#8 structure".into()))?;
+            let kind = der::pkcs8_kind(&der).ok_or_else(|| KeyError::Pem("not a PKCS#8 structure".into()))?;
             match (kind, alg) {
                 (der::Kind::Rsa, Alg::RS256 | Alg::PS256 | Alg::RsaOaep256) => {
                     RsaKeyPair::from_pkcs8(&der)
@@ -353,8 +308,7 @@ pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported
                 (der::Kind::Ed25519, Alg::EdDSA) => Ed25519KeyPair::from_pkcs8(&der)
                     .map(|_| Imported::Private(der.clone()))
                     .or_else(|_| {
-                        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der)
-                            .map(|_| Imported::Private(der.clone()))
+                        Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map(|_| Imported::Private(der.clone()))
                     })
                     .map_err(|_| KeyError::Crypto("Ed25519 key rejected")),
                 (k, _) => Err(wrong_type(k.describe())),
@@ -364,36 +318,24 @@ pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported
             if !matches!(alg, Alg::RS256 | Alg::PS256 | Alg::RsaOaep256) {
                 return Err(wrong_type("an RSA key"));
             }
-            let pair = RsaKeyPair::from_der(&der)
-                .map_err(|_| KeyError::Crypto("PKCS#1 RSA key rejected"))?;
-            let p8 = pair
-                .as_der()
-                .map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
+            let pair = RsaKeyPair::from_der(&der).map_err(|_| KeyError::Crypto("PKCS#1 RSA key rejected"))?;
+            let p8 = pair.as_der().map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
             Ok(Imported::Private(Zeroizing::new(p8.as_ref().to_vec())))
         }
         "EC PRIVATE KEY" => {
             if alg != Alg::ES256 {
                 return Err(wrong_type("a P-256 EC key"));
             }
-            let pair = EcdsaKeyPair::from_private_key_der(
-                &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-                &der,
-            )
-            .map_err(|_| KeyError::Crypto("SEC1 key rejected (P-256 only)"))?;
-            let p8 = pair
-                .to_pkcs8v1()
-                .map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
+            let pair = EcdsaKeyPair::from_private_key_der(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                .map_err(|_| KeyError::Crypto("SEC1 key rejected (P-256 only)"))?;
+            let p8 = pair.to_pkcs8v1().map_err(|_| KeyError::Crypto("PKCS#8 encoding"))?;
             Ok(Imported::Private(Zeroizing::new(p8.as_ref().to_vec())))
         }
         "PUBLIC KEY" => {
             let set = gateway_core::KeySet::from_pem(text.as_bytes(), Some("import"))
                 .map_err(|e| KeyError::Pem(e.to_string()))?;
-            let key = set
-                .get("import")
-                .ok_or_else(|| KeyError::Pem("no key".into()))?;
-            let fits = gateway_core::Algorithm::ALL
-                .iter()
-                .any(|a| a.as_str() == alg.as_str() && key.allows(*a));
+            let key = set.get("import").ok_or_else(|| KeyError::Pem("no key".into()))?;
+            let fits = gateway_core::Algorithm::ALL.iter().any(|a| a.as_str() == alg.as_str() && key.allows(*a));
             if !fits {
                 return Err(wrong_type(&format!("{:?} public key", key.family())));
             }

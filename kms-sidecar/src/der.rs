@@ -22,9 +22,7 @@ fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
         if n == 0 || n > 4 || rest.len() < n {
             return None;
         }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (len, &rest[n..])
     };
     if rest.len() < len {
@@ -39,11 +37,7 @@ fn expect(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
 }
 
 fn uint(v: &[u8]) -> &[u8] {
-    let skip = v
-        .iter()
-        .take_while(|b| **b == 0)
-        .count()
-        .min(v.len().saturating_sub(1));
+    let skip = v.iter().take_while(|b| **b == 0).count().min(v.len().saturating_sub(1));
     &v[skip..]
 }
 
@@ -168,12 +162,10 @@ pub fn spki_jwk(der: &[u8]) -> Option<Value> {
             let (e, _) = expect(rest, 0x02)?;
             Some(json!({"kty": "RSA", "n": b64::encode(uint(n)), "e": b64::encode(uint(e))}))
         }
-        Kind::P256 if key.len() == 65 && key[0] == 4 => Some(
-            json!({"kty": "EC", "crv": "P-256", "x": b64::encode(&key[1..33]), "y": b64::encode(&key[33..])}),
-        ),
-        Kind::Ed25519 if key.len() == 32 => {
-            Some(json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(key)}))
+        Kind::P256 if key.len() == 65 && key[0] == 4 => {
+            Some(json!({"kty": "EC", "crv": "P-256", "x": b64::encode(&key[1..33]), "y": b64::encode(&key[33..])}))
         }
+        Kind::Ed25519 if key.len() == 32 => Some(json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(key)})),
         _ => None,
     }
 }

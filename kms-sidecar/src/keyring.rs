@@ -118,11 +118,7 @@ pub fn published(k: &Timeline, now: i64) -> bool {
 
 /// Whether the gateway must hold `k`'s private key at `now` (encryption keys).
 pub fn held_by_gateway(k: &Timeline, now: i64) -> bool {
-    k.key_use == Use::Enc
-        && matches!(
-            state(k, now),
-            State::Next | State::Current | State::Retiring
-        )
+    k.key_use == Use::Enc && matches!(state(k, now), State::Next | State::Current | State::Retiring)
 }
 
 /// One change the plan asks for.
@@ -157,14 +153,11 @@ pub enum Change {
 }
 
 fn current(keys: &[Timeline], key_use: Use, now: i64) -> Option<&Timeline> {
-    keys.iter()
-        .filter(|k| k.key_use == key_use && state(k, now) == State::Current)
-        .max_by_key(|k| k.activates_at)
+    keys.iter().filter(|k| k.key_use == key_use && state(k, now) == State::Current).max_by_key(|k| k.activates_at)
 }
 
 fn pending(keys: &[Timeline], key_use: Use, now: i64) -> Option<&Timeline> {
-    keys.iter()
-        .find(|k| k.key_use == key_use && state(k, now) == State::Next)
+    keys.iter().find(|k| k.key_use == key_use && state(k, now) == State::Next)
 }
 
 /// The scheduled plan for one tenant's keys at `now`.
@@ -173,20 +166,14 @@ pub fn plan(keys: &[Timeline], s: &Schedule, now: i64) -> Vec<Change> {
     for key_use in [Use::Sig, Use::Enc] {
         match current(keys, key_use, now) {
             None if pending(keys, key_use, now).is_none() => {
-                out.push(Change::Create {
-                    key_use,
-                    activates_at: now,
-                });
+                out.push(Change::Create { key_use, activates_at: now });
             }
             None => {}
             Some(cur) => {
                 let due = cur.activates_at + s.interval - s.publish_ahead;
                 if pending(keys, key_use, now).is_none() && now >= due {
                     let activates_at = (now + s.publish_ahead).max(cur.activates_at + s.interval);
-                    out.push(Change::Create {
-                        key_use,
-                        activates_at,
-                    });
+                    out.push(Change::Create { key_use, activates_at });
                     out.push(Change::Retire {
                         kid: cur.kid.clone(),
                         retires_at: activates_at,
@@ -207,36 +194,21 @@ pub fn plan(keys: &[Timeline], s: &Schedule, now: i64) -> Vec<Change> {
 /// A manual rotation of `key_use` at `now`. Normal: the successor is published
 /// `publish_ahead` before it takes over (an already planned successor is kept).
 /// Emergency: the current key is revoked at once and a new one is current now.
-pub fn rotate_now(
-    keys: &[Timeline],
-    s: &Schedule,
-    key_use: Use,
-    emergency: bool,
-    now: i64,
-) -> Vec<Change> {
+pub fn rotate_now(keys: &[Timeline], s: &Schedule, key_use: Use, emergency: bool, now: i64) -> Vec<Change> {
     let cur = current(keys, key_use, now);
     if emergency {
         // The compromised key goes at once; a planned successor is dropped too, so
         // exactly one key (the new one) is current from now on.
-        let mut out: Vec<Change> = cur
-            .into_iter()
-            .chain(pending(keys, key_use, now))
-            .map(|k| Change::Revoke { kid: k.kid.clone() })
-            .collect();
-        out.push(Change::Create {
-            key_use,
-            activates_at: now,
-        });
+        let mut out: Vec<Change> =
+            cur.into_iter().chain(pending(keys, key_use, now)).map(|k| Change::Revoke { kid: k.kid.clone() }).collect();
+        out.push(Change::Create { key_use, activates_at: now });
         return out;
     }
     if pending(keys, key_use, now).is_some() {
         return Vec::new();
     }
     let activates_at = now + s.publish_ahead;
-    let mut out = vec![Change::Create {
-        key_use,
-        activates_at,
-    }];
+    let mut out = vec![Change::Create { key_use, activates_at }];
     if let Some(c) = cur {
         out.push(Change::Retire {
             kid: c.kid.clone(),
@@ -251,21 +223,13 @@ pub fn rotate_now(
 mod tests {
     use super::*;
 
-    const S: Schedule = Schedule {
-        interval: 1000,
-        publish_ahead: 120,
-        max_age: 60,
-        max_token_ttl: 300,
-        clock_skew: 30,
-    };
+    const S: Schedule =
+        Schedule { interval: 1000, publish_ahead: 120, max_age: 60, max_token_ttl: 300, clock_skew: 30 };
 
     fn apply(keys: &mut Vec<Timeline>, changes: &[Change], now: i64) {
         for c in changes {
             match c {
-                Change::Create {
-                    key_use,
-                    activates_at,
-                } => keys.push(Timeline {
+                Change::Create { key_use, activates_at } => keys.push(Timeline {
                     kid: format!("k{now}-{}-{activates_at}", key_use.as_str()),
                     key_use: *key_use,
                     created_at: now,
@@ -274,18 +238,12 @@ mod tests {
                     expires_at: None,
                     revoked: false,
                 }),
-                Change::Retire {
-                    kid,
-                    retires_at,
-                    expires_at,
-                } => {
+                Change::Retire { kid, retires_at, expires_at } => {
                     let k = keys.iter_mut().find(|k| &k.kid == kid).unwrap();
                     k.retires_at = Some(*retires_at);
                     k.expires_at = Some(*expires_at);
                 }
-                Change::Revoke { kid } => {
-                    keys.iter_mut().find(|k| &k.kid == kid).unwrap().revoked = true
-                }
+                Change::Revoke { kid } => keys.iter_mut().find(|k| &k.kid == kid).unwrap().revoked = true,
                 Change::Destroy { kid } => keys.retain(|k| &k.kid != kid),
             }
         }
@@ -303,10 +261,7 @@ mod tests {
             let changes = plan(&keys, &S, now);
             apply(&mut keys, &changes, now);
             let sig: Vec<&Timeline> = keys.iter().filter(|k| k.key_use == Use::Sig).collect();
-            let currents: Vec<_> = sig
-                .iter()
-                .filter(|k| state(k, now) == State::Current)
-                .collect();
+            let currents: Vec<_> = sig.iter().filter(|k| state(k, now) == State::Current).collect();
             assert_eq!(currents.len(), 1, "exactly one signing key at {now}");
             for k in &sig {
                 if published(k, now) {
@@ -323,14 +278,8 @@ mod tests {
             signed.push((cur.kid.clone(), now + S.max_token_ttl));
             for (kid, exp) in &signed {
                 if now <= exp + S.clock_skew {
-                    let k = keys
-                        .iter()
-                        .find(|k| &k.kid == kid)
-                        .expect("key still present");
-                    assert!(
-                        published(k, now),
-                        "token of {kid} (exp {exp}) refused at {now}"
-                    );
+                    let k = keys.iter().find(|k| &k.kid == kid).expect("key still present");
+                    assert!(published(k, now), "token of {kid} (exp {exp}) refused at {now}");
                 }
             }
             // Encryption: whatever is published, the gateway holds; a key unpublished
@@ -341,19 +290,12 @@ mod tests {
                 }
                 if let Some(r) = k.retires_at {
                     if now >= r && now < r + S.max_age + S.max_token_ttl {
-                        assert!(
-                            held_by_gateway(k, now),
-                            "enc key {} dropped too early at {now}",
-                            k.kid
-                        );
+                        assert!(held_by_gateway(k, now), "enc key {} dropped too early at {now}", k.kid);
                     }
                 }
             }
         }
-        assert!(
-            keys.iter().filter(|k| k.key_use == Use::Sig).count() <= 3,
-            "retired keys are destroyed"
-        );
+        assert!(keys.iter().filter(|k| k.key_use == Use::Sig).count() <= 3, "retired keys are destroyed");
     }
 
     #[test]
@@ -361,12 +303,7 @@ mod tests {
         let mut keys = Vec::new();
         let first = plan(&keys, &S, 0);
         apply(&mut keys, &first, 0);
-        let old = keys
-            .iter()
-            .find(|k| k.key_use == Use::Sig)
-            .unwrap()
-            .kid
-            .clone();
+        let old = keys.iter().find(|k| k.key_use == Use::Sig).unwrap().kid.clone();
         let ch = rotate_now(&keys, &S, Use::Sig, false, 10);
         apply(&mut keys, &ch, 10);
         assert_eq!(
@@ -374,23 +311,14 @@ mod tests {
             State::Current,
             "old signs until successor is due"
         );
-        assert!(
-            rotate_now(&keys, &S, Use::Sig, false, 11).is_empty(),
-            "one successor at a time"
-        );
+        assert!(rotate_now(&keys, &S, Use::Sig, false, 11).is_empty(), "one successor at a time");
         let ch = rotate_now(&keys, &S, Use::Sig, true, 100);
         apply(&mut keys, &ch, 100);
         let k_old = keys.iter().find(|k| k.kid == old).unwrap();
         assert_eq!(state(k_old, 100), State::Retired);
-        assert!(
-            !published(k_old, 100),
-            "emergency removes the old key at once"
-        );
+        assert!(!published(k_old, 100), "emergency removes the old key at once");
         for now in [100, 129, 131, 500] {
-            let n = keys
-                .iter()
-                .filter(|k| k.key_use == Use::Sig && state(k, now) == State::Current)
-                .count();
+            let n = keys.iter().filter(|k| k.key_use == Use::Sig && state(k, now) == State::Current).count();
             assert_eq!(n, 1, "exactly one signing key at {now}");
         }
     }

@@ -72,32 +72,18 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .init();
     let result = match Cli::parse().cmd {
         Cmd::Serve { config } => serve(&config),
-        Cmd::Mint {
-            tenant,
-            sub,
-            role,
-            aud,
-            ttl,
-            encrypt,
-            claims,
-            url,
-            token_file,
-        } => mint(
-            tenant, sub, role, aud, ttl, encrypt, claims, url, token_file,
-        ),
+        Cmd::Mint { tenant, sub, role, aud, ttl, encrypt, claims, url, token_file } => {
+            mint(tenant, sub, role, aud, ttl, encrypt, claims, url, token_file)
+        }
         Cmd::GenMasterKey => {
             let mut key = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut key)
-                .map_err(|_| anyhow::anyhow!("rng failure"))
-                .map(|_| {
-                    println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
-                })
+            aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("rng failure")).map(|_| {
+                println!("{}", base64::engine::general_purpose::STANDARD.encode(key));
+            })
         }
     };
     match result {
@@ -110,38 +96,25 @@ fn main() -> ExitCode {
 }
 
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let cfg = config::KmsConfig::from_yaml(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let cfg =
+        config::KmsConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
     let master = cfg.master_key.read("master_key")?;
     let master = zeroize::Zeroizing::new(
         base64::engine::general_purpose::STANDARD
             .decode(master.trim())
-            .map_err(|_| {
-                anyhow::anyhow!("master_key: not base64 (use `kms-sidecar gen-master-key`)")
-            })?,
+            .map_err(|_| anyhow::anyhow!("master_key: not base64 (use `kms-sidecar gen-master-key`)"))?,
     );
     let sealer = crypto::Sealer::new(&master).map_err(|e| anyhow::anyhow!("master_key: {e}"))?;
     let admin_token = cfg.admin_token.read("admin_token")?;
     let gateway_token = cfg.gateway_token.read("gateway_token")?;
-    for (name, t) in [
-        ("admin_token", &admin_token),
-        ("gateway_token", &gateway_token),
-    ] {
+    for (name, t) in [("admin_token", &admin_token), ("gateway_token", &gateway_token)] {
         if t.len() < 16 {
             anyhow::bail!("{name}: must be at least 16 characters");
         }
     }
-    let store = store::Store::open(
-        std::path::Path::new(&cfg.data_dir),
-        sealer,
-        cfg.create_if_missing,
-    )?;
-    let kms = Arc::new(
-        service::Kms::new(store, cfg.max_age(), cfg.keep_retired)
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
-    );
+    let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer, cfg.create_if_missing)?;
+    let kms = Arc::new(service::Kms::new(store, cfg.max_age(), cfg.keep_retired).map_err(|e| anyhow::anyhow!("{e}"))?);
     let now = api::now();
     for t in &cfg.tenants {
         let rec = store::TenantRecord {
@@ -153,24 +126,15 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             max_token_ttl: t.rotation.max_token_ttl.map_or(900, |d| d.secs()),
             clock_skew: t.rotation.clock_skew.map_or(60, |d| d.secs()),
         };
-        if kms
-            .ensure_tenant(rec, now)
-            .map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.id))?
-        {
+        if kms.ensure_tenant(rec, now).map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.id))? {
             tracing::info!(tenant = %t.id, "tenant created");
         }
     }
     let metrics = metrics::Metrics::new()?;
-    let state = Arc::new(api::AppState {
-        kms: kms.clone(),
-        admin_token,
-        gateway_token,
-        metrics: metrics.clone(),
-    });
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (feed, _) = tokio::sync::watch::channel(kms.last_revocation().map_err(|e| anyhow::anyhow!("{e}"))?);
+    let state =
+        Arc::new(api::AppState { kms: kms.clone(), admin_token, gateway_token, metrics: metrics.clone(), feed });
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let public = tokio::net::TcpListener::bind(cfg.listen).await?;
         let internal = tokio::net::TcpListener::bind(cfg.internal_listen).await?;
@@ -187,8 +151,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
 }
 
 async fn shutdown() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
@@ -203,10 +166,7 @@ async fn rotation_loop(kms: Arc<service::Kms>, metrics: metrics::Metrics) {
             Ok(Ok(changes)) => {
                 for (tenant, change) in changes {
                     if let keyring::Change::Create { key_use, .. } = change {
-                        metrics
-                            .rotations
-                            .with_label_values(&[&tenant, key_use.as_str(), "scheduled"])
-                            .inc();
+                        metrics.rotations.with_label_values(&[&tenant, key_use.as_str(), "scheduled"]).inc();
                         tracing::info!(%tenant, key_use = key_use.as_str(), "scheduled rotation: next key created");
                     }
                 }
@@ -231,12 +191,8 @@ fn mint(
     token_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let token = match token_file {
-        Some(p) => std::fs::read_to_string(&p)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-            .trim()
-            .to_owned(),
-        None => std::env::var("KMS_ADMIN_TOKEN")
-            .map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
+        Some(p) => std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.trim().to_owned(),
+        None => std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
     };
     let ttl_secs = ttl
         .map(|t| gateway_core::duration::parse(&t).map(|d| d.as_secs() as i64))
@@ -244,9 +200,7 @@ fn mint(
         .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
     let mut extra = serde_json::Map::new();
     for c in claims {
-        let (k, v) = c
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--claim {c:?}: expected key=value"))?;
+        let (k, v) = c.split_once('=').ok_or_else(|| anyhow::anyhow!("--claim {c:?}: expected key=value"))?;
         extra.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
     }
     let role = match roles.len() {
@@ -267,15 +221,10 @@ fn mint(
     if !extra.is_empty() {
         body["claims"] = serde_json::Value::Object(extra);
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let out: serde_json::Value = rt.block_on(async {
         let resp = reqwest::Client::new()
-            .post(format!(
-                "{}/v1/tenants/{tenant}/tokens",
-                url.trim_end_matches('/')
-            ))
+            .post(format!("{}/v1/tenants/{tenant}/tokens", url.trim_end_matches('/')))
             .bearer_auth(token)
             .json(&body)
             .send()
@@ -287,11 +236,6 @@ fn mint(
         }
         anyhow::Ok(v)
     })?;
-    println!(
-        "{}",
-        out["token"]
-            .as_str()
-            .ok_or_else(|| anyhow::anyhow!("no token in the answer"))?
-    );
+    println!("{}", out["token"].as_str().ok_or_else(|| anyhow::anyhow!("no token in the answer"))?);
     Ok(())
 }

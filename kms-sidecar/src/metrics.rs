@@ -14,6 +14,8 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// Age of each tenant's current key.
     pub key_age: IntGaugeVec,
+    /// Revocations recorded.
+    pub revocations: prometheus::IntCounter,
 }
 
 impl Metrics {
@@ -24,29 +26,19 @@ impl Metrics {
             Opts::new("kms_requests_total", "Requests by endpoint and status."),
             &["endpoint", "status"],
         )?;
-        let rotations = IntCounterVec::new(
-            Opts::new("kms_rotations_total", "Key rotations."),
-            &["tenant", "use", "kind"],
-        )?;
-        let auth_failures = IntCounterVec::new(
-            Opts::new("kms_auth_failures_total", "Missing or wrong credentials."),
-            &["channel"],
-        )?;
-        let key_age = IntGaugeVec::new(
-            Opts::new("kms_current_key_age_seconds", "Age of the current key."),
-            &["tenant", "use"],
-        )?;
+        let rotations =
+            IntCounterVec::new(Opts::new("kms_rotations_total", "Key rotations."), &["tenant", "use", "kind"])?;
+        let auth_failures =
+            IntCounterVec::new(Opts::new("kms_auth_failures_total", "Missing or wrong credentials."), &["channel"])?;
+        let key_age =
+            IntGaugeVec::new(Opts::new("kms_current_key_age_seconds", "Age of the current key."), &["tenant", "use"])?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(rotations.clone()))?;
         registry.register(Box::new(auth_failures.clone()))?;
         registry.register(Box::new(key_age.clone()))?;
-        Ok(Metrics {
-            registry,
-            requests,
-            rotations,
-            auth_failures,
-            key_age,
-        })
+        let revocations = prometheus::IntCounter::new("kms_revocations_total", "Revocations recorded.")?;
+        registry.register(Box::new(revocations.clone()))?;
+        Ok(Metrics { registry, requests, rotations, auth_failures, key_age, revocations })
     }
 
     /// Text exposition.

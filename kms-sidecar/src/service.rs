@@ -4,7 +4,7 @@
 
 use crate::crypto::{self, Alg, Imported};
 use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
-use crate::store::{KeyRecord, Store, StoreError, TenantRecord};
+use crate::store::{KeyRecord, Revocation, Store, StoreError, TenantRecord};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -90,24 +90,13 @@ fn random_hex(n: usize) -> String {
 impl Kms {
     /// Loads the store's contents.
     pub fn new(store: Store, max_age: i64, keep_retired: bool) -> Result<Kms, KmsError> {
-        let kms = Kms {
-            store,
-            snap: RwLock::default(),
-            write: Mutex::new(()),
-            max_age,
-            keep_retired,
-        };
+        let kms = Kms { store, snap: RwLock::default(), write: Mutex::new(()), max_age, keep_retired };
         kms.reload()?;
         Ok(kms)
     }
 
     fn reload(&self) -> Result<(), KmsError> {
-        let tenants = self
-            .store
-            .tenants()?
-            .into_iter()
-            .map(|t| (t.id.clone(), t))
-            .collect();
+        let tenants = self.store.tenants()?.into_iter().map(|t| (t.id.clone(), t)).collect();
         let keys = self.store.keys()?;
         *self.snap.write().unwrap_or_else(|p| p.into_inner()) = Snapshot { tenants, keys };
         Ok(())
@@ -145,8 +134,7 @@ impl Kms {
         if self.read().tenants.contains_key(&t.id) {
             return Ok(false);
         }
-        Alg::parse(&t.alg)
-            .ok_or_else(|| KmsError::BadRequest(format!("alg {:?} is not supported", t.alg)))?;
+        Alg::parse(&t.alg).ok_or_else(|| KmsError::BadRequest(format!("alg {:?} is not supported", t.alg)))?;
         let changes = keyring::plan(&[], &self.schedule(&t), now);
         self.apply_locked(&t, changes, now, true)?;
         Ok(true)
@@ -158,25 +146,15 @@ impl Kms {
         if !self.read().tenants.contains_key(id) {
             return Ok(false);
         }
-        let kids: Vec<String> = self
-            .read()
-            .keys
-            .iter()
-            .filter(|k| k.tenant == id)
-            .map(|k| k.timeline.kid.clone())
-            .collect();
+        let kids: Vec<String> =
+            self.read().keys.iter().filter(|k| k.tenant == id).map(|k| k.timeline.kid.clone()).collect();
         self.store.commit(&[], &[], &kids, &[id.to_owned()])?;
         self.reload()?;
         Ok(true)
     }
 
     fn timelines(&self, tenant: &str) -> Vec<Timeline> {
-        self.read()
-            .keys
-            .iter()
-            .filter(|k| k.tenant == tenant)
-            .map(|k| k.timeline.clone())
-            .collect()
+        self.read().keys.iter().filter(|k| k.tenant == tenant).map(|k| k.timeline.clone()).collect()
     }
 
     /// Applies the scheduled plan to every tenant; returns the changes made.
@@ -194,42 +172,17 @@ impl Kms {
     }
 
     /// Manual rotation; returns the changes made.
-    pub fn rotate(
-        &self,
-        tenant: &str,
-        key_use: Use,
-        emergency: bool,
-        now: i64,
-    ) -> Result<Vec<Change>, KmsError> {
+    pub fn rotate(&self, tenant: &str, key_use: Use, emergency: bool, now: i64) -> Result<Vec<Change>, KmsError> {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let t = self
-            .read()
-            .tenants
-            .get(tenant)
-            .cloned()
-            .ok_or(KmsError::UnknownTenant)?;
-        let changes = keyring::rotate_now(
-            &self.timelines(tenant),
-            &self.schedule(&t),
-            key_use,
-            emergency,
-            now,
-        );
+        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
+        let changes = keyring::rotate_now(&self.timelines(tenant), &self.schedule(&t), key_use, emergency, now);
         self.apply_locked(&t, changes.clone(), now, false)?;
         Ok(changes)
     }
 
-    fn new_key(
-        &self,
-        t: &TenantRecord,
-        key_use: Use,
-        activates_at: i64,
-        now: i64,
-    ) -> Result<KeyRecord, KmsError> {
+    fn new_key(&self, t: &TenantRecord, key_use: Use, activates_at: i64, now: i64) -> Result<KeyRecord, KmsError> {
         let alg = match key_use {
-            Use::Sig => {
-                Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?
-            }
+            Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
             Use::Enc => Alg::RsaOaep256,
         };
         let kid = format!("{}-{}-{}", t.id, key_use.as_str(), random_hex(8));
@@ -253,34 +206,17 @@ impl Kms {
         })
     }
 
-    fn apply_locked(
-        &self,
-        t: &TenantRecord,
-        changes: Vec<Change>,
-        now: i64,
-        new_tenant: bool,
-    ) -> Result<(), KmsError> {
-        let existing: Vec<KeyRecord> = self
-            .read()
-            .keys
-            .iter()
-            .filter(|k| k.tenant == t.id)
-            .cloned()
-            .collect();
+    fn apply_locked(&self, t: &TenantRecord, changes: Vec<Change>, now: i64, new_tenant: bool) -> Result<(), KmsError> {
+        let existing: Vec<KeyRecord> = self.read().keys.iter().filter(|k| k.tenant == t.id).cloned().collect();
         let find = |kid: &str| existing.iter().find(|k| k.timeline.kid == kid).cloned();
         let mut upserts: Vec<KeyRecord> = Vec::new();
         let mut deletes = Vec::new();
         for c in changes {
             match c {
-                Change::Create {
-                    key_use,
-                    activates_at,
-                } => upserts.push(self.new_key(t, key_use, activates_at, now)?),
-                Change::Retire {
-                    kid,
-                    retires_at,
-                    expires_at,
-                } => {
+                Change::Create { key_use, activates_at } => {
+                    upserts.push(self.new_key(t, key_use, activates_at, now)?)
+                }
+                Change::Retire { kid, retires_at, expires_at } => {
                     if let Some(mut k) = find(&kid) {
                         k.timeline.retires_at = Some(retires_at);
                         k.timeline.expires_at = Some(expires_at);
@@ -308,11 +244,7 @@ impl Kms {
                 }
             }
         }
-        let tenants: Vec<TenantRecord> = if new_tenant {
-            vec![t.clone()]
-        } else {
-            Vec::new()
-        };
+        let tenants: Vec<TenantRecord> = if new_tenant { vec![t.clone()] } else { Vec::new() };
         self.store.commit(&tenants, &upserts, &deletes, &[])?;
         self.reload()
     }
@@ -326,9 +258,7 @@ impl Kms {
         let keys: Vec<Value> = snap
             .keys
             .iter()
-            .filter(|k| {
-                tenant.is_none_or(|t| k.tenant == t) && keyring::published(&k.timeline, now)
-            })
+            .filter(|k| tenant.is_none_or(|t| k.tenant == t) && keyring::published(&k.timeline, now))
             .map(|k| {
                 let mut jwk = k.public_jwk.clone();
                 if tenant.is_none() {
@@ -346,13 +276,7 @@ impl Kms {
             .keys
             .iter()
             .filter(|k| keyring::state(&k.timeline, now) == State::Current)
-            .map(|k| {
-                (
-                    k.tenant.clone(),
-                    k.timeline.key_use.as_str(),
-                    now - k.timeline.activates_at,
-                )
-            })
+            .map(|k| (k.tenant.clone(), k.timeline.key_use.as_str(), now - k.timeline.activates_at))
             .collect()
     }
 
@@ -368,29 +292,18 @@ impl Kms {
 
     /// Issues a token for `tenant`.
     pub fn mint(&self, tenant: &str, req: MintRequest, now: i64) -> Result<String, KmsError> {
-        let t = self
-            .read()
-            .tenants
-            .get(tenant)
-            .cloned()
-            .ok_or(KmsError::UnknownTenant)?;
+        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
         let ttl = req.ttl_secs.unwrap_or(900);
         if ttl < 1 || ttl > t.max_token_ttl {
-            return Err(KmsError::BadRequest(format!(
-                "ttl_secs must be between 1 and {}",
-                t.max_token_ttl
-            )));
+            return Err(KmsError::BadRequest(format!("ttl_secs must be between 1 and {}", t.max_token_ttl)));
         }
         if req.sub.is_empty() {
             return Err(KmsError::BadRequest("sub must not be empty".into()));
         }
         let mut claims = Map::new();
         for (k, v) in req.claims.unwrap_or_default() {
-            if ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "tenant_id"].contains(&k.as_str())
-            {
-                return Err(KmsError::BadRequest(format!(
-                    "claim {k:?} is set by the sidecar"
-                )));
+            if ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "tenant_id"].contains(&k.as_str()) {
+                return Err(KmsError::BadRequest(format!("claim {k:?} is set by the sidecar")));
             }
             claims.insert(k, v);
         }
@@ -421,6 +334,26 @@ impl Kms {
         Ok(crypto::jwe_wrap(&enc_pkcs8, &enc.timeline.kid, &jws)?)
     }
 
+    /// Records revocations durably (one transaction) and returns them numbered.
+    pub fn revoke(&self, events: Vec<Revocation>) -> Result<Vec<Revocation>, KmsError> {
+        for e in &events {
+            if !self.read().tenants.contains_key(&e.tenant) {
+                return Err(KmsError::UnknownTenant);
+            }
+        }
+        Ok(self.store.append_revocations(events)?)
+    }
+
+    /// Revocations after `after` (the gateway's cursor).
+    pub fn revocations_after(&self, after: u64) -> Result<Vec<Revocation>, KmsError> {
+        Ok(self.store.revocations_after(after, 10_000)?)
+    }
+
+    /// The feed's last sequence number.
+    pub fn last_revocation(&self) -> Result<u64, KmsError> {
+        Ok(self.store.last_revocation()?)
+    }
+
     /// The private decryption JWKs the gateway must hold now.
     pub fn decryption_keys(&self, tenant: &str, now: i64) -> Result<Value, KmsError> {
         let held: Vec<KeyRecord> = {
@@ -428,11 +361,7 @@ impl Kms {
             snap.tenants.get(tenant).ok_or(KmsError::UnknownTenant)?;
             snap.keys
                 .iter()
-                .filter(|k| {
-                    k.tenant == tenant
-                        && k.sealed.is_some()
-                        && keyring::held_by_gateway(&k.timeline, now)
-                })
+                .filter(|k| k.tenant == tenant && k.sealed.is_some() && keyring::held_by_gateway(&k.timeline, now))
                 .cloned()
                 .collect()
         };
@@ -455,16 +384,9 @@ impl Kms {
         now: i64,
     ) -> Result<String, KmsError> {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let t = self
-            .read()
-            .tenants
-            .get(tenant)
-            .cloned()
-            .ok_or(KmsError::UnknownTenant)?;
+        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
         let alg = match key_use {
-            Use::Sig => {
-                Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?
-            }
+            Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
             Use::Enc => Alg::RsaOaep256,
         };
         let s = self.schedule(&t);
@@ -474,13 +396,8 @@ impl Kms {
                 let jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
                 let sealed = self.store.seal(&kid, &pkcs8)?;
                 let timelines = self.timelines(tenant);
-                if timelines
-                    .iter()
-                    .any(|k| k.key_use == key_use && keyring::state(k, now) == State::Next)
-                {
-                    return Err(KmsError::Conflict(
-                        "a next key is already planned; rotate first".into(),
-                    ));
+                if timelines.iter().any(|k| k.key_use == key_use && keyring::state(k, now) == State::Next) {
+                    return Err(KmsError::Conflict("a next key is already planned; rotate first".into()));
                 }
                 let activates_at = now + s.publish_ahead;
                 let tl = Timeline {
@@ -515,13 +432,7 @@ impl Kms {
                 (jwk, None, tl)
             }
         };
-        let rec = KeyRecord {
-            tenant: t.id.clone(),
-            alg: alg.as_str().into(),
-            timeline,
-            public_jwk,
-            sealed,
-        };
+        let rec = KeyRecord { tenant: t.id.clone(), alg: alg.as_str().into(), timeline, public_jwk, sealed };
         let mut upserts = vec![rec];
         // A private import takes over from the current key like a normal rotation.
         if upserts[0].sealed.is_some() {

@@ -14,6 +14,35 @@ use zeroize::Zeroizing;
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
+const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocations");
+
+/// One entry of the revocation feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Position in the feed (assigned on append, from 1).
+    #[serde(default)]
+    pub seq: u64,
+    /// Tenant.
+    pub tenant: String,
+    /// One token: its `jti` ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// ... and `exp` (the entry is needed until then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Every token of this subject issued before `before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Watermark: tokens with `iat` before this are refused (with `subject`, or tenant-wide).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    /// A key removed by an emergency rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    /// When it was recorded.
+    #[serde(default)]
+    pub at: i64,
+}
 const CANARY: &[u8] = b"kms-sidecar canary v1";
 
 /// A stored tenant.
@@ -89,16 +118,8 @@ impl Store {
         std::fs::create_dir_all(dir).map_err(db)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
-        let database = if exists {
-            builder.open(&path)
-        } else {
-            builder.create(&path)
-        }
-        .map_err(db)?;
-        let store = Store {
-            db: database,
-            sealer,
-        };
+        let database = if exists { builder.open(&path) } else { builder.create(&path) }.map_err(db)?;
+        let store = Store { db: database, sealer };
         let canary = {
             let tx = store.db.begin_read().map_err(db)?;
             match tx.open_table(META) {
@@ -109,27 +130,20 @@ impl Store {
         };
         match canary {
             Some(sealed) => {
-                let plain = store
-                    .sealer
-                    .open("canary", &sealed)
-                    .map_err(|_| StoreError::WrongMasterKey)?;
+                let plain = store.sealer.open("canary", &sealed).map_err(|_| StoreError::WrongMasterKey)?;
                 if plain.as_slice() != CANARY {
                     return Err(StoreError::WrongMasterKey);
                 }
             }
-            None if exists && !create_if_missing => {
-                return Err(StoreError::Corrupt("canary".into()))
-            }
+            None if exists && !create_if_missing => return Err(StoreError::Corrupt("canary".into())),
             None => {
                 let sealed = store.sealer.seal("canary", CANARY).map_err(db)?;
                 let tx = store.db.begin_write().map_err(db)?;
                 {
-                    tx.open_table(META)
-                        .map_err(db)?
-                        .insert("canary", sealed.as_slice())
-                        .map_err(db)?;
+                    tx.open_table(META).map_err(db)?.insert("canary", sealed.as_slice()).map_err(db)?;
                     tx.open_table(TENANTS).map_err(db)?;
                     tx.open_table(KEYS).map_err(db)?;
+                    tx.open_table(REVOCATIONS).map_err(db)?;
                 }
                 tx.commit().map_err(db)?;
             }
@@ -144,10 +158,7 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
-            out.push(
-                serde_json::from_slice(v.value())
-                    .map_err(|_| StoreError::Corrupt(k.value().to_owned()))?,
-            );
+            out.push(serde_json::from_slice(v.value()).map_err(|_| StoreError::Corrupt(k.value().to_owned()))?);
         }
         Ok(out)
     }
@@ -159,12 +170,54 @@ impl Store {
         let mut out = Vec::new();
         for row in t.iter().map_err(db)? {
             let (k, v) = row.map_err(db)?;
+            out.push(serde_json::from_slice(v.value()).map_err(|_| StoreError::Corrupt(k.value().to_owned()))?);
+        }
+        Ok(out)
+    }
+
+    /// Appends revocations durably; returns them with their sequence numbers.
+    pub fn append_revocations(&self, mut events: Vec<Revocation>) -> Result<Vec<Revocation>, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        {
+            let mut t = tx.open_table(REVOCATIONS).map_err(db)?;
+            let mut seq = t.last().map_err(db)?.map_or(0, |(k, _)| k.value());
+            for e in &mut events {
+                seq += 1;
+                e.seq = seq;
+                t.insert(seq, serde_json::to_vec(e).map_err(db)?.as_slice()).map_err(db)?;
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(events)
+    }
+
+    /// Revocations with a sequence number above `after`, at most `limit`.
+    pub fn revocations_after(&self, after: u64, limit: usize) -> Result<Vec<Revocation>, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        let t = match tx.open_table(REVOCATIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(db(e)),
+        };
+        let mut out = Vec::new();
+        for row in t.range(after.saturating_add(1)..).map_err(db)?.take(limit) {
+            let (k, v) = row.map_err(db)?;
             out.push(
                 serde_json::from_slice(v.value())
-                    .map_err(|_| StoreError::Corrupt(k.value().to_owned()))?,
+                    .map_err(|_| StoreError::Corrupt(format!("revocation {}", k.value())))?,
             );
         }
         Ok(out)
+    }
+
+    /// The last sequence number of the feed (0 when empty).
+    pub fn last_revocation(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        match tx.open_table(REVOCATIONS) {
+            Ok(t) => Ok(t.last().map_err(db)?.map_or(0, |(k, _)| k.value())),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(db(e)),
+        }
     }
 
     /// Seals a private key for `kid`.
@@ -174,12 +227,11 @@ impl Store {
 
     /// Unseals a key's private half.
     pub fn private(&self, rec: &KeyRecord) -> Result<Zeroizing<Vec<u8>>, StoreError> {
-        let sealed = rec.sealed.as_ref().ok_or_else(|| {
-            StoreError::Corrupt(format!("{} has no private key", rec.timeline.kid))
-        })?;
-        self.sealer
-            .open(&rec.timeline.kid, sealed)
-            .map_err(|_| StoreError::WrongMasterKey)
+        let sealed = rec
+            .sealed
+            .as_ref()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} has no private key", rec.timeline.kid)))?;
+        self.sealer.open(&rec.timeline.kid, sealed).map_err(|_| StoreError::WrongMasterKey)
     }
 
     /// Writes tenants and keys, deletes keys and tenants, all in one durable transaction.
@@ -194,22 +246,14 @@ impl Store {
         {
             let mut t = tx.open_table(TENANTS).map_err(db)?;
             for rec in tenants {
-                t.insert(
-                    rec.id.as_str(),
-                    serde_json::to_vec(rec).map_err(db)?.as_slice(),
-                )
-                .map_err(db)?;
+                t.insert(rec.id.as_str(), serde_json::to_vec(rec).map_err(db)?.as_slice()).map_err(db)?;
             }
             for id in delete_tenants {
                 t.remove(id.as_str()).map_err(db)?;
             }
             let mut k = tx.open_table(KEYS).map_err(db)?;
             for rec in keys {
-                k.insert(
-                    rec.timeline.kid.as_str(),
-                    serde_json::to_vec(rec).map_err(db)?.as_slice(),
-                )
-                .map_err(db)?;
+                k.insert(rec.timeline.kid.as_str(), serde_json::to_vec(rec).map_err(db)?.as_slice()).map_err(db)?;
             }
             for kid in delete_keys {
                 k.remove(kid.as_str()).map_err(db)?;

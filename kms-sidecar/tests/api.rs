@@ -14,11 +14,7 @@ const MASTER: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const OTHER_MASTER: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Kms {
@@ -73,17 +69,8 @@ async fn start(dir: &Path) -> Kms {
         if let Some(st) = child.try_wait().unwrap() {
             panic!("kms-sidecar exited: {st}");
         }
-        if http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return Kms {
-                child,
-                port,
-                internal,
-            };
+        if http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
+            return Kms { child, port, internal };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -114,51 +101,20 @@ async fn jwks_headers_and_no_private_members() {
     let keys = doc["keys"].as_array().unwrap();
     assert_eq!(keys.len(), 2, "one signing and one encryption key: {doc}");
     let sig = keys.iter().find(|k| k["use"] == "sig").unwrap();
-    assert_eq!(
-        (sig["kty"].as_str(), sig["alg"].as_str()),
-        (Some("RSA"), Some("RS256"))
-    );
+    assert_eq!((sig["kty"].as_str(), sig["alg"].as_str()), (Some("RSA"), Some("RS256")));
     let enc = keys.iter().find(|k| k["use"] == "enc").unwrap();
     assert_eq!(enc["alg"], "RSA-OAEP-256");
-    let r = http
-        .get(kms.url("/jwk/t-rsa"))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = http.get(kms.url("/jwk/t-rsa")).header("if-none-match", &etag).send().await.unwrap();
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
-    assert_eq!(
-        http.get(kms.url("/jwk/nope"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    let all: Value = http
-        .get(kms.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(http.get(kms.url("/jwk/nope")).send().await.unwrap().status(), 404);
+    let all: Value = http.get(kms.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let all = all["keys"].as_array().unwrap();
     assert_eq!(all.len(), 4);
-    assert!(all
-        .iter()
-        .all(|k| k["tenant"] == "t-rsa" || k["tenant"] == "t-ec"));
-    let ec = all
-        .iter()
-        .find(|k| k["tenant"] == "t-ec" && k["use"] == "sig")
-        .unwrap();
-    assert_eq!(
-        (ec["crv"].as_str(), ec["alg"].as_str()),
-        (Some("P-256"), Some("ES256"))
-    );
-    let kids: std::collections::HashSet<&str> =
-        all.iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(all.iter().all(|k| k["tenant"] == "t-rsa" || k["tenant"] == "t-ec"));
+    let ec = all.iter().find(|k| k["tenant"] == "t-ec" && k["use"] == "sig").unwrap();
+    assert_eq!((ec["crv"].as_str(), ec["alg"].as_str()), (Some("P-256"), Some("ES256")));
+    let kids: std::collections::HashSet<&str> = all.iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids.len(), 4, "kids are unique across tenants");
     for k in all.iter().chain(keys) {
         for m in PRIVATE {
@@ -180,60 +136,24 @@ async fn admin_auth_mint_channel_and_import() {
         req.send()
     };
     assert_eq!(mint(None, json!({"sub": "u"})).await.unwrap().status(), 401);
-    assert_eq!(
-        mint(Some("wrong-wrong-wrong-wrong"), json!({"sub": "u"}))
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let metrics = http
-        .get(kms.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(r#"kms_auth_failures_total{channel="admin"} 2"#),
-        "{metrics}"
-    );
+    assert_eq!(mint(Some("wrong-wrong-wrong-wrong"), json!({"sub": "u"})).await.unwrap().status(), 401);
+    let metrics = http.get(kms.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"kms_auth_failures_total{channel="admin"} 2"#), "{metrics}");
 
-    let r = mint(
-        Some(ADMIN),
-        json!({"sub": "p-1", "role": "patient", "ttl_secs": 300}),
-    )
-    .await
-    .unwrap();
+    let r = mint(Some(ADMIN), json!({"sub": "p-1", "role": "patient", "ttl_secs": 300})).await.unwrap();
     assert_eq!(r.status(), 201);
-    let token = r.json::<Value>().await.unwrap()["token"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let token = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
     let parts: Vec<&str> = token.split('.').collect();
     assert_eq!(parts.len(), 3);
-    let claims: Value =
-        serde_json::from_slice(&gateway_core::b64::decode(parts[1].as_bytes()).unwrap()).unwrap();
+    let claims: Value = serde_json::from_slice(&gateway_core::b64::decode(parts[1].as_bytes()).unwrap()).unwrap();
     assert_eq!(claims["iss"], "https://kms.test/t-ec");
     assert_eq!(claims["tenant_id"], "t-ec");
-    assert_eq!(
-        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
-        300
-    );
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 300);
     assert!(claims["jti"].as_str().unwrap().len() >= 16);
     // The token verifies with the published key (through gateway-core).
-    let jwks = http
-        .get(kms.url("/jwk/t-ec"))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
+    let jwks = http.get(kms.url("/jwk/t-ec")).send().await.unwrap().bytes().await.unwrap();
     let set = gateway_core::KeySet::from_jwks(&jwks).unwrap();
-    let header: Value =
-        serde_json::from_slice(&gateway_core::b64::decode(parts[0].as_bytes()).unwrap()).unwrap();
+    let header: Value = serde_json::from_slice(&gateway_core::b64::decode(parts[0].as_bytes()).unwrap()).unwrap();
     let key = set.get(header["kid"].as_str().unwrap()).unwrap();
     let input = format!("{}.{}", parts[0], parts[1]);
     assert!(key.verify(
@@ -241,60 +161,18 @@ async fn admin_auth_mint_channel_and_import() {
         input.as_bytes(),
         &gateway_core::b64::decode(parts[2].as_bytes()).unwrap()
     ));
-    assert_eq!(
-        mint(Some(ADMIN), json!({"sub": "u", "ttl_secs": 999999}))
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
-    assert_eq!(
-        mint(Some(ADMIN), json!({"sub": "u", "claims": {"iss": "evil"}}))
-            .await
-            .unwrap()
-            .status(),
-        400
-    );
-    let jwe = mint(Some(ADMIN), json!({"sub": "u", "encrypt": true}))
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
-    assert_eq!(
-        jwe["token"].as_str().unwrap().split('.').count(),
-        5,
-        "nested JWT is a compact JWE"
-    );
+    assert_eq!(mint(Some(ADMIN), json!({"sub": "u", "ttl_secs": 999999})).await.unwrap().status(), 400);
+    assert_eq!(mint(Some(ADMIN), json!({"sub": "u", "claims": {"iss": "evil"}})).await.unwrap().status(), 400);
+    let jwe = mint(Some(ADMIN), json!({"sub": "u", "encrypt": true})).await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(jwe["token"].as_str().unwrap().split('.').count(), 5, "nested JWT is a compact JWE");
 
     // The gateway channel: its own credential, private keys only here.
-    let chan = format!(
-        "http://127.0.0.1:{}/internal/v1/tenants/t-ec/decryption-keys",
-        kms.internal
-    );
+    let chan = format!("http://127.0.0.1:{}/internal/v1/tenants/t-ec/decryption-keys", kms.internal);
     assert_eq!(http.get(&chan).send().await.unwrap().status(), 401);
-    assert_eq!(
-        http.get(&chan)
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
-    let keys: Value = http
-        .get(&chan)
-        .bearer_auth(GATEWAY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(http.get(&chan).bearer_auth(ADMIN).send().await.unwrap().status(), 401);
+    let keys: Value = http.get(&chan).bearer_auth(GATEWAY).send().await.unwrap().json().await.unwrap();
     let k = &keys["keys"][0];
-    assert!(
-        k["d"].is_string() && k["qi"].is_string() && k["kid"].as_str().unwrap().contains("-enc-")
-    );
+    assert!(k["d"].is_string() && k["qi"].is_string() && k["kid"].as_str().unwrap().contains("-enc-"));
     assert_eq!(
         http.get(kms.url("/internal/v1/tenants/t-ec/decryption-keys"))
             .bearer_auth(GATEWAY)
@@ -308,31 +186,22 @@ async fn admin_auth_mint_channel_and_import() {
 
     // PEM import: success, and wrong types/formats named.
     let import = |tenant: &str, body: Value| {
-        http.post(kms.url(&format!("/admin/tenants/{tenant}/keys/import")))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
+        http.post(kms.url(&format!("/admin/tenants/{tenant}/keys/import"))).bearer_auth(ADMIN).json(&body).send()
     };
     let pem = |f: &str| String::from_utf8(testkit::key_file(f)).unwrap();
-    let r = import(
-        "t-rsa",
-        json!({"pem": pem("rsa-a.pem"), "use": "sig", "format": "pkcs8"}),
-    )
-    .await
-    .unwrap();
+    let r = import("t-rsa", json!({"pem": pem("rsa-a.pem"), "use": "sig", "format": "pkcs8"})).await.unwrap();
     assert_eq!(r.status(), 201, "{:?}", r.text().await);
     let pkcs1 = Command::new("openssl")
-        .args([
-            "rsa",
-            "-traditional",
-            "-in",
-            testkit::keys_dir().join("rsa-b.pem").to_str().unwrap(),
-        ])
+        .args(["rsa", "-traditional", "-in", testkit::keys_dir().join("rsa-b.pem").to_str().unwrap()])
         .output()
         .unwrap();
     let pkcs1 = String::from_utf8(pkcs1.stdout).unwrap();
     let cases = [
-        ("t-rsa", json!({"pem": pkcs1, "use": "sig", "format": "pkcs8"}), "found a PKCS#1 RSA private key (RSA PRIVATE KEY), expected a PKCS#8 private key (PRIVATE KEY)"),
+        (
+            "t-rsa",
+            json!({"pem": pkcs1, "use": "sig", "format": "pkcs8"}),
+            "found a PKCS#1 RSA private key (RSA PRIVATE KEY), expected a PKCS#8 private key (PRIVATE KEY)",
+        ),
         ("t-ec", json!({"pem": pem("rsa-a.pem"), "use": "sig"}), "found an RSA key, expected a P-256 EC key for ES256"),
         ("t-rsa", json!({"pem": pem("ec-a.pem"), "use": "sig"}), "found a P-256 EC key, expected an RSA key for RS256"),
         ("t-rsa", json!({"pem": pem("rsa-a.cert.pem"), "use": "sig"}), "found an X.509 certificate (CERTIFICATE)"),
@@ -341,18 +210,10 @@ async fn admin_auth_mint_channel_and_import() {
     for (tenant, body, want) in cases {
         let r = import(tenant, body).await.unwrap();
         assert_eq!(r.status(), 400);
-        let detail = r.json::<Value>().await.unwrap()["detail"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let detail = r.json::<Value>().await.unwrap()["detail"].as_str().unwrap().to_owned();
         assert!(detail.contains(want), "{detail}  !~  {want}");
     }
-    let r = import(
-        "t-ec",
-        json!({"pem": pem("ec-a.pub.pem"), "use": "sig", "format": "spki"}),
-    )
-    .await
-    .unwrap();
+    let r = import("t-ec", json!({"pem": pem("ec-a.pub.pem"), "use": "sig", "format": "spki"})).await.unwrap();
     assert_eq!(r.status(), 201, "public SPKI import for a migration window");
 }
 
@@ -378,50 +239,17 @@ async fn restart_keeps_everything_and_a_wrong_master_key_refuses_to_start() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
-        let jwks: Value = http
-            .get(kms.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let t: Value = http
-            .get(kms.url("/admin/tenants"))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks: Value = http.get(kms.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+        let t: Value =
+            http.get(kms.url("/admin/tenants")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
         (jwks, t)
         // Dropped: the process is killed (SIGKILL), no clean shutdown.
     };
-    assert_eq!(
-        before["keys"].as_array().unwrap().len(),
-        7,
-        "2 tenants x 2 + rotated next + lab-9 x 2"
-    );
+    assert_eq!(before["keys"].as_array().unwrap().len(), 7, "2 tenants x 2 + rotated next + lab-9 x 2");
     let kms = start(dir.path()).await;
-    let after: Value = http
-        .get(kms.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after: Value = http.get(kms.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(before, after, "every key survives a crash and restart");
-    let t: Value = http
-        .get(kms.url("/admin/tenants"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Value = http.get(kms.url("/admin/tenants")).bearer_auth(ADMIN).send().await.unwrap().json().await.unwrap();
     assert_eq!(t, tenants_before);
     drop(kms);
 
@@ -437,23 +265,11 @@ async fn restart_keeps_everything_and_a_wrong_master_key_refuses_to_start() {
     let (child, _, _) = spawn(empty.path(), MASTER, false);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("no key store"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key store"), "{}", String::from_utf8_lossy(&out.stderr));
     // A corrupted store refuses to start too.
-    std::fs::write(
-        dir.path().join("data/keys.redb"),
-        b"garbage garbage garbage",
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("data/keys.redb"), b"garbage garbage garbage").unwrap();
     let (child, _, _) = spawn(dir.path(), MASTER, false);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("key store"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key store"), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -23,12 +23,7 @@ pub async fn ping(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /echo[/..]`: reflects method, path and the received headers
 /// (lower-cased names; repeated headers joined with `, `).
-pub async fn echo(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Json<Value> {
+pub async fn echo(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Json<Value> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &headers {
         let value = String::from_utf8_lossy(value.as_bytes());

@@ -32,9 +32,7 @@ impl Role {
     /// Parses one role name (case-insensitive, surrounding spaces ignored).
     pub fn parse(s: &str) -> Option<Role> {
         let s = s.trim();
-        [Role::Patient, Role::Doctor, Role::Lab, Role::Insurer]
-            .into_iter()
-            .find(|r| r.name().eq_ignore_ascii_case(s))
+        [Role::Patient, Role::Doctor, Role::Lab, Role::Insurer].into_iter().find(|r| r.name().eq_ignore_ascii_case(s))
     }
 
     /// The role's header spelling.
@@ -74,12 +72,7 @@ impl Identity {
                 roles.push(role);
             }
         }
-        Ok(Identity {
-            user_id,
-            tenant,
-            roles,
-            token_id: header(headers, TOKEN_ID),
-        })
+        Ok(Identity { user_id, tenant, roles, token_id: header(headers, TOKEN_ID) })
     }
 
     /// Whether the caller holds `role`.
@@ -135,23 +128,14 @@ mod tests {
         assert_eq!(id.roles, vec![Role::Doctor, Role::Lab]);
         assert_eq!(id.token_id, None);
         assert!(id.require_any(&[Role::Lab]).is_ok());
-        assert_eq!(
-            id.require_any(&[Role::Insurer]),
-            Err(ApiError::ForbiddenRole)
-        );
+        assert_eq!(id.require_any(&[Role::Insurer]), Err(ApiError::ForbiddenRole));
     }
 
     #[test]
     fn missing_or_blank_header_is_rejected() {
         let blank = headers(&[(USER_ID, " "), (TENANT_ID, "t"), (USER_ROLE, "lab")]);
-        assert_eq!(
-            Identity::from_headers(&blank),
-            Err(ApiError::IdentityMissing)
-        );
+        assert_eq!(Identity::from_headers(&blank), Err(ApiError::IdentityMissing));
         let no_role = headers(&[(USER_ID, "u"), (TENANT_ID, "t")]);
-        assert_eq!(
-            Identity::from_headers(&no_role),
-            Err(ApiError::IdentityMissing)
-        );
+        assert_eq!(Identity::from_headers(&no_role), Err(ApiError::IdentityMissing));
     }
 }

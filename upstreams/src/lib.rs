@@ -44,12 +44,7 @@ pub enum Service {
 
 impl Service {
     /// All services, in CLI/port order.
-    pub const ALL: [Service; 4] = [
-        Service::Patient,
-        Service::Doctor,
-        Service::Lab,
-        Service::Insurance,
-    ];
+    pub const ALL: [Service; 4] = [Service::Patient, Service::Doctor, Service::Lab, Service::Insurance];
 
     /// Lower-case service name used in bodies, logs and `X-Served-By`.
     pub const fn name(self) -> &'static str {
@@ -90,24 +85,14 @@ pub fn router(service: Service, store: Arc<Store>) -> Router {
         .route("/echo", get(common::echo))
         .route("/echo/{*rest}", get(common::echo));
     let specific = match service {
-        Service::Patient => Router::new().route(
-            "/patients/{patient_id}/records",
-            get(roles::patient_records),
-        ),
+        Service::Patient => Router::new().route("/patients/{patient_id}/records", get(roles::patient_records)),
         Service::Doctor => Router::new()
-            .route(
-                "/doctors/patients/{patient_id}/records",
-                get(roles::doctor_records),
-            )
-            .route(
-                "/doctors/patients/{patient_id}/records/{record_id}",
-                put(roles::doctor_update),
-            ),
+            .route("/doctors/patients/{patient_id}/records", get(roles::doctor_records))
+            .route("/doctors/patients/{patient_id}/records/{record_id}", put(roles::doctor_update)),
         Service::Lab => Router::new().route("/labs/results", post(roles::lab_result)),
-        Service::Insurance => Router::new().route(
-            "/insurance/patients/{patient_id}/summary",
-            get(roles::insurance_summary),
-        ),
+        Service::Insurance => {
+            Router::new().route("/insurance/patients/{patient_id}/summary", get(roles::insurance_summary))
+        }
     };
     base.merge(specific)
         .fallback(common::not_found)
@@ -121,8 +106,7 @@ async fn stamp(State(service): State<Service>, req: Request, next: Next) -> Resp
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let mut resp = next.run(req).await;
-    resp.headers_mut()
-        .insert(SERVED_BY, HeaderValue::from_static(service.name()));
+    resp.headers_mut().insert(SERVED_BY, HeaderValue::from_static(service.name()));
     tracing::debug!(%service, %method, %path, status = resp.status().as_u16(), "request");
     resp
 }

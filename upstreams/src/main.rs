@@ -45,9 +45,7 @@ impl Cli {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         .init();
     match run(&cli).await {
@@ -66,12 +64,9 @@ async fn run(cli: &Cli) -> Result<(), String> {
     let mut bound = Vec::new();
     for service in Service::ALL {
         let addr = cli.addr(service);
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| format!("cannot bind service={service} addr={addr}: {e}"))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("service={service}: {e}"))?;
+        let listener =
+            TcpListener::bind(addr).await.map_err(|e| format!("cannot bind service={service} addr={addr}: {e}"))?;
+        let local = listener.local_addr().map_err(|e| format!("service={service}: {e}"))?;
         println!("listening service={service} addr={local}");
         tracing::debug!(%service, addr = %local, "listening");
         bound.push((service, listener));

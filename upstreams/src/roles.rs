@@ -68,13 +68,7 @@ pub async fn doctor_update(
     check_text(&body.note, true)?;
     state
         .store
-        .update_note(
-            &identity.tenant,
-            &patient_id,
-            &record_id,
-            &body.note,
-            &identity.user_id,
-        )
+        .update_note(&identity.tenant, &patient_id, &record_id, &body.note, &identity.user_id)
         .map(Json)
         .ok_or(ApiError::NotFound)
 }
@@ -105,13 +99,7 @@ pub async fn lab_result(
     let note = format!("{}: {}", body.test.trim(), body.value.trim());
     state
         .store
-        .insert(
-            &identity.tenant,
-            &body.patient_id,
-            "lab_result",
-            &note,
-            &identity.user_id,
-        )
+        .insert(&identity.tenant, &body.patient_id, "lab_result", &note, &identity.user_id)
         .map(|r| (StatusCode::CREATED, Json(r)))
         .ok_or(ApiError::NotFound)
 }
@@ -125,10 +113,7 @@ pub async fn insurance_summary(
 ) -> Result<Json<Value>, ApiError> {
     let patient_id = param(patient_id)?;
     identity.require_any(&[Role::Insurer])?;
-    let records = state
-        .store
-        .records(&identity.tenant, &patient_id)
-        .ok_or(ApiError::NotFound)?;
+    let records = state.store.records(&identity.tenant, &patient_id).ok_or(ApiError::NotFound)?;
     let kinds: BTreeSet<&str> = records.iter().map(|r| r.kind.as_str()).collect();
     Ok(Json(json!({
         "service": state.service.name(),
@@ -141,15 +126,8 @@ pub async fn insurance_summary(
 
 /// The `{"service","tenant","patient_id","records"}` body, scoped to the
 /// caller's tenant; 404 when the patient is not in it.
-fn records_body(
-    state: &AppState,
-    identity: &Identity,
-    patient_id: &str,
-) -> Result<Json<Value>, ApiError> {
-    let records = state
-        .store
-        .records(&identity.tenant, patient_id)
-        .ok_or(ApiError::NotFound)?;
+fn records_body(state: &AppState, identity: &Identity, patient_id: &str) -> Result<Json<Value>, ApiError> {
+    let records = state.store.records(&identity.tenant, patient_id).ok_or(ApiError::NotFound)?;
     Ok(Json(json!({
         "service": state.service.name(),
         "tenant": identity.tenant,

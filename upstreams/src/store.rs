@@ -49,41 +49,11 @@ impl Store {
     pub fn seeded() -> Store {
         let store = Store::new();
         let seed = [
-            (
-                "hospital-a",
-                "p-100",
-                "visit",
-                "Annual check-up; blood pressure 120/80.",
-                "d-1",
-            ),
-            (
-                "hospital-a",
-                "p-100",
-                "prescription",
-                "Metformin 500mg twice daily.",
-                "d-1",
-            ),
-            (
-                "hospital-a",
-                "p-101",
-                "visit",
-                "Sprained left ankle; rest and ice.",
-                "d-2",
-            ),
-            (
-                "hospital-b",
-                "p-200",
-                "visit",
-                "Follow-up after appendectomy; healing well.",
-                "d-9",
-            ),
-            (
-                "hospital-b",
-                "p-200",
-                "imaging",
-                "Chest X-ray clear.",
-                "d-9",
-            ),
+            ("hospital-a", "p-100", "visit", "Annual check-up; blood pressure 120/80.", "d-1"),
+            ("hospital-a", "p-100", "prescription", "Metformin 500mg twice daily.", "d-1"),
+            ("hospital-a", "p-101", "visit", "Sprained left ankle; rest and ice.", "d-2"),
+            ("hospital-b", "p-200", "visit", "Follow-up after appendectomy; healing well.", "d-9"),
+            ("hospital-b", "p-200", "imaging", "Chest X-ray clear.", "d-9"),
         ];
         for (tenant, patient, kind, note, by) in seed {
             store.add_patient(tenant, patient);
@@ -94,10 +64,7 @@ impl Store {
 
     /// Registers a patient (with no records) in `tenant`; idempotent.
     pub fn add_patient(&self, tenant: &str, patient_id: &str) {
-        self.write()
-            .records
-            .entry((tenant.to_owned(), patient_id.to_owned()))
-            .or_default();
+        self.write().records.entry((tenant.to_owned(), patient_id.to_owned())).or_default();
     }
 
     /// All records of `patient_id` in `tenant`, or `None` if the patient is
@@ -108,14 +75,7 @@ impl Store {
 
     /// Creates a record with a fresh tenant-unique id; `None` if the patient
     /// is not known in `tenant`.
-    pub fn insert(
-        &self,
-        tenant: &str,
-        patient_id: &str,
-        kind: &str,
-        note: &str,
-        updated_by: &str,
-    ) -> Option<Record> {
+    pub fn insert(&self, tenant: &str, patient_id: &str, kind: &str, note: &str, updated_by: &str) -> Option<Record> {
         let mut inner = self.write();
         let k = key(tenant, patient_id);
         if !inner.records.contains_key(&k) {
@@ -145,11 +105,7 @@ impl Store {
         updated_by: &str,
     ) -> Option<Record> {
         let mut inner = self.write();
-        let record = inner
-            .records
-            .get_mut(&key(tenant, patient_id))?
-            .iter_mut()
-            .find(|r| r.id == record_id)?;
+        let record = inner.records.get_mut(&key(tenant, patient_id))?.iter_mut().find(|r| r.id == record_id)?;
         record.note = note.to_owned();
         record.updated_by = updated_by.to_owned();
         Some(record.clone())
@@ -182,20 +138,12 @@ mod tests {
         let a = s.records("hospital-a", "p-100").unwrap();
         assert_eq!(a.len(), 2);
         assert!(s.records("hospital-b", "p-100").is_none());
-        let new = s
-            .insert("hospital-a", "p-101", "lab_result", "x", "l-1")
-            .unwrap();
+        let new = s.insert("hospital-a", "p-101", "lab_result", "x", "l-1").unwrap();
         assert_eq!(new.id, "r-4");
-        assert!(s
-            .insert("hospital-b", "p-101", "lab_result", "x", "l-1")
-            .is_none());
-        assert!(s
-            .update_note("hospital-b", "p-200", "r-1", "n", "d")
-            .is_some());
+        assert!(s.insert("hospital-b", "p-101", "lab_result", "x", "l-1").is_none());
+        assert!(s.update_note("hospital-b", "p-200", "r-1", "n", "d").is_some());
         assert_eq!(s.records("hospital-a", "p-100").unwrap()[0].note, a[0].note);
         // A record of another patient cannot be edited through this patient.
-        assert!(s
-            .update_note("hospital-a", "p-101", "r-1", "n", "d")
-            .is_none());
+        assert!(s.update_note("hospital-a", "p-101", "r-1", "n", "d").is_none());
     }
 }

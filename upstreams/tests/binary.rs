@@ -24,22 +24,11 @@ fn free_port() -> u16 {
 async fn binary_serves_all_four_services() {
     let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_upstreams"));
-    for (flag, port) in ["--patient", "--doctor", "--lab", "--insurance"]
-        .iter()
-        .zip(&ports)
-    {
+    for (flag, port) in ["--patient", "--doctor", "--lab", "--insurance"].iter().zip(&ports) {
         cmd.arg(flag).arg(format!("127.0.0.1:{port}"));
     }
-    let mut child = KillOnDrop(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn upstreams"),
-    );
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("client");
+    let mut child = KillOnDrop(cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn upstreams"));
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
 
     for port in &ports {
         let url = format!("http://127.0.0.1:{port}/healthz");
@@ -60,10 +49,7 @@ async fn binary_serves_all_four_services() {
     }
 
     let resp = client
-        .get(format!(
-            "http://127.0.0.1:{}/insurance/patients/p-100/summary",
-            ports[3]
-        ))
+        .get(format!("http://127.0.0.1:{}/insurance/patients/p-100/summary", ports[3]))
         .header("X-User-Id", "i-1")
         .header("X-Tenant-Id", "hospital-a")
         .header("X-User-Role", "insurer")
@@ -71,12 +57,7 @@ async fn binary_serves_all_four_services() {
         .await
         .expect("request");
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
-    assert_eq!(
-        resp.headers()
-            .get("x-served-by")
-            .and_then(|v| v.to_str().ok()),
-        Some("insurance")
-    );
+    assert_eq!(resp.headers().get("x-served-by").and_then(|v| v.to_str().ok()), Some("insurance"));
     let body: serde_json::Value = resp.json().await.expect("json");
     assert_eq!(body["record_count"], 2);
 }

@@ -17,22 +17,10 @@ const NOW: i64 = 1_800_000_000;
 
 fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
     let keys = vec![
-        (
-            A::RS256,
-            TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256),
-        ),
-        (
-            A::PS256,
-            TestKey::load("rsa-b.pem", "ps-1", Algorithm::PS256),
-        ),
-        (
-            A::ES256,
-            TestKey::load("ec-a.pem", "es-1", Algorithm::ES256),
-        ),
-        (
-            A::EdDSA,
-            TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA),
-        ),
+        (A::RS256, TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256)),
+        (A::PS256, TestKey::load("rsa-b.pem", "ps-1", Algorithm::PS256)),
+        (A::ES256, TestKey::load("ec-a.pem", "es-1", Algorithm::ES256)),
+        (A::EdDSA, TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA)),
     ];
     let tenant = Tenant {
         id: "t1".into(),
@@ -44,11 +32,7 @@ fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
         keys: KeySource::Url("http://unused".into()),
     };
     let verifier = Verifier::new(
-        VerifyOptions {
-            tenant_claim: "tenant_id".into(),
-            leeway: 30,
-            max_token_size: 8192,
-        },
+        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
         vec![tenant],
         cache,
     );
@@ -61,12 +45,7 @@ fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
     };
     let store = KeyStore::new(["t1"], policy);
     let refs: Vec<&TestKey> = keys.iter().map(|(_, k)| k).collect();
-    store.install(
-        "t1",
-        KeySet::from_jwks(testkit::jwks(&refs).as_bytes()).unwrap(),
-        NOW,
-        None,
-    );
+    store.install("t1", KeySet::from_jwks(testkit::jwks(&refs).as_bytes()).unwrap(), NOW, None);
     (verifier, store, keys)
 }
 
@@ -85,27 +64,17 @@ fn bench(c: &mut Criterion) {
         let set = store.get("t1", NOW).unwrap();
         let raw_key = set.get(&key.kid).unwrap().clone();
         assert!(verifier.verify(&token, &store, NOW).is_ok());
-        group.bench_with_input(
-            BenchmarkId::new("raw_signature", alg.as_str()),
-            &(),
-            |b, _| {
-                b.iter(|| {
-                    assert!(raw_key.verify(*alg, black_box(input.as_bytes()), black_box(&sig)))
-                })
-            },
-        );
-        group.bench_with_input(
-            BenchmarkId::new("full_verify", alg.as_str()),
-            &(),
-            |b, _| b.iter(|| verifier.verify(black_box(&token), &store, NOW).unwrap()),
-        );
+        group.bench_with_input(BenchmarkId::new("raw_signature", alg.as_str()), &(), |b, _| {
+            b.iter(|| assert!(raw_key.verify(*alg, black_box(input.as_bytes()), black_box(&sig))))
+        });
+        group.bench_with_input(BenchmarkId::new("full_verify", alg.as_str()), &(), |b, _| {
+            b.iter(|| verifier.verify(black_box(&token), &store, NOW).unwrap())
+        });
     }
     let (cached, cstore, ckeys) = setup(10_000);
     let token = ckeys[0].1.mint(&claims());
     cached.verify(&token, &cstore, NOW).unwrap();
-    group.bench_function("cache_hit/RS256", |b| {
-        b.iter(|| cached.verify(black_box(&token), &cstore, NOW).unwrap())
-    });
+    group.bench_function("cache_hit/RS256", |b| b.iter(|| cached.verify(black_box(&token), &cstore, NOW).unwrap()));
     group.finish();
 }
 

@@ -29,12 +29,7 @@ impl Identity {
         let c = token.claims();
         let role = match c.get(role_claim) {
             Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Array(a)) => Some(
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
-            ),
+            Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
             _ => None,
         };
         Identity {
@@ -106,9 +101,7 @@ pub struct AuditQuery {
 impl AuditQuery {
     /// Whether `r` matches every given field.
     pub fn matches(&self, r: &AuditRecord) -> bool {
-        let eq = |want: &Option<String>, got: &Option<String>| {
-            want.as_ref().is_none_or(|w| got.as_ref() == Some(w))
-        };
+        let eq = |want: &Option<String>, got: &Option<String>| want.as_ref().is_none_or(|w| got.as_ref() == Some(w));
         eq(&self.jti, &r.jti)
             && eq(&self.subject, &r.subject)
             && eq(&self.tenant, &r.tenant)
@@ -136,35 +129,10 @@ mod tests {
             ..Default::default()
         };
         assert!(AuditQuery::default().matches(&r));
-        assert!(AuditQuery {
-            jti: Some("j".into()),
-            tenant: Some("t1".into()),
-            ..Default::default()
-        }
-        .matches(&r));
-        assert!(!AuditQuery {
-            subject: Some("p-2".into()),
-            ..Default::default()
-        }
-        .matches(&r));
-        assert!(AuditQuery {
-            from_ms: Some(1000),
-            to_ms: Some(1000),
-            ..Default::default()
-        }
-        .matches(&r));
-        assert!(!AuditQuery {
-            from_ms: Some(1001),
-            ..Default::default()
-        }
-        .matches(&r));
-        assert_eq!(
-            AuditQuery {
-                limit: Some(5000),
-                ..Default::default()
-            }
-            .limit(),
-            1000
-        );
+        assert!(AuditQuery { jti: Some("j".into()), tenant: Some("t1".into()), ..Default::default() }.matches(&r));
+        assert!(!AuditQuery { subject: Some("p-2".into()), ..Default::default() }.matches(&r));
+        assert!(AuditQuery { from_ms: Some(1000), to_ms: Some(1000), ..Default::default() }.matches(&r));
+        assert!(!AuditQuery { from_ms: Some(1001), ..Default::default() }.matches(&r));
+        assert_eq!(AuditQuery { limit: Some(5000), ..Default::default() }.limit(), 1000);
     }
 }

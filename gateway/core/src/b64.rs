@@ -41,11 +41,7 @@ mod tests {
             b"YWJj\n", // trailing newline
         ];
         for c in cases {
-            assert!(
-                decode(c).is_none(),
-                "{:?} must be refused",
-                String::from_utf8_lossy(c)
-            );
+            assert!(decode(c).is_none(), "{:?} must be refused", String::from_utf8_lossy(c));
         }
         assert_eq!(encode(b"ab"), "YWI");
     }

@@ -7,6 +7,7 @@
 use crate::key::KeySet;
 use crate::verify::VerifiedToken;
 use dashmap::DashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -20,15 +21,14 @@ struct Entry {
 pub struct TokenCache {
     map: DashMap<Box<str>, Entry>,
     capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl TokenCache {
     /// A cache holding at most `capacity` tokens (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            map: DashMap::new(),
-            capacity,
-        }
+        Self { map: DashMap::new(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
     /// The cached token, if present and `current_keys` returns the same key set that
@@ -41,14 +41,19 @@ impl TokenCache {
         if self.capacity == 0 {
             return None;
         }
-        let (hit, keys) = {
-            let e = self.map.get(token)?;
-            (e.token.clone(), e.keys.clone())
+        let found = self.map.get(token).map(|e| (e.token.clone(), e.keys.clone()));
+        let Some((hit, keys)) = found else {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
         };
         match current_keys(&hit) {
-            Some(now_keys) if Arc::ptr_eq(&now_keys, &keys) => Some(hit),
+            Some(now_keys) if Arc::ptr_eq(&now_keys, &keys) => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                Some(hit)
+            }
             _ => {
                 self.map.remove(token);
+                self.misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
         }
@@ -60,19 +65,17 @@ impl TokenCache {
             return;
         }
         if self.map.len() >= self.capacity {
-            self.map
-                .retain(|_, e| e.token.claims().exp().is_some_and(|exp| exp > now));
+            self.map.retain(|_, e| e.token.claims().exp().is_some_and(|exp| exp > now));
             if self.map.len() >= self.capacity {
                 self.map.clear();
             }
         }
-        self.map.insert(
-            token.into(),
-            Entry {
-                token: verified,
-                keys,
-            },
-        );
+        self.map.insert(token.into(), Entry { token: verified, keys });
+    }
+
+    /// `(hits, misses)` so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
     /// Number of cached tokens.

@@ -21,16 +21,11 @@ fn numeric_date(map: &Map<String, Value>, name: &str) -> Result<Option<i64>, Aut
     let Some(v) = map.get(name) else {
         return Ok(None);
     };
-    let n = v
-        .as_number()
-        .ok_or_else(|| AuthError::ClaimInvalid(name.into()))?;
+    let n = v.as_number().ok_or_else(|| AuthError::ClaimInvalid(name.into()))?;
     let t = if let Some(i) = n.as_i64() {
         i
     } else {
-        let f = n
-            .as_f64()
-            .filter(|f| f.is_finite())
-            .ok_or_else(|| AuthError::ClaimInvalid(name.into()))?;
+        let f = n.as_f64().filter(|f| f.is_finite()).ok_or_else(|| AuthError::ClaimInvalid(name.into()))?;
         if !(0.0..=MAX_NUMERIC_DATE as f64).contains(&f) {
             return Err(AuthError::ClaimInvalid(name.into()));
         }
@@ -96,9 +91,7 @@ impl Claims {
 
     /// Checks `exp` (required), `nbf` and `iat` against `now` with `leeway` seconds.
     pub fn check_time(&self, now: i64, leeway: i64) -> Result<(), AuthError> {
-        let exp = self
-            .exp
-            .ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
+        let exp = self.exp.ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
         if now > exp.saturating_add(leeway) {
             return Err(AuthError::TokenExpired);
         }
@@ -127,10 +120,7 @@ impl Claims {
         }
         let hit = match self.map.get("aud") {
             Some(Value::String(a)) => audiences.iter().any(|x| x == a),
-            Some(Value::Array(list)) => list
-                .iter()
-                .filter_map(Value::as_str)
-                .any(|a| audiences.iter().any(|x| x == a)),
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).any(|a| audiences.iter().any(|x| x == a)),
             _ => false,
         };
         if hit {
@@ -152,12 +142,8 @@ impl Claims {
 
     /// Checks `exp - iat` is at most `max` seconds (`iat` is then required).
     pub fn check_lifetime(&self, max: i64) -> Result<(), AuthError> {
-        let iat = self
-            .iat
-            .ok_or_else(|| AuthError::ClaimMissing("iat".into()))?;
-        let exp = self
-            .exp
-            .ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
+        let iat = self.iat.ok_or_else(|| AuthError::ClaimMissing("iat".into()))?;
+        let exp = self.exp.ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
         if exp - iat > max {
             Err(AuthError::LifetimeExceeded)
         } else {
@@ -177,57 +163,25 @@ mod tests {
 
     #[test]
     fn time_claims_range_checked_before_use() {
-        for bad in [
-            json!(1e19),
-            json!(-1),
-            json!("1700000000"),
-            json!(u64::MAX),
-            json!(1e300),
-            json!(true),
-        ] {
+        for bad in [json!(1e19), json!(-1), json!("1700000000"), json!(u64::MAX), json!(1e300), json!(true)] {
             assert!(claims(json!({"exp": bad})).is_err(), "{bad}");
         }
-        assert_eq!(
-            claims(json!({"exp": 1700000000.7})).unwrap().exp(),
-            Some(1700000000)
-        );
+        assert_eq!(claims(json!({"exp": 1700000000.7})).unwrap().exp(), Some(1700000000));
     }
 
     #[test]
     fn time_rules() {
         let now = 1_700_000_000;
         let c = |v| claims(v).unwrap();
-        assert_eq!(
-            c(json!({})).check_time(now, 30),
-            Err(AuthError::ClaimMissing("exp".into()))
-        );
-        assert_eq!(
-            c(json!({"exp": now - 31})).check_time(now, 30),
-            Err(AuthError::TokenExpired)
-        );
+        assert_eq!(c(json!({})).check_time(now, 30), Err(AuthError::ClaimMissing("exp".into())));
+        assert_eq!(c(json!({"exp": now - 31})).check_time(now, 30), Err(AuthError::TokenExpired));
         assert!(c(json!({"exp": now - 30})).check_time(now, 30).is_ok());
-        assert_eq!(
-            c(json!({"exp": now + 60, "nbf": now + 31})).check_time(now, 30),
-            Err(AuthError::TokenNotYetValid)
-        );
-        assert!(c(json!({"exp": now + 60, "nbf": now + 30}))
-            .check_time(now, 30)
-            .is_ok());
-        assert_eq!(
-            c(json!({"exp": now + 60, "iat": now + 100})).check_time(now, 30),
-            Err(AuthError::TokenNotYetValid)
-        );
-        assert_eq!(
-            c(json!({"exp": now + 601, "iat": now})).check_lifetime(600),
-            Err(AuthError::LifetimeExceeded)
-        );
-        assert!(c(json!({"exp": now + 600, "iat": now}))
-            .check_lifetime(600)
-            .is_ok());
-        assert_eq!(
-            c(json!({"exp": now})).check_lifetime(600),
-            Err(AuthError::ClaimMissing("iat".into()))
-        );
+        assert_eq!(c(json!({"exp": now + 60, "nbf": now + 31})).check_time(now, 30), Err(AuthError::TokenNotYetValid));
+        assert!(c(json!({"exp": now + 60, "nbf": now + 30})).check_time(now, 30).is_ok());
+        assert_eq!(c(json!({"exp": now + 60, "iat": now + 100})).check_time(now, 30), Err(AuthError::TokenNotYetValid));
+        assert_eq!(c(json!({"exp": now + 601, "iat": now})).check_lifetime(600), Err(AuthError::LifetimeExceeded));
+        assert!(c(json!({"exp": now + 600, "iat": now})).check_lifetime(600).is_ok());
+        assert_eq!(c(json!({"exp": now})).check_lifetime(600), Err(AuthError::ClaimMissing("iat".into())));
     }
 
     #[test]
@@ -236,24 +190,12 @@ mod tests {
         assert!(c.check_issuer("https://a").is_ok());
         assert_eq!(c.check_issuer("https://a/"), Err(AuthError::IssuerInvalid));
         assert!(c.check_audience(&["api".into()]).is_ok());
-        assert_eq!(
-            c.check_audience(&["other".into()]),
-            Err(AuthError::AudienceInvalid)
-        );
+        assert_eq!(c.check_audience(&["other".into()]), Err(AuthError::AudienceInvalid));
         let no_aud = claims(json!({})).unwrap();
-        assert_eq!(
-            no_aud.check_audience(&["api".into()]),
-            Err(AuthError::AudienceInvalid)
-        );
-        assert_eq!(
-            no_aud.check_issuer("https://a"),
-            Err(AuthError::IssuerInvalid)
-        );
+        assert_eq!(no_aud.check_audience(&["api".into()]), Err(AuthError::AudienceInvalid));
+        assert_eq!(no_aud.check_issuer("https://a"), Err(AuthError::IssuerInvalid));
         assert!(c.check_required(&["sub".into()]).is_ok());
-        assert_eq!(
-            c.check_required(&["role".into()]),
-            Err(AuthError::ClaimMissing("role".into()))
-        );
+        assert_eq!(c.check_required(&["role".into()]), Err(AuthError::ClaimMissing("role".into())));
         assert!(claims(json!({"aud": 5})).is_err());
         assert!(claims(json!({"sub": 5})).is_err());
     }

@@ -110,6 +110,17 @@ pub enum AdminToken {
     File(String),
 }
 
+/// The revocation feed the gateway follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationSettings {
+    /// Feed URL.
+    pub feed_url: String,
+    /// Where the channel credential comes from.
+    pub token: AdminToken,
+    /// Long-poll wait.
+    pub poll_wait: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -141,22 +152,19 @@ pub struct Config {
     pub audit: Option<AuditSettings>,
     /// Admin credential source, if configured (admin endpoints are off without it).
     pub admin_token: Option<AdminToken>,
+    /// Revocation feed, if configured.
+    pub revocation: Option<RevocationSettings>,
 }
 
 struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { path: path.into(), message: message.into() });
     }
 }
 
-const METHODS: [&str; 9] = [
-    "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
-];
+const METHODS: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
 
 fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
     let mut out = Vec::new();
@@ -172,10 +180,7 @@ fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
 }
 
 fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 impl Config {
@@ -185,32 +190,21 @@ impl Config {
         let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let message = e.into_inner().to_string();
-            ConfigError(vec![FieldError {
-                path: if path == "." { "(root)".into() } else { path },
-                message,
-            }])
+            ConfigError(vec![FieldError { path: if path == "." { "(root)".into() } else { path }, message }])
         })?;
         Config::try_from(file)
     }
 
     /// Reads and validates a YAML file.
     pub fn from_file(path: &std::path::Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError(vec![FieldError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }])
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(vec![FieldError { path: path.display().to_string(), message: e.to_string() }]))?;
         Config::from_yaml(&text)
     }
 
     /// Ids of tenants whose keys readiness waits for.
     pub fn required_tenants(&self) -> Vec<String> {
-        self.tenants
-            .iter()
-            .filter(|t| t.required)
-            .map(|t| t.id.clone())
-            .collect()
+        self.tenants.iter().filter(|t| t.required).map(|t| t.id.clone()).collect()
     }
 }
 
@@ -230,10 +224,7 @@ impl TryFrom<FileConfig> for Config {
         if f.threads == Some(0) {
             errs.push("threads", "must be at least 1");
         }
-        for (name, claim) in [
-            ("auth.tenant_claim", &f.auth.tenant_claim),
-            ("auth.role_claim", &f.auth.role_claim),
-        ] {
+        for (name, claim) in [("auth.tenant_claim", &f.auth.tenant_claim), ("auth.role_claim", &f.auth.role_claim)] {
             if claim.is_empty() {
                 errs.push(name, "must not be empty");
             }
@@ -255,25 +246,16 @@ impl TryFrom<FileConfig> for Config {
             errs.push("keys.refresh_floor", "must be at least 1s");
         }
         if refresh.ceiling < refresh.floor {
-            errs.push(
-                "keys.refresh_ceiling",
-                "must not be below keys.refresh_floor",
-            );
+            errs.push("keys.refresh_ceiling", "must not be below keys.refresh_floor");
         }
         if refresh.max_stale < refresh.ceiling {
-            errs.push(
-                "keys.max_stale",
-                "must be at least keys.refresh_ceiling, or keys expire before their refresh",
-            );
+            errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
         }
         let startup = match k.startup.as_deref() {
             None | Some("fail_fast") => Startup::FailFast,
             Some("not_ready") => Startup::NotReady,
             Some(other) => {
-                errs.push(
-                    "keys.startup",
-                    format!("{other:?} is not fail_fast or not_ready"),
-                );
+                errs.push("keys.startup", format!("{other:?} is not fail_fast or not_ready"));
                 Startup::FailFast
             }
         };
@@ -294,17 +276,11 @@ impl TryFrom<FileConfig> for Config {
                 errs.push(format!("{p}.issuer"), "must not be empty");
             }
             if t.audiences.is_empty() {
-                errs.push(
-                    format!("{p}.audiences"),
-                    "at least one audience is required",
-                );
+                errs.push(format!("{p}.audiences"), "at least one audience is required");
             }
             let mut algorithms = Vec::new();
             if t.algorithms.is_empty() {
-                errs.push(
-                    format!("{p}.algorithms"),
-                    "at least one algorithm is required",
-                );
+                errs.push(format!("{p}.algorithms"), "at least one algorithm is required");
             }
             for (i, a) in t.algorithms.iter().enumerate() {
                 match a.parse::<Algorithm>() {
@@ -321,10 +297,7 @@ impl TryFrom<FileConfig> for Config {
                         check_url(u, &format!("{p}.keys.url"), &mut errs);
                         KeySource::Url(u.clone())
                     }
-                    (None, Some(path)) => KeySource::File {
-                        path: path.clone(),
-                        kid: src.kid.clone(),
-                    },
+                    (None, Some(path)) => KeySource::File { path: path.clone(), kid: src.kid.clone() },
                     _ => {
                         errs.push(format!("{p}.keys"), "set exactly one of url or file");
                         KeySource::Url(String::new())
@@ -333,10 +306,7 @@ impl TryFrom<FileConfig> for Config {
                 None => match &k.url_template {
                     Some(tpl) => KeySource::Url(tpl.replace("{tenant}", id)),
                     None => {
-                        errs.push(
-                            format!("{p}.keys"),
-                            "no key source: set keys here or keys.url_template",
-                        );
+                        errs.push(format!("{p}.keys"), "no key source: set keys here or keys.url_template");
                         KeySource::Url(String::new())
                     }
                 },
@@ -357,30 +327,13 @@ impl TryFrom<FileConfig> for Config {
             let p = format!("headers[{i}]");
             let name = h.header.to_ascii_lowercase();
             if !valid_header_name(&name) {
-                errs.push(
-                    format!("{p}.header"),
-                    format!("{:?} is not a valid header name", h.header),
-                );
+                errs.push(format!("{p}.header"), format!("{:?} is not a valid header name", h.header));
             }
-            if [
-                "host",
-                "authorization",
-                "content-length",
-                "transfer-encoding",
-                "connection",
-            ]
-            .contains(&name.as_str())
-            {
-                errs.push(
-                    format!("{p}.header"),
-                    format!("{:?} cannot carry a claim", h.header),
-                );
+            if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
+                errs.push(format!("{p}.header"), format!("{:?} cannot carry a claim", h.header));
             }
             if headers.iter().any(|m: &HeaderMapping| m.header == name) {
-                errs.push(
-                    format!("{p}.header"),
-                    format!("{:?} is mapped twice", h.header),
-                );
+                errs.push(format!("{p}.header"), format!("{:?} is mapped twice", h.header));
             }
             let array = match h.array.as_deref() {
                 None | Some("csv") => ArrayEncoding::Csv,
@@ -393,11 +346,7 @@ impl TryFrom<FileConfig> for Config {
             if h.claim.is_empty() {
                 errs.push(format!("{p}.claim"), "must not be empty");
             }
-            headers.push(HeaderMapping {
-                claim: h.claim.clone(),
-                header: name,
-                array,
-            });
+            headers.push(HeaderMapping { claim: h.claim.clone(), header: name, array });
         }
 
         let mut upstreams = BTreeMap::new();
@@ -413,10 +362,7 @@ impl TryFrom<FileConfig> for Config {
                 .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
                     Ok(a) => Some(a),
                     Err(_) => {
-                        errs.push(
-                            format!("{p}.peers[{i}]"),
-                            format!("{s:?} is not an ip:port address"),
-                        );
+                        errs.push(format!("{p}.peers[{i}]"), format!("{s:?} is not an ip:port address"));
                         None
                     }
                 })
@@ -425,10 +371,7 @@ impl TryFrom<FileConfig> for Config {
                 if !h.path.starts_with('/') {
                     errs.push(format!("{p}.health_check.path"), "must start with '/'");
                 }
-                HealthCheck {
-                    path: h.path.clone(),
-                    interval: h.interval.map_or(Duration::from_secs(5), |d| d.0),
-                }
+                HealthCheck { path: h.path.clone(), interval: h.interval.map_or(Duration::from_secs(5), |d| d.0) }
             });
             upstreams.insert(
                 name.clone(),
@@ -462,17 +405,11 @@ impl TryFrom<FileConfig> for Config {
                 Vec::new()
             });
             if !f.upstreams.contains_key(&r.upstream) {
-                errs.push(
-                    format!("{p}.upstream"),
-                    format!("no upstream named {:?}", r.upstream),
-                );
+                errs.push(format!("{p}.upstream"), format!("no upstream named {:?}", r.upstream));
             }
             let route_methods = methods(&r.methods, &format!("{p}.methods"), &mut errs);
             if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some()) {
-                errs.push(
-                    format!("{p}.public"),
-                    "a public route cannot have allow rules or max_token_lifetime",
-                );
+                errs.push(format!("{p}.public"), "a public route cannot have allow rules or max_token_lifetime");
             }
             let mut allow = Vec::new();
             for (j, a) in r.allow.iter().enumerate() {
@@ -483,32 +420,18 @@ impl TryFrom<FileConfig> for Config {
                 let rule_methods = methods(&a.methods, &format!("{ap}.methods"), &mut errs);
                 for (k, m) in rule_methods.iter().enumerate() {
                     if !route_methods.is_empty() && !route_methods.contains(m) {
-                        errs.push(
-                            format!("{ap}.methods[{k}]"),
-                            format!("{m} is not one of the route's methods"),
-                        );
+                        errs.push(format!("{ap}.methods[{k}]"), format!("{m} is not one of the route's methods"));
                     }
                 }
                 let owner = a.owner.as_ref().map(|o| {
-                    let has_param = segments
-                        .iter()
-                        .any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
+                    let has_param =
+                        segments.iter().any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
                     if !has_param {
-                        errs.push(
-                            format!("{ap}.owner.param"),
-                            format!("the route has no parameter {:?}", o.param),
-                        );
+                        errs.push(format!("{ap}.owner.param"), format!("the route has no parameter {:?}", o.param));
                     }
-                    OwnerRule {
-                        claim: o.claim.clone(),
-                        param: o.param.clone(),
-                    }
+                    OwnerRule { claim: o.claim.clone(), param: o.param.clone() }
                 });
-                allow.push(AllowRule {
-                    role: a.role.clone(),
-                    methods: rule_methods,
-                    owner,
-                });
+                allow.push(AllowRule { role: a.role.clone(), methods: rule_methods, owner });
             }
             routes.push(Route {
                 name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
@@ -552,6 +475,23 @@ impl TryFrom<FileConfig> for Config {
             },
         };
 
+        let revocation = f.revocation.as_ref().and_then(|r| {
+            check_url(&r.feed_url, "revocation.feed_url", &mut errs);
+            let token = match (&r.token_env, &r.token_file) {
+                (Some(e), None) => AdminToken::Env(e.clone()),
+                (None, Some(p)) => AdminToken::File(p.clone()),
+                _ => {
+                    errs.push("revocation", "set exactly one of token_env or token_file");
+                    return None;
+                }
+            };
+            let poll_wait = r.poll_wait.map_or(Duration::from_secs(20), |d| d.0);
+            if poll_wait > Duration::from_secs(30) {
+                errs.push("revocation.poll_wait", "at most 30s");
+            }
+            Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
+        });
+
         if !errs.0.is_empty() {
             return Err(ConfigError(errs.0));
         }
@@ -578,6 +518,7 @@ impl TryFrom<FileConfig> for Config {
             router: Router::new(routes),
             audit,
             admin_token,
+            revocation,
         })
     }
 }

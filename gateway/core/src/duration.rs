@@ -9,24 +9,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 5m, 1h"))?;
+    let n: u64 = num.parse().map_err(|_| format!("invalid duration {text:?}: expected e.g. 30s, 5m, 1h"))?;
     let ms = match unit {
         "ms" => 1,
         "" | "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration unit {unit:?} in {text:?}: use ms, s, m, h or d"
-            ))
-        }
+        _ => return Err(format!("invalid duration unit {unit:?} in {text:?}: use ms, s, m, h or d")),
     };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration {text:?} is too large"))
+    n.checked_mul(ms).map(Duration::from_millis).ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
 /// A duration that deserializes from `30s`-style text or an integer of seconds.

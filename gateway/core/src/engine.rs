@@ -7,6 +7,7 @@ use crate::error::{AuthError, Denial};
 use crate::header::{self, HeaderPlan};
 use crate::keystore::KeyStore;
 use crate::policy::{self, Permit};
+use crate::revocation::Revocations;
 use crate::route::{NoMatch, Route};
 use crate::verify::{VerifiedToken, Verifier};
 use std::sync::Arc;
@@ -42,6 +43,8 @@ pub struct Engine {
     pub verifier: Verifier,
     /// Key cache shared with the refresher.
     pub keys: Arc<KeyStore>,
+    /// Revocation state, shared across config reloads.
+    pub revocations: Arc<Revocations>,
 }
 
 /// Extracts the token from `Authorization` values: exactly one header, scheme
@@ -52,8 +55,7 @@ pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
         [v] => *v,
         _ => return Err(AuthError::TokenMalformed("several Authorization headers")),
     };
-    let value =
-        std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
+    let value = std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
     let (scheme, rest) = value.split_once(' ').ok_or(AuthError::TokenMissing)?;
     if !scheme.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::TokenMissing);
@@ -71,36 +73,20 @@ pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
 impl Engine {
     /// Builds an engine; the key store starts empty and is filled by the refresher.
     pub fn new(config: Config) -> Self {
-        let keys = Arc::new(KeyStore::new(
-            config.tenants.iter().map(|t| t.id.as_str()),
-            config.keys.refresh,
-        ));
-        let verifier = Verifier::new(
-            config.verify.clone(),
-            config.tenants.clone(),
-            config.token_cache_size,
-        );
-        Self {
-            config,
-            verifier,
-            keys,
-        }
+        Self::with_revocations(config, Arc::default())
+    }
+
+    /// Builds an engine that consults (and keeps) an existing revocation state.
+    pub fn with_revocations(config: Config, revocations: Arc<Revocations>) -> Self {
+        let keys = Arc::new(KeyStore::new(config.tenants.iter().map(|t| t.id.as_str()), config.keys.refresh));
+        let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size);
+        Self { config, verifier, keys, revocations }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
-    pub fn decide(
-        &self,
-        method: &str,
-        path: &str,
-        authorization: &[&[u8]],
-        now: i64,
-    ) -> Result<Allowed, Refusal> {
-        let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal {
-            denial,
-            route,
-            refetch_tenant: None,
-            token: None,
-        };
+    pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Allowed, Refusal> {
+        let refuse =
+            |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch_tenant: None, token: None };
         let matched = self.config.router.find(method, path).map_err(|e| {
             refuse(
                 match e {
@@ -113,34 +99,24 @@ impl Engine {
         let route = matched.route.clone();
         let fwd = self.config.forward_authorization;
         if route.public {
-            let headers = header::plan(&self.config.headers, None, fwd)
-                .map_err(|e| refuse(e.into(), Some(route.clone())))?;
-            return Ok(Allowed {
-                permit: policy::permit_public(matched),
-                headers,
-            });
+            let headers =
+                header::plan(&self.config.headers, None, fwd).map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            return Ok(Allowed { permit: policy::permit_public(matched), headers });
         }
         let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
-        let verified = self
-            .verifier
-            .verify(token, &self.keys, now)
-            .map_err(|r| Refusal {
-                denial: r.error.into(),
-                route: Some(route.clone()),
-                refetch_tenant: r.refetch_tenant,
-                token: None,
-            })?;
+        let verified = self.verifier.verify(token, &self.keys, now).map_err(|r| Refusal {
+            denial: r.error.into(),
+            route: Some(route.clone()),
+            refetch_tenant: r.refetch_tenant,
+            token: None,
+        })?;
+        if let Err(e) = self.revocations.check(&verified) {
+            return Err(Refusal { token: Some(verified), ..refuse(e.into(), Some(route)) });
+        }
         let permit = policy::authorize(matched, verified.clone(), method, &self.config.role_claim)
-            .map_err(|d| Refusal {
-                token: Some(verified.clone()),
-                ..refuse(d, Some(route.clone()))
-            })?;
-        let headers = header::plan(
-            &self.config.headers,
-            permit.token().map(|t| t.as_ref()),
-            fwd,
-        )
-        .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            .map_err(|d| Refusal { token: Some(verified.clone()), ..refuse(d, Some(route.clone())) })?;
+        let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
+            .map_err(|e| refuse(e.into(), Some(route.clone())))?;
         Ok(Allowed { permit, headers })
     }
 }
@@ -155,23 +131,11 @@ mod tests {
         assert_eq!(bearer(&[b"bearer   abc"]), Ok("abc"));
         assert_eq!(bearer(&[b"BEARER abc"]), Ok("abc"));
         assert_eq!(bearer(&[]), Err(AuthError::TokenMissing));
-        assert_eq!(
-            bearer(&[b"Basic dXNlcjpwYXNz"]),
-            Err(AuthError::TokenMissing)
-        );
+        assert_eq!(bearer(&[b"Basic dXNlcjpwYXNz"]), Err(AuthError::TokenMissing));
         assert_eq!(bearer(&[b"Bearer "]), Err(AuthError::TokenMissing));
         assert_eq!(bearer(&[b"Bearer"]), Err(AuthError::TokenMissing));
-        assert!(matches!(
-            bearer(&[b"Bearer a", b"Bearer b"]),
-            Err(AuthError::TokenMalformed(_))
-        ));
-        assert!(matches!(
-            bearer(&[b"Bearer a\x01b"]),
-            Err(AuthError::TokenMalformed(_))
-        ));
-        assert!(matches!(
-            bearer(&[b"Bearer a b"]),
-            Err(AuthError::TokenMalformed(_))
-        ));
+        assert!(matches!(bearer(&[b"Bearer a", b"Bearer b"]), Err(AuthError::TokenMalformed(_))));
+        assert!(matches!(bearer(&[b"Bearer a\x01b"]), Err(AuthError::TokenMalformed(_))));
+        assert!(matches!(bearer(&[b"Bearer a b"]), Err(AuthError::TokenMalformed(_))));
     }
 }

@@ -53,6 +53,9 @@ pub enum AuthError {
     /// A claim has the wrong type, an out-of-range time, or an unforwardable value.
     #[error("claim invalid: {0}")]
     ClaimInvalid(String),
+    /// Revoked (by `jti`, subject or tenant watermark, or an emergency key removal).
+    #[error("token revoked")]
+    TokenRevoked,
     /// `exp - iat` exceeds the route's maximum token lifetime.
     #[error("token lifetime exceeds the route maximum")]
     LifetimeExceeded,
@@ -109,11 +112,7 @@ impl Denial {
     /// Maps this denial to status, reason code and challenge (RFC 6750 §3).
     pub fn response(&self) -> DenialResponse {
         const INVALID: Option<&str> = Some(r#"Bearer error="invalid_token""#);
-        let auth = |reason| DenialResponse {
-            status: 401,
-            reason,
-            www_authenticate: INVALID,
-        };
+        let auth = |reason| DenialResponse { status: 401, reason, www_authenticate: INVALID };
         let forbid = |reason| DenialResponse {
             status: 403,
             reason,
@@ -121,22 +120,18 @@ impl Denial {
         };
         match self {
             Denial::Auth(e) => match e {
-                AuthError::TokenMissing => DenialResponse {
-                    status: 401,
-                    reason: "token_missing",
-                    www_authenticate: Some("Bearer"),
-                },
+                AuthError::TokenMissing => {
+                    DenialResponse { status: 401, reason: "token_missing", www_authenticate: Some("Bearer") }
+                }
                 AuthError::TokenMalformed(_) => auth("token_malformed"),
                 AuthError::TokenTooLarge => auth("token_too_large"),
                 AuthError::EncryptionUnsupported => auth("encryption_unsupported"),
                 AuthError::HeaderUnsupported(_) => auth("header_unsupported"),
                 AuthError::AlgorithmNotAllowed => auth("algorithm_not_allowed"),
                 AuthError::KeyUnknown => auth("key_unknown"),
-                AuthError::KeysUnavailable => DenialResponse {
-                    status: 503,
-                    reason: "keys_unavailable",
-                    www_authenticate: None,
-                },
+                AuthError::KeysUnavailable => {
+                    DenialResponse { status: 503, reason: "keys_unavailable", www_authenticate: None }
+                }
                 AuthError::SignatureInvalid => auth("signature_invalid"),
                 AuthError::TokenExpired => auth("token_expired"),
                 AuthError::TokenNotYetValid => auth("token_not_yet_valid"),
@@ -146,20 +141,15 @@ impl Denial {
                 AuthError::ClaimMissing(_) => auth("claim_missing"),
                 AuthError::ClaimInvalid(_) => auth("claim_invalid"),
                 AuthError::LifetimeExceeded => auth("lifetime_exceeded"),
+                AuthError::TokenRevoked => auth("token_revoked"),
             },
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
             Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
-            Denial::NoRoute => DenialResponse {
-                status: 404,
-                reason: "route_not_found",
-                www_authenticate: None,
-            },
-            Denial::MethodNotAllowed => DenialResponse {
-                status: 405,
-                reason: "method_not_allowed",
-                www_authenticate: None,
-            },
+            Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
+            Denial::MethodNotAllowed => {
+                DenialResponse { status: 405, reason: "method_not_allowed", www_authenticate: None }
+            }
         }
     }
 
@@ -185,50 +175,23 @@ mod tests {
     fn mapping_table() {
         let table: Vec<(Denial, u16, &str)> = vec![
             (AuthError::TokenMissing.into(), 401, "token_missing"),
-            (
-                AuthError::TokenMalformed("x").into(),
-                401,
-                "token_malformed",
-            ),
+            (AuthError::TokenMalformed("x").into(), 401, "token_malformed"),
             (AuthError::TokenTooLarge.into(), 401, "token_too_large"),
-            (
-                AuthError::EncryptionUnsupported.into(),
-                401,
-                "encryption_unsupported",
-            ),
-            (
-                AuthError::HeaderUnsupported("crit").into(),
-                401,
-                "header_unsupported",
-            ),
-            (
-                AuthError::AlgorithmNotAllowed.into(),
-                401,
-                "algorithm_not_allowed",
-            ),
+            (AuthError::EncryptionUnsupported.into(), 401, "encryption_unsupported"),
+            (AuthError::HeaderUnsupported("crit").into(), 401, "header_unsupported"),
+            (AuthError::AlgorithmNotAllowed.into(), 401, "algorithm_not_allowed"),
             (AuthError::KeyUnknown.into(), 401, "key_unknown"),
             (AuthError::KeysUnavailable.into(), 503, "keys_unavailable"),
             (AuthError::SignatureInvalid.into(), 401, "signature_invalid"),
             (AuthError::TokenExpired.into(), 401, "token_expired"),
-            (
-                AuthError::TokenNotYetValid.into(),
-                401,
-                "token_not_yet_valid",
-            ),
+            (AuthError::TokenNotYetValid.into(), 401, "token_not_yet_valid"),
             (AuthError::IssuerInvalid.into(), 401, "issuer_invalid"),
             (AuthError::AudienceInvalid.into(), 401, "audience_invalid"),
             (AuthError::TenantUnknown.into(), 401, "tenant_unknown"),
-            (
-                AuthError::ClaimMissing("sub".into()).into(),
-                401,
-                "claim_missing",
-            ),
-            (
-                AuthError::ClaimInvalid("exp".into()).into(),
-                401,
-                "claim_invalid",
-            ),
+            (AuthError::ClaimMissing("sub".into()).into(), 401, "claim_missing"),
+            (AuthError::ClaimInvalid("exp".into()).into(), 401, "claim_invalid"),
             (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
+            (AuthError::TokenRevoked.into(), 401, "token_revoked"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
             (PolicyError::Owner.into(), 403, "forbidden_owner"),
@@ -240,19 +203,14 @@ mod tests {
             assert_eq!((r.status, r.reason), (status, reason), "{d:?}");
             match status {
                 401 => assert!(r.www_authenticate.unwrap().starts_with("Bearer")),
-                403 => assert_eq!(
-                    r.www_authenticate,
-                    Some(r#"Bearer error="insufficient_scope""#)
-                ),
+                403 => assert_eq!(r.www_authenticate, Some(r#"Bearer error="insufficient_scope""#)),
                 _ => assert!(r.www_authenticate.is_none()),
             }
             let body: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(body["reason"], reason);
         }
         assert_eq!(
-            Denial::from(AuthError::SignatureInvalid)
-                .response()
-                .www_authenticate,
+            Denial::from(AuthError::SignatureInvalid).response().www_authenticate,
             Some(r#"Bearer error="invalid_token""#)
         );
     }

@@ -74,18 +74,14 @@ pub fn plan(
     token: Option<&VerifiedToken>,
     forward_authorization: bool,
 ) -> Result<HeaderPlan, AuthError> {
-    let mut out = HeaderPlan {
-        remove: mappings.iter().map(|m| m.header.clone()).collect(),
-        set: Vec::new(),
-    };
+    let mut out = HeaderPlan { remove: mappings.iter().map(|m| m.header.clone()).collect(), set: Vec::new() };
     if !forward_authorization {
         out.remove.push("authorization".into());
     }
     if let Some(token) = token {
         for m in mappings {
             if let Some(v) = token.claims().get(&m.claim) {
-                let value =
-                    encode(v, m.array).map_err(|_| AuthError::ClaimInvalid(m.claim.clone()))?;
+                let value = encode(v, m.array).map_err(|_| AuthError::ClaimInvalid(m.claim.clone()))?;
                 if let Some(value) = value {
                     out.set.push((m.header.clone(), value));
                 }
@@ -106,14 +102,8 @@ mod tests {
         assert_eq!(encode(&json!("p-1"), csv), Ok(Some("p-1".into())));
         assert_eq!(encode(&json!(42), csv), Ok(Some("42".into())));
         assert_eq!(encode(&json!(true), csv), Ok(Some("true".into())));
-        assert_eq!(
-            encode(&json!(["doctor", "patient"]), csv),
-            Ok(Some("doctor,patient".into()))
-        );
-        assert_eq!(
-            encode(&json!(["a", "b"]), ArrayEncoding::Json),
-            Ok(Some(r#"["a","b"]"#.into()))
-        );
+        assert_eq!(encode(&json!(["doctor", "patient"]), csv), Ok(Some("doctor,patient".into())));
+        assert_eq!(encode(&json!(["a", "b"]), ArrayEncoding::Json), Ok(Some(r#"["a","b"]"#.into())));
         assert_eq!(encode(&json!({"k": 1}), csv), Ok(Some(r#"{"k":1}"#.into())));
         assert_eq!(encode(&json!(null), csv), Ok(None));
         assert_eq!(encode(&json!("a\r\nX-Admin: 1"), csv), Err(()));

@@ -92,31 +92,20 @@ pub fn parse_header(map: &Map<String, Value>) -> Result<JwsHeader, AuthError> {
 /// Splits and decodes a compact JWS; nothing is trusted yet.
 pub fn parse_jws(token: &str) -> Result<UnverifiedJws<'_>, AuthError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return Err(AuthError::TokenMalformed("segment count"));
     };
     if h.is_empty() || p.is_empty() || s.is_empty() {
         return Err(AuthError::TokenMalformed("empty segment"));
     }
-    let header_bytes =
-        b64::decode(h.as_bytes()).ok_or(AuthError::TokenMalformed("header encoding"))?;
-    let header_map =
-        json::parse_object(&header_bytes).map_err(|_| AuthError::TokenMalformed("header json"))?;
+    let header_bytes = b64::decode(h.as_bytes()).ok_or(AuthError::TokenMalformed("header encoding"))?;
+    let header_map = json::parse_object(&header_bytes).map_err(|_| AuthError::TokenMalformed("header json"))?;
     let header = parse_header(&header_map)?;
     let payload = b64::decode(p.as_bytes()).ok_or(AuthError::TokenMalformed("payload encoding"))?;
-    let claims =
-        json::parse_object(&payload).map_err(|_| AuthError::TokenMalformed("payload json"))?;
-    let signature =
-        b64::decode(s.as_bytes()).ok_or(AuthError::TokenMalformed("signature encoding"))?;
+    let claims = json::parse_object(&payload).map_err(|_| AuthError::TokenMalformed("payload json"))?;
+    let signature = b64::decode(s.as_bytes()).ok_or(AuthError::TokenMalformed("signature encoding"))?;
     let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
-    Ok(UnverifiedJws {
-        header,
-        claims,
-        signing_input,
-        signature,
-    })
+    Ok(UnverifiedJws { header, claims, signing_input, signature })
 }
 
 #[cfg(test)]
@@ -124,12 +113,7 @@ mod tests {
     use super::*;
 
     fn tok(header: &str, payload: &str) -> String {
-        format!(
-            "{}.{}.{}",
-            b64::encode(header),
-            b64::encode(payload),
-            b64::encode([1u8; 64])
-        )
+        format!("{}.{}.{}", b64::encode(header), b64::encode(payload), b64::encode([1u8; 64]))
     }
 
     #[test]
@@ -137,50 +121,17 @@ mod tests {
         let cases = [
             (r#"{"alg":"none"}"#, AuthError::AlgorithmNotAllowed),
             (r#"{"alg":"HS256"}"#, AuthError::AlgorithmNotAllowed),
-            (
-                r#"{"alg":"RS256","crit":["exp"]}"#,
-                AuthError::HeaderUnsupported("crit"),
-            ),
-            (
-                r#"{"alg":"RS256","crit":[]}"#,
-                AuthError::HeaderUnsupported("crit"),
-            ),
-            (
-                r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#,
-                AuthError::HeaderUnsupported("crit"),
-            ),
-            (
-                r#"{"alg":"RS256","b64":false}"#,
-                AuthError::HeaderUnsupported("b64"),
-            ),
-            (
-                r#"{"alg":"RS256","jku":"https://evil/jwks"}"#,
-                AuthError::HeaderUnsupported("jku"),
-            ),
-            (
-                r#"{"alg":"RS256","x5u":"https://evil/c"}"#,
-                AuthError::HeaderUnsupported("x5u"),
-            ),
-            (
-                r#"{"alg":"RS256","jwk":{"kty":"RSA"}}"#,
-                AuthError::HeaderUnsupported("jwk"),
-            ),
-            (
-                r#"{"alg":"RS256","x5c":["MII"]}"#,
-                AuthError::HeaderUnsupported("x5c"),
-            ),
-            (
-                r#"{"alg":"RS256","typ":"JOSE+JSON"}"#,
-                AuthError::HeaderUnsupported("typ"),
-            ),
-            (
-                r#"{"alg":"RS256","kid":7}"#,
-                AuthError::TokenMalformed("kid"),
-            ),
-            (
-                r#"{"alg":"RS256","alg":"none"}"#,
-                AuthError::TokenMalformed("header json"),
-            ),
+            (r#"{"alg":"RS256","crit":["exp"]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","crit":[]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","b64":false,"crit":["b64"]}"#, AuthError::HeaderUnsupported("crit")),
+            (r#"{"alg":"RS256","b64":false}"#, AuthError::HeaderUnsupported("b64")),
+            (r#"{"alg":"RS256","jku":"https://evil/jwks"}"#, AuthError::HeaderUnsupported("jku")),
+            (r#"{"alg":"RS256","x5u":"https://evil/c"}"#, AuthError::HeaderUnsupported("x5u")),
+            (r#"{"alg":"RS256","jwk":{"kty":"RSA"}}"#, AuthError::HeaderUnsupported("jwk")),
+            (r#"{"alg":"RS256","x5c":["MII"]}"#, AuthError::HeaderUnsupported("x5c")),
+            (r#"{"alg":"RS256","typ":"JOSE+JSON"}"#, AuthError::HeaderUnsupported("typ")),
+            (r#"{"alg":"RS256","kid":7}"#, AuthError::TokenMalformed("kid")),
+            (r#"{"alg":"RS256","alg":"none"}"#, AuthError::TokenMalformed("header json")),
             (r#"{"kid":"a"}"#, AuthError::TokenMalformed("alg missing")),
         ];
         for (h, want) in cases {
@@ -189,13 +140,7 @@ mod tests {
         }
         let t = tok(r#"{"alg":"ES256","typ":"JWT","kid":"k1"}"#, r#"{"a":1}"#);
         let ok = parse_jws(&t).unwrap();
-        assert_eq!(
-            ok.header,
-            JwsHeader {
-                alg: Algorithm::ES256,
-                kid: Some("k1".into())
-            }
-        );
+        assert_eq!(ok.header, JwsHeader { alg: Algorithm::ES256, kid: Some("k1".into()) });
     }
 
     #[test]
@@ -212,10 +157,7 @@ mod tests {
             &tok(r#"{"alg":"RS256"}"#, r#"{"sub":"a","sub":"admin"}"#),
             &tok(r#"{"alg":"RS256"}"#, "[]"),
         ] {
-            assert!(
-                matches!(parse_jws(bad), Err(AuthError::TokenMalformed(_))),
-                "{bad}"
-            );
+            assert!(matches!(parse_jws(bad), Err(AuthError::TokenMalformed(_))), "{bad}");
         }
         assert_eq!(classify("a.b.c.d.e"), Ok(Compact::Jwe));
         assert_eq!(classify("a.b.c"), Ok(Compact::Jws));

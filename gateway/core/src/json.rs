@@ -20,9 +20,7 @@ pub enum JsonError {
 /// Parses `bytes` as a JSON object, refusing duplicate member names at any depth.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue
-        .deserialize(&mut de)
-        .map_err(|e| JsonError::Invalid(e.to_string()))?;
+    let value = StrictValue.deserialize(&mut de).map_err(|e| JsonError::Invalid(e.to_string()))?;
     de.end().map_err(|e| JsonError::Invalid(e.to_string()))?;
     match value {
         Value::Object(map) => Ok(map),
@@ -55,9 +53,7 @@ impl<'de> Visitor<'de> for StrictValue {
         Ok(Value::Number(v.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom("non-finite number"))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))

@@ -38,8 +38,7 @@ pub enum KeyError {
     Pem(String),
 }
 
-pub(crate) const PEM_EXPECTED_KINDS: &str =
-    "an SPKI public key (PUBLIC KEY) or an X.509 certificate (CERTIFICATE)";
+pub(crate) const PEM_EXPECTED_KINDS: &str = "an SPKI public key (PUBLIC KEY) or an X.509 certificate (CERTIFICATE)";
 
 /// One public key, ready to verify signatures for the algorithms its type allows.
 pub struct VerifyingKey {
@@ -88,26 +87,17 @@ impl VerifyingKey {
             if alg.family() != family || pinned.is_some_and(|p| p != alg) {
                 continue;
             }
-            let key = ParsedPublicKey::new(verification_alg(alg), bytes)
-                .map_err(|e| KeyError::Rejected(e.to_string()))?;
+            let key =
+                ParsedPublicKey::new(verification_alg(alg), bytes).map_err(|e| KeyError::Rejected(e.to_string()))?;
             parsed.push((alg, key));
         }
-        Ok(Self {
-            kid,
-            family,
-            pinned,
-            parsed,
-        })
+        Ok(Self { kid, family, pinned, parsed })
     }
 
     /// Parses one JWK object. Private members are ignored, never stored.
     pub fn from_jwk(jwk: &Map<String, Value>) -> Result<Self, KeyError> {
         let s = |name: &'static str| jwk.get(name).and_then(Value::as_str);
-        let bytes = |name: &'static str| {
-            s(name)
-                .and_then(|v| b64::decode(v.as_bytes()))
-                .ok_or(KeyError::Member(name))
-        };
+        let bytes = |name: &'static str| s(name).and_then(|v| b64::decode(v.as_bytes())).ok_or(KeyError::Member(name));
         let kid = match jwk.get("kid") {
             None => None,
             Some(Value::String(k)) if !k.is_empty() => Some(k.clone()),
@@ -115,10 +105,7 @@ impl VerifyingKey {
         };
         let pinned = match jwk.get("alg") {
             None => None,
-            Some(Value::String(a)) => Some(
-                a.parse()
-                    .map_err(|_| KeyError::Unsupported(format!("alg {a}")))?,
-            ),
+            Some(Value::String(a)) => Some(a.parse().map_err(|_| KeyError::Unsupported(format!("alg {a}")))?),
             Some(_) => return Err(KeyError::Member("alg")),
         };
         let kty = s("kty").ok_or(KeyError::Member("kty"))?;
@@ -173,10 +160,7 @@ impl VerifyingKey {
 
     /// Verifies `sig` over `msg` with `alg`; false on any mismatch or failure.
     pub fn verify(&self, alg: Algorithm, msg: &[u8], sig: &[u8]) -> bool {
-        self.parsed
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .is_some_and(|(_, k)| k.verify_sig(msg, sig).is_ok())
+        self.parsed.iter().find(|(a, _)| *a == alg).is_some_and(|(_, k)| k.verify_sig(msg, sig).is_ok())
     }
 }
 
@@ -187,9 +171,7 @@ pub(crate) fn check_rsa_modulus(n: &[u8]) -> Result<(), KeyError> {
     if (2048..=8192).contains(&bits) {
         Ok(())
     } else {
-        Err(KeyError::Rejected(format!(
-            "RSA modulus of {bits} bits, expected 2048 to 8192"
-        )))
+        Err(KeyError::Rejected(format!("RSA modulus of {bits} bits, expected 2048 to 8192")))
     }
 }
 
@@ -197,10 +179,7 @@ pub(crate) fn check_rsa_modulus(n: &[u8]) -> Result<(), KeyError> {
 fn rsa_public_der(n: &[u8], e: &[u8]) -> Vec<u8> {
     fn int(v: &[u8], out: &mut Vec<u8>) {
         let v = {
-            let first = v
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(v.len().saturating_sub(1));
+            let first = v.iter().position(|b| *b != 0).unwrap_or(v.len().saturating_sub(1));
             &v[first..]
         };
         let pad = v.first().is_some_and(|b| b & 0x80 != 0);
@@ -216,10 +195,7 @@ fn rsa_public_der(n: &[u8], e: &[u8]) -> Vec<u8> {
             out.push(n as u8);
         } else {
             let bytes = n.to_be_bytes();
-            let skip = bytes
-                .iter()
-                .position(|b| *b != 0)
-                .unwrap_or(bytes.len() - 1);
+            let skip = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len() - 1);
             out.push(0x80 | (bytes.len() - skip) as u8);
             out.extend_from_slice(&bytes[skip..]);
         }
@@ -269,10 +245,7 @@ impl KeySet {
     /// type are skipped (and listed in `skipped`), not fatal; a malformed document is.
     pub fn from_jwks(bytes: &[u8]) -> Result<Self, KeyError> {
         let doc: Value = serde_json::from_slice(bytes).map_err(|_| KeyError::NotAJwks)?;
-        let keys = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or(KeyError::NotAJwks)?;
+        let keys = doc.get("keys").and_then(Value::as_array).ok_or(KeyError::NotAJwks)?;
         let mut set = KeySet::default();
         for (i, k) in keys.iter().enumerate() {
             let Some(obj) = k.as_object() else {

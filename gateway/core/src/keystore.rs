@@ -27,17 +27,13 @@ pub struct RefreshPolicy {
 impl RefreshPolicy {
     /// The interval to wait after a successful fetch that said `max_age` (if anything).
     pub fn interval(&self, max_age: Option<i64>) -> i64 {
-        max_age
-            .unwrap_or(self.default_max_age)
-            .clamp(self.floor, self.ceiling)
+        max_age.unwrap_or(self.default_max_age).clamp(self.floor, self.ceiling)
     }
 
     /// Retry interval after the `failures`-th consecutive failed fetch: exponential
     /// from one second, capped at the floor.
     pub fn retry_interval(&self, failures: u64) -> i64 {
-        (1i64 << failures.saturating_sub(1).min(10))
-            .min(self.floor)
-            .max(1)
+        (1i64 << failures.saturating_sub(1).min(10)).min(self.floor).max(1)
     }
 }
 
@@ -100,10 +96,7 @@ impl KeyStore {
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>, policy: RefreshPolicy) -> Self {
         Self {
             snapshot: ArcSwap::from_pointee(HashMap::new()),
-            state: tenants
-                .into_iter()
-                .map(|t| (t.to_owned(), FetchState::default()))
-                .collect(),
+            state: tenants.into_iter().map(|t| (t.to_owned(), FetchState::default())).collect(),
             policy,
         }
     }
@@ -122,18 +115,14 @@ impl KeyStore {
 
     /// Installs a freshly fetched set and schedules the next refresh from `max_age`.
     pub fn install(&self, tenant: &str, set: KeySet, now: i64, max_age: Option<i64>) {
-        let entry = Arc::new(TenantKeys {
-            set: Arc::new(set),
-            fetched_at: now,
-        });
+        let entry = Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now });
         self.snapshot.rcu(|old| {
             let mut next = HashMap::clone(old);
             next.insert(tenant.to_owned(), entry.clone());
             next
         });
         if let Some(st) = self.state.get(tenant) {
-            st.next_refresh_at
-                .store(now + self.policy.interval(max_age), Ordering::Release);
+            st.next_refresh_at.store(now + self.policy.interval(max_age), Ordering::Release);
             st.last_ok_at.store(now, Ordering::Release);
             st.failures.store(0, Ordering::Release);
         }
@@ -151,12 +140,8 @@ impl KeyStore {
             next
         });
         if let (Some(new), Some(prev)) = (self.state.get(tenant), old.state.get(tenant)) {
-            new.next_refresh_at.store(
-                prev.next_refresh_at.load(Ordering::Acquire),
-                Ordering::Release,
-            );
-            new.last_ok_at
-                .store(prev.last_ok_at.load(Ordering::Acquire), Ordering::Release);
+            new.next_refresh_at.store(prev.next_refresh_at.load(Ordering::Acquire), Ordering::Release);
+            new.last_ok_at.store(prev.last_ok_at.load(Ordering::Acquire), Ordering::Release);
         }
     }
 
@@ -164,10 +149,7 @@ impl KeyStore {
     pub fn record_failure(&self, tenant: &str, now: i64) {
         if let Some(st) = self.state.get(tenant) {
             let failures = st.failures.fetch_add(1, Ordering::AcqRel) + 1;
-            st.next_refresh_at.store(
-                now + self.policy.retry_interval(failures),
-                Ordering::Release,
-            );
+            st.next_refresh_at.store(now + self.policy.retry_interval(failures), Ordering::Release);
         }
     }
 
@@ -182,10 +164,7 @@ impl KeyStore {
 
     /// The earliest scheduled refresh of any tenant.
     pub fn next_due(&self) -> Option<i64> {
-        self.state
-            .values()
-            .map(|st| st.next_refresh_at.load(Ordering::Acquire))
-            .min()
+        self.state.values().map(|st| st.next_refresh_at.load(Ordering::Acquire)).min()
     }
 
     /// Claims the single unknown-`kid` refetch slot for `tenant`, if no fetch is in
@@ -199,11 +178,7 @@ impl KeyStore {
         if st.in_flight.swap(true, Ordering::AcqRel) {
             return None;
         }
-        if st
-            .last_forced_at
-            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        if st.last_forced_at.compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire).is_err() {
             st.in_flight.store(false, Ordering::Release);
             return None;
         }
@@ -223,9 +198,7 @@ impl KeyStore {
 
     /// Consecutive failed fetches of the tenant.
     pub fn failures(&self, tenant: &str) -> u64 {
-        self.state
-            .get(tenant)
-            .map_or(0, |s| s.failures.load(Ordering::Acquire))
+        self.state.get(tenant).map_or(0, |s| s.failures.load(Ordering::Acquire))
     }
 
     /// Whether every tenant in `required` has usable keys at `now`.
@@ -238,13 +211,8 @@ impl KeyStore {
 mod tests {
     use super::*;
 
-    const POLICY: RefreshPolicy = RefreshPolicy {
-        floor: 30,
-        ceiling: 3600,
-        default_max_age: 300,
-        unknown_kid_cooldown: 10,
-        max_stale: 600,
-    };
+    const POLICY: RefreshPolicy =
+        RefreshPolicy { floor: 30, ceiling: 3600, default_max_age: 300, unknown_kid_cooldown: 10, max_stale: 600 };
 
     #[test]
     fn max_age_parsing_and_clamping() {
@@ -257,10 +225,7 @@ mod tests {
         assert_eq!(POLICY.interval(Some(0)), 30);
         assert_eq!(POLICY.interval(Some(999_999)), 3600);
         assert_eq!(POLICY.interval(None), 300);
-        assert_eq!(
-            [1, 2, 3, 4, 5, 6, 9].map(|f| POLICY.retry_interval(f)),
-            [1, 2, 4, 8, 16, 30, 30]
-        );
+        assert_eq!([1, 2, 3, 4, 5, 6, 9].map(|f| POLICY.retry_interval(f)), [1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]
@@ -296,16 +261,10 @@ mod tests {
     fn unknown_kid_refetch_is_gated() {
         let store = KeyStore::new(["a"], POLICY);
         let slot = store.try_refetch("a", 100).expect("first refetch allowed");
-        assert!(
-            store.try_refetch("a", 200).is_none(),
-            "one in flight at a time"
-        );
+        assert!(store.try_refetch("a", 200).is_none(), "one in flight at a time");
         drop(slot);
         assert!(store.try_refetch("a", 105).is_none(), "cooldown");
         assert!(store.try_refetch("a", 110).is_some(), "after cooldown");
-        assert!(
-            store.try_refetch("zzz", 500).is_none(),
-            "unknown tenant never fetches"
-        );
+        assert!(store.try_refetch("zzz", 500).is_none(), "unknown tenant never fetches");
     }
 }

@@ -21,6 +21,7 @@ pub mod keystore;
 mod pem_key;
 pub mod policy;
 pub mod replay;
+pub mod revocation;
 pub mod route;
 pub mod tenant;
 pub mod verify;

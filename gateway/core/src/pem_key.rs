@@ -27,55 +27,34 @@ fn describe(label: &str) -> String {
 pub(crate) fn parse_block(block: &pem::Pem, kid: String) -> Result<VerifyingKey, KeyError> {
     match block.tag() {
         "PUBLIC KEY" => {
-            let (_, spki) = SubjectPublicKeyInfo::from_der(block.contents())
-                .map_err(|e| KeyError::Pem(format!("SPKI: {e}")))?;
+            let (_, spki) =
+                SubjectPublicKeyInfo::from_der(block.contents()).map_err(|e| KeyError::Pem(format!("SPKI: {e}")))?;
             from_spki(&spki, kid)
         }
         "CERTIFICATE" => {
-            let (_, cert) = X509Certificate::from_der(block.contents())
-                .map_err(|e| KeyError::Pem(format!("certificate: {e}")))?;
+            let (_, cert) =
+                X509Certificate::from_der(block.contents()).map_err(|e| KeyError::Pem(format!("certificate: {e}")))?;
             from_spki(cert.public_key(), kid)
         }
-        other => Err(KeyError::WrongPemType {
-            found: describe(other),
-            expected: PEM_EXPECTED_KINDS,
-        }),
+        other => Err(KeyError::WrongPemType { found: describe(other), expected: PEM_EXPECTED_KINDS }),
     }
 }
 
 fn from_spki(spki: &SubjectPublicKeyInfo<'_>, kid: String) -> Result<VerifyingKey, KeyError> {
     let oid = spki.algorithm.algorithm.to_id_string();
     if oid == OID_ED25519 {
-        return VerifyingKey::from_raw(
-            Some(kid),
-            KeyFamily::Ed25519,
-            None,
-            &spki.subject_public_key.data,
-        );
+        return VerifyingKey::from_raw(Some(kid), KeyFamily::Ed25519, None, &spki.subject_public_key.data);
     }
     match spki.parsed() {
         Ok(PublicKey::RSA(rsa)) => {
             crate::key::check_rsa_modulus(rsa.modulus)?;
             // The BIT STRING of an RSA SPKI is the PKCS#1 RSAPublicKey DER.
-            VerifyingKey::from_raw(
-                Some(kid),
-                KeyFamily::Rsa,
-                None,
-                &spki.subject_public_key.data,
-            )
+            VerifyingKey::from_raw(Some(kid), KeyFamily::Rsa, None, &spki.subject_public_key.data)
         }
         Ok(PublicKey::EC(point)) => {
-            let curve = spki
-                .algorithm
-                .parameters
-                .as_ref()
-                .and_then(|p| p.as_oid().ok())
-                .map(|o| o.to_id_string());
+            let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
             if curve.as_deref() != Some(OID_P256) {
-                return Err(KeyError::Unsupported(format!(
-                    "EC curve {}",
-                    curve.unwrap_or_default()
-                )));
+                return Err(KeyError::Unsupported(format!("EC curve {}", curve.unwrap_or_default())));
             }
             VerifyingKey::from_raw(Some(kid), KeyFamily::P256, None, point.data())
         }

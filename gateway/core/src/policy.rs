@@ -73,18 +73,11 @@ pub fn authorize(
         token.claims().check_lifetime(max).map_err(Denial::Auth)?;
     }
     if r.allow.is_empty() {
-        return Ok(Permit {
-            route,
-            token: Some(token),
-        });
+        return Ok(Permit { route, token: Some(token) });
     }
     let caller_roles = roles(&token, role_claim);
     let mut best = PolicyError::Role;
-    for rule in r
-        .allow
-        .iter()
-        .filter(|rule| caller_roles.contains(&rule.role.as_str()))
-    {
+    for rule in r.allow.iter().filter(|rule| caller_roles.contains(&rule.role.as_str())) {
         if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m == method) {
             best = best.max_progress(PolicyError::Method);
             continue;
@@ -96,10 +89,7 @@ pub fn authorize(
                 continue;
             }
         }
-        return Ok(Permit {
-            route,
-            token: Some(token),
-        });
+        return Ok(Permit { route, token: Some(token) });
     }
     Err(Denial::Policy(best))
 }

@@ -49,10 +49,7 @@ impl MemoryReplayStore {
 
     /// Number of ids held (expired ones included until swept).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |m| m.len()))
-            .sum()
+        self.shards.iter().map(|s| s.lock().map_or(0, |m| m.len())).sum()
     }
 
     /// True when no id is held.
@@ -95,16 +92,8 @@ mod tests {
         let s = MemoryReplayStore::new(100);
         assert_eq!(s.first_use("t1", "i", "j1", 110, 100), FirstUse::Yes);
         assert_eq!(s.first_use("t1", "i", "j1", 110, 105), FirstUse::Replayed);
-        assert_eq!(
-            s.first_use("t2", "i", "j1", 110, 105),
-            FirstUse::Yes,
-            "other tenant"
-        );
-        assert_eq!(
-            s.first_use("t1", "i2", "j1", 110, 105),
-            FirstUse::Yes,
-            "other issuer"
-        );
+        assert_eq!(s.first_use("t2", "i", "j1", 110, 105), FirstUse::Yes, "other tenant");
+        assert_eq!(s.first_use("t1", "i2", "j1", 110, 105), FirstUse::Yes, "other issuer");
         // After exp the token itself is expired; the entry may be reused/swept.
         assert_eq!(s.first_use("t1", "i", "j1", 200, 111), FirstUse::Yes);
     }
@@ -121,10 +110,7 @@ mod tests {
         assert!(full > 0 && s.len() <= 16, "bounded: {}", s.len());
         // Once those expire, new ids fit again: memory does not grow with time.
         for i in 0..16 {
-            assert_ne!(
-                s.first_use("t", "i", &format!("k{i}"), 3000, 2000),
-                FirstUse::Replayed
-            );
+            assert_ne!(s.first_use("t", "i", &format!("k{i}"), 3000, 2000), FirstUse::Replayed);
         }
         assert!(s.len() <= 16);
     }
@@ -140,11 +126,7 @@ mod tests {
                     std::thread::spawn(move || s.first_use("t", "i", &jti, 100, 1))
                 })
                 .collect();
-            let wins = handles
-                .into_iter()
-                .map(|h| h.join().unwrap())
-                .filter(|r| *r == FirstUse::Yes)
-                .count();
+            let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|r| *r == FirstUse::Yes).count();
             assert_eq!(wins, 1);
         }
     }

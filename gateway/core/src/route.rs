@@ -48,10 +48,7 @@ pub struct RouteMatch {
 impl RouteMatch {
     /// The value of a captured parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -81,10 +78,7 @@ pub fn parse_template(template: &str) -> Result<Vec<Segment>, String> {
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!("invalid parameter name {name:?}"));
             }
-            if out
-                .iter()
-                .any(|s| matches!(s, Segment::Param(n) if n == name))
-            {
+            if out.iter().any(|s| matches!(s, Segment::Param(n) if n == name)) {
                 return Err(format!("parameter {name:?} appears twice"));
             }
             out.push(Segment::Param(name.into()));
@@ -114,9 +108,7 @@ fn hostile(seg: &str) -> bool {
 impl Router {
     /// Builds a router over routes in match order.
     pub fn new(routes: Vec<Route>) -> Self {
-        Self {
-            routes: routes.into_iter().map(Arc::new).collect(),
-        }
+        Self { routes: routes.into_iter().map(Arc::new).collect() }
     }
 
     /// All routes.
@@ -128,11 +120,7 @@ impl Router {
     pub fn find(&self, method: &str, path: &str) -> Result<RouteMatch, NoMatch> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let rest = path.strip_prefix('/').ok_or(NoMatch::BadPath)?;
-        let segs: Vec<&str> = if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest.split('/').collect()
-        };
+        let segs: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
         // A single trailing slash is tolerated; every other segment must be sound.
         let segs = match segs.split_last() {
             Some((&"", init)) => init.to_vec(),
@@ -150,16 +138,9 @@ impl Router {
                 path_matched = true;
                 continue;
             }
-            return Ok(RouteMatch {
-                route: route.clone(),
-                params,
-            });
+            return Ok(RouteMatch { route: route.clone(), params });
         }
-        Err(if path_matched {
-            NoMatch::Method
-        } else {
-            NoMatch::NotFound
-        })
+        Err(if path_matched { NoMatch::Method } else { NoMatch::NotFound })
     }
 }
 
@@ -199,37 +180,15 @@ mod tests {
     fn matching_table() {
         let r = Router::new(vec![
             route("records", "/patients/{patient_id}/records", false, &["GET"]),
-            route(
-                "update",
-                "/patients/{patient_id}/records/{record_id}",
-                false,
-                &["PUT"],
-            ),
+            route("update", "/patients/{patient_id}/records/{record_id}", false, &["PUT"]),
             route("echo", "/echo", true, &[]),
         ]);
         let m = r.find("GET", "/patients/p-1/records?x=1").unwrap();
-        assert_eq!(
-            (m.route.name.as_str(), m.param("patient_id")),
-            ("records", Some("p-1"))
-        );
-        assert_eq!(
-            r.find("GET", "/patients/p-1/records/").unwrap().route.name,
-            "records"
-        );
-        assert_eq!(
-            r.find("PUT", "/patients/p-1/records/r-2")
-                .unwrap()
-                .param("record_id"),
-            Some("r-2")
-        );
-        assert_eq!(
-            r.find("POST", "/patients/p-1/records").unwrap_err(),
-            NoMatch::Method
-        );
-        assert_eq!(
-            r.find("GET", "/patients/p-1").unwrap_err(),
-            NoMatch::NotFound
-        );
+        assert_eq!((m.route.name.as_str(), m.param("patient_id")), ("records", Some("p-1")));
+        assert_eq!(r.find("GET", "/patients/p-1/records/").unwrap().route.name, "records");
+        assert_eq!(r.find("PUT", "/patients/p-1/records/r-2").unwrap().param("record_id"), Some("r-2"));
+        assert_eq!(r.find("POST", "/patients/p-1/records").unwrap_err(), NoMatch::Method);
+        assert_eq!(r.find("GET", "/patients/p-1").unwrap_err(), NoMatch::NotFound);
         assert_eq!(r.find("GET", "/echo").unwrap().route.name, "echo");
         assert_eq!(r.find("DELETE", "/echo/a/b").unwrap().route.name, "echo");
         assert_eq!(r.find("GET", "/echoes").unwrap_err(), NoMatch::NotFound);

@@ -63,10 +63,7 @@ pub struct Refused {
 
 impl From<AuthError> for Refused {
     fn from(error: AuthError) -> Self {
-        Self {
-            error,
-            refetch_tenant: None,
-        }
+        Self { error, refetch_tenant: None }
     }
 }
 
@@ -83,10 +80,7 @@ impl Verifier {
     pub fn new(opts: VerifyOptions, tenants: Vec<Tenant>, cache_size: usize) -> Self {
         Self {
             opts,
-            tenants: tenants
-                .into_iter()
-                .map(|t| (t.id.clone(), Arc::new(t)))
-                .collect(),
+            tenants: tenants.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect(),
             cache: TokenCache::new(cache_size),
         }
     }
@@ -96,18 +90,18 @@ impl Verifier {
         self.tenants.values()
     }
 
+    /// Verified-token cache `(hits, misses)`.
+    pub fn cache_stats(&self) -> (u64, u64) {
+        self.cache.stats()
+    }
+
     /// The settings.
     pub fn options(&self) -> &VerifyOptions {
         &self.opts
     }
 
     /// Verifies `token` at time `now` using `keys`.
-    pub fn verify(
-        &self,
-        token: &str,
-        keys: &KeyStore,
-        now: i64,
-    ) -> Result<Arc<VerifiedToken>, Refused> {
+    pub fn verify(&self, token: &str, keys: &KeyStore, now: i64) -> Result<Arc<VerifiedToken>, Refused> {
         if token.len() > self.opts.max_token_size {
             return Err(AuthError::TokenTooLarge.into());
         }
@@ -120,20 +114,13 @@ impl Verifier {
         }
         let jws = jose::parse_jws(token)?;
         let claims = Claims::new(jws.claims)?;
-        let tenant_id = claims
-            .str(&self.opts.tenant_claim)
-            .ok_or(AuthError::TenantUnknown)?;
-        let tenant = self
-            .tenants
-            .get(tenant_id)
-            .ok_or(AuthError::TenantUnknown)?;
+        let tenant_id = claims.str(&self.opts.tenant_claim).ok_or(AuthError::TenantUnknown)?;
+        let tenant = self.tenants.get(tenant_id).ok_or(AuthError::TenantUnknown)?;
         let alg = jws.header.alg;
         if !tenant.algorithms.contains(&alg) {
             return Err(AuthError::AlgorithmNotAllowed.into());
         }
-        let set = keys
-            .get(&tenant.id, now)
-            .ok_or(AuthError::KeysUnavailable)?;
+        let set = keys.get(&tenant.id, now).ok_or(AuthError::KeysUnavailable)?;
         let key = select_key(&set, jws.header.kid.as_deref(), alg).map_err(|error| Refused {
             refetch_tenant: (error == AuthError::KeyUnknown).then(|| tenant.id.clone()),
             error,
@@ -145,12 +132,7 @@ impl Verifier {
         claims.check_issuer(&tenant.issuer)?;
         claims.check_audience(&tenant.audiences)?;
         claims.check_required(&tenant.required_claims)?;
-        let verified = Arc::new(VerifiedToken {
-            tenant: tenant.clone(),
-            alg,
-            kid: jws.header.kid,
-            claims,
-        });
+        let verified = Arc::new(VerifiedToken { tenant: tenant.clone(), alg, kid: jws.header.kid, claims });
         self.cache.insert(token, verified.clone(), set, now);
         Ok(verified)
     }
@@ -158,11 +140,7 @@ impl Verifier {
 
 /// Picks the key: by `kid` within the tenant's own set, or the tenant's only key
 /// that fits `alg` when the token names none. The key's type must fit `alg`.
-fn select_key<'a>(
-    set: &'a KeySet,
-    kid: Option<&str>,
-    alg: Algorithm,
-) -> Result<&'a VerifyingKey, AuthError> {
+fn select_key<'a>(set: &'a KeySet, kid: Option<&str>, alg: Algorithm) -> Result<&'a VerifyingKey, AuthError> {
     let key = match kid {
         Some(kid) => set.get(kid).ok_or(AuthError::KeyUnknown)?,
         None => {

@@ -49,12 +49,7 @@ impl TestKey {
             other => panic!("unsupported test alg {other:?}"),
         }
         .expect("test key parses");
-        Self {
-            kid: kid.into(),
-            alg,
-            enc,
-            file: file.into(),
-        }
+        Self { kid: kid.into(), alg, enc, file: file.into() }
     }
 
     /// The public JWK (with `kid`, `alg`, `use: sig`).
@@ -83,10 +78,7 @@ impl TestKey {
             Algorithm::EdDSA => "EdDSA",
             _ => unreachable!(),
         };
-        self.mint_raw(
-            &json!({"alg": alg, "typ": "JWT", "kid": self.kid}).to_string(),
-            &claims.to_string(),
-        )
+        self.mint_raw(&json!({"alg": alg, "typ": "JWT", "kid": self.kid}).to_string(), &claims.to_string())
     }
 
     /// A compact JWS over exactly these header and payload texts, signed with this key.
@@ -101,9 +93,7 @@ fn pem_body(pem: &[u8]) -> Vec<u8> {
     use base64::Engine;
     let text = String::from_utf8_lossy(pem);
     let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-    base64::engine::general_purpose::STANDARD
-        .decode(body)
-        .expect("pem body")
+    base64::engine::general_purpose::STANDARD.decode(body).expect("pem body")
 }
 
 /// Unpadded base64url.
@@ -119,10 +109,7 @@ pub fn jwks(keys: &[&TestKey]) -> String {
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// Valid claims for `tenant` issued by `https://issuer.test/<tenant>` for audience `api`.
@@ -163,9 +150,7 @@ impl JwksServer {
     pub async fn start(max_age: usize) -> Self {
         let state = Arc::new(JwksState::default());
         state.max_age.store(max_age, Ordering::SeqCst);
-        let app = Router::new()
-            .route("/jwk/{tenant}", get(serve_jwks))
-            .with_state(state.clone());
+        let app = Router::new().route("/jwk/{tenant}", get(serve_jwks)).with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -181,13 +166,7 @@ impl JwksServer {
 
     /// Fetches of `tenant` so far.
     pub fn fetches(&self, tenant: &str) -> usize {
-        self.state
-            .fetches
-            .lock()
-            .unwrap()
-            .get(tenant)
-            .copied()
-            .unwrap_or(0)
+        self.state.fetches.lock().unwrap().get(tenant).copied().unwrap_or(0)
     }
 
     /// `http://addr/jwk/{tenant}`.
@@ -201,32 +180,14 @@ impl JwksServer {
     }
 }
 
-async fn serve_jwks(
-    State(st): State<Arc<JwksState>>,
-    Path(tenant): Path<String>,
-) -> impl IntoResponse {
+async fn serve_jwks(State(st): State<Arc<JwksState>>, Path(tenant): Path<String>) -> impl IntoResponse {
     st.total.fetch_add(1, Ordering::SeqCst);
-    *st.fetches
-        .lock()
-        .unwrap()
-        .entry(tenant.clone())
-        .or_default() += 1;
+    *st.fetches.lock().unwrap().entry(tenant.clone()).or_default() += 1;
     let doc = st.docs.lock().unwrap().get(&tenant).cloned();
     let cc = format!("public, max-age={}", st.max_age.load(Ordering::SeqCst));
     match doc {
-        Some(d) => (
-            StatusCode::OK,
-            [
-                ("cache-control", cc),
-                ("content-type", "application/json".into()),
-            ],
-            d,
-        ),
-        None => (
-            StatusCode::NOT_FOUND,
-            [("cache-control", cc), ("content-type", "text/plain".into())],
-            String::new(),
-        ),
+        Some(d) => (StatusCode::OK, [("cache-control", cc), ("content-type", "application/json".into())], d),
+        None => (StatusCode::NOT_FOUND, [("cache-control", cc), ("content-type", "text/plain".into())], String::new()),
     }
 }
 
@@ -244,10 +205,7 @@ impl EchoServer {
     /// Starts on 127.0.0.1:0.
     pub async fn start() -> Self {
         let hits = Arc::new(AtomicUsize::new(0));
-        let app = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .fallback(any(echo))
-            .with_state(hits.clone());
+        let app = Router::new().route("/healthz", get(|| async { "ok" })).fallback(any(echo)).with_state(hits.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
@@ -257,27 +215,15 @@ impl EchoServer {
     }
 }
 
-async fn echo(
-    State(hits): State<Arc<AtomicUsize>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Json<Value> {
+async fn echo(State(hits): State<Arc<AtomicUsize>>, method: Method, uri: Uri, headers: HeaderMap) -> Json<Value> {
     hits.fetch_add(1, Ordering::SeqCst);
-    if let Some(ms) = uri
-        .query()
-        .and_then(|q| q.strip_prefix("sleep_ms="))
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(ms) = uri.query().and_then(|q| q.strip_prefix("sleep_ms=")).and_then(|v| v.parse().ok()) {
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
     }
     let mut h = serde_json::Map::new();
     for name in headers.keys() {
-        let values: Vec<String> = headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect();
+        let values: Vec<String> =
+            headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
         h.insert(name.as_str().into(), json!(values.join(" | ")));
     }
     Json(json!({"method": method.as_str(), "path": uri.path(), "headers": h}))

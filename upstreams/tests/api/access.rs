@@ -25,10 +25,7 @@ async fn public_endpoints_need_no_identity() {
 
         let ping = app.get(service, "/public/ping", None).await;
         assert_eq!(ping.status, StatusCode::OK);
-        assert_eq!(
-            ping.json,
-            json!({ "service": service.name(), "pong": true })
-        );
+        assert_eq!(ping.json, json!({ "service": service.name(), "pong": true }));
 
         let echo = app.get(service, "/echo/a/b?x=1", None).await;
         assert_eq!(echo.status, StatusCode::OK);
@@ -37,9 +34,7 @@ async fn public_endpoints_need_no_identity() {
         assert_eq!(echo.json["path"], "/echo/a/b");
         assert!(echo.json["headers"]["host"].is_string());
     }
-    let echo = app
-        .get(Service::Lab, "/echo", Some(who("l-1", "hospital-a", "lab")))
-        .await;
+    let echo = app.get(Service::Lab, "/echo", Some(who("l-1", "hospital-a", "lab"))).await;
     assert_eq!(echo.json["path"], "/echo");
     assert_eq!(echo.json["headers"]["x-user-id"], "l-1");
     assert_eq!(echo.json["headers"]["x-tenant-id"], "hospital-a");
@@ -49,24 +44,14 @@ async fn public_endpoints_need_no_identity() {
 async fn missing_identity_is_401() {
     let app = start().await;
     for (service, path) in PROTECTED {
-        let method = if service == Service::Lab {
-            Method::POST
-        } else {
-            Method::GET
-        };
+        let method = if service == Service::Lab { Method::POST } else { Method::GET };
         let reply = app.call(service, method, path, None, None).await;
         assert_error(&reply, StatusCode::UNAUTHORIZED, "identity_headers_missing");
         assert_eq!(reply.served_by.as_deref(), Some(service.name()));
     }
     // A blank role header counts as missing.
     let reply = app
-        .call(
-            Service::Doctor,
-            Method::GET,
-            "/doctors/patients/p-100/records",
-            Some(who("d-1", "hospital-a", "")),
-            None,
-        )
+        .call(Service::Doctor, Method::GET, "/doctors/patients/p-100/records", Some(who("d-1", "hospital-a", "")), None)
         .await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "identity_headers_missing");
 }
@@ -75,56 +60,17 @@ async fn missing_identity_is_401() {
 async fn wrong_role_is_403() {
     let app = start().await;
     let cases = [
-        (
-            Service::Patient,
-            Method::GET,
-            "/patients/p-100/records",
-            "insurer",
-        ),
-        (
-            Service::Patient,
-            Method::GET,
-            "/patients/p-100/records",
-            "lab",
-        ),
-        (
-            Service::Doctor,
-            Method::GET,
-            "/doctors/patients/p-100/records",
-            "patient",
-        ),
-        (
-            Service::Doctor,
-            Method::PUT,
-            "/doctors/patients/p-100/records/r-1",
-            "lab",
-        ),
+        (Service::Patient, Method::GET, "/patients/p-100/records", "insurer"),
+        (Service::Patient, Method::GET, "/patients/p-100/records", "lab"),
+        (Service::Doctor, Method::GET, "/doctors/patients/p-100/records", "patient"),
+        (Service::Doctor, Method::PUT, "/doctors/patients/p-100/records/r-1", "lab"),
         (Service::Lab, Method::POST, "/labs/results", "doctor"),
-        (
-            Service::Insurance,
-            Method::GET,
-            "/insurance/patients/p-100/summary",
-            "doctor",
-        ),
-        (
-            Service::Insurance,
-            Method::GET,
-            "/insurance/patients/p-100/summary",
-            "admin",
-        ),
+        (Service::Insurance, Method::GET, "/insurance/patients/p-100/summary", "doctor"),
+        (Service::Insurance, Method::GET, "/insurance/patients/p-100/summary", "admin"),
     ];
     for (service, method, path, role) in cases {
-        let body = (method != Method::GET)
-            .then_some(r#"{"note":"x","patient_id":"p-100","test":"t","value":"v"}"#);
-        let reply = app
-            .call(
-                service,
-                method,
-                path,
-                Some(who("p-100", "hospital-a", role)),
-                body,
-            )
-            .await;
+        let body = (method != Method::GET).then_some(r#"{"note":"x","patient_id":"p-100","test":"t","value":"v"}"#);
+        let reply = app.call(service, method, path, Some(who("p-100", "hospital-a", role)), body).await;
         assert_error(&reply, StatusCode::FORBIDDEN, "forbidden_role");
     }
 }
@@ -132,51 +78,25 @@ async fn wrong_role_is_403() {
 #[tokio::test]
 async fn patient_reads_only_own_records() {
     let app = start().await;
-    let own = app
-        .get(
-            Service::Patient,
-            "/patients/p-100/records",
-            Some(who("p-100", "hospital-a", "patient")),
-        )
-        .await;
+    let own = app.get(Service::Patient, "/patients/p-100/records", Some(who("p-100", "hospital-a", "patient"))).await;
     assert_eq!(own.status, StatusCode::OK, "{}", own.text);
     assert_eq!(own.json["service"], "patient");
     assert_eq!(own.json["tenant"], "hospital-a");
     assert_eq!(own.json["patient_id"], "p-100");
     assert_eq!(notes(&own).len(), 2);
-    assert!(own.json["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["patient_id"] == "p-100"));
+    assert!(own.json["records"].as_array().unwrap().iter().all(|r| r["patient_id"] == "p-100"));
 
-    let other = app
-        .get(
-            Service::Patient,
-            "/patients/p-100/records",
-            Some(who("p-101", "hospital-a", "patient")),
-        )
-        .await;
+    let other = app.get(Service::Patient, "/patients/p-100/records", Some(who("p-101", "hospital-a", "patient"))).await;
     assert_error(&other, StatusCode::FORBIDDEN, "forbidden_owner");
 
     // Multi-role header: any matching role is enough.
     let multi = app
-        .get(
-            Service::Patient,
-            "/patients/p-101/records",
-            Some(who("p-101", "hospital-a", "insurer, patient")),
-        )
+        .get(Service::Patient, "/patients/p-101/records", Some(who("p-101", "hospital-a", "insurer, patient")))
         .await;
     assert_eq!(multi.status, StatusCode::OK);
 
     // Doctors may read any patient of their tenant through the patient service.
-    let doctor = app
-        .get(
-            Service::Patient,
-            "/patients/p-101/records",
-            Some(who("d-1", "hospital-a", "doctor")),
-        )
-        .await;
+    let doctor = app.get(Service::Patient, "/patients/p-101/records", Some(who("d-1", "hospital-a", "doctor"))).await;
     assert_eq!(doctor.status, StatusCode::OK);
     assert_eq!(notes(&doctor).len(), 1);
 }
@@ -188,33 +108,18 @@ async fn hostile_input_gets_clean_4xx_json() {
     let lab = Some(who("l-1", "hospital-a", "lab"));
     let put = "/doctors/patients/p-100/records/r-1";
     for body in ["{not json", r#"{"note": 5}"#, r#"{"text":"x"}"#, "[]", ""] {
-        let reply = app
-            .call(Service::Doctor, Method::PUT, put, doctor, Some(body))
-            .await;
+        let reply = app.call(Service::Doctor, Method::PUT, put, doctor, Some(body)).await;
         assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
     }
-    let long = format!(
-        r#"{{"note":"{}"}}"#,
-        "x".repeat(upstreams::roles::MAX_TEXT + 1)
-    );
-    let reply = app
-        .call(Service::Doctor, Method::PUT, put, doctor, Some(&long))
-        .await;
+    let long = format!(r#"{{"note":"{}"}}"#, "x".repeat(upstreams::roles::MAX_TEXT + 1));
+    let reply = app.call(Service::Doctor, Method::PUT, put, doctor, Some(&long)).await;
     assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
     // No content type at all.
-    let reply = app
-        .call(Service::Doctor, Method::PUT, put, doctor, None)
-        .await;
+    let reply = app.call(Service::Doctor, Method::PUT, put, doctor, None).await;
     assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
 
-    for body in [
-        r#"{"patient_id":"p-100"}"#,
-        r#"{"patient_id":"","test":"t","value":"v"}"#,
-        "null",
-    ] {
-        let reply = app
-            .call(Service::Lab, Method::POST, "/labs/results", lab, Some(body))
-            .await;
+    for body in [r#"{"patient_id":"p-100"}"#, r#"{"patient_id":"","test":"t","value":"v"}"#, "null"] {
+        let reply = app.call(Service::Lab, Method::POST, "/labs/results", lab, Some(body)).await;
         assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
     }
 
@@ -222,12 +127,8 @@ async fn hostile_input_gets_clean_4xx_json() {
     let reply = app.get(Service::Patient, "/nope", doctor).await;
     assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
     assert_eq!(reply.served_by.as_deref(), Some("patient"));
-    let reply = app
-        .get(Service::Patient, "/doctors/patients/p-100/records", doctor)
-        .await;
+    let reply = app.get(Service::Patient, "/doctors/patients/p-100/records", doctor).await;
     assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
-    let reply = app
-        .call(Service::Lab, Method::GET, "/labs/results", lab, None)
-        .await;
+    let reply = app.call(Service::Lab, Method::GET, "/labs/results", lab, None).await;
     assert_error(&reply, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }

@@ -9,9 +9,7 @@ use crate::support::{assert_error, notes, start, who};
 async fn doctor_update_is_visible_to_patient() {
     let app = start().await;
     let doctor = Some(who("d-7", "hospital-a", "doctor"));
-    let read = app
-        .get(Service::Doctor, "/doctors/patients/p-100/records", doctor)
-        .await;
+    let read = app.get(Service::Doctor, "/doctors/patients/p-100/records", doctor).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.text);
     assert_eq!(read.json["service"], "doctor");
     assert_eq!(read.served_by.as_deref(), Some("doctor"));
@@ -32,21 +30,9 @@ async fn doctor_update_is_visible_to_patient() {
     assert_eq!(put.json["note"], "Blood pressure rechecked: 118/76.");
     assert_eq!(put.json["updated_by"], "d-7");
 
-    let seen = app
-        .get(
-            Service::Patient,
-            "/patients/p-100/records",
-            Some(who("p-100", "hospital-a", "patient")),
-        )
-        .await;
+    let seen = app.get(Service::Patient, "/patients/p-100/records", Some(who("p-100", "hospital-a", "patient"))).await;
     assert_eq!(seen.status, StatusCode::OK);
-    let record = seen.json["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let record = seen.json["records"].as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).unwrap().clone();
     assert_eq!(record["note"], "Blood pressure rechecked: 118/76.");
     assert_eq!(record["updated_by"], "d-7");
 
@@ -56,15 +42,7 @@ async fn doctor_update_is_visible_to_patient() {
         "/doctors/patients/p-101/records/r-1",
         "/doctors/patients/p-999/records/r-1",
     ] {
-        let reply = app
-            .call(
-                Service::Doctor,
-                Method::PUT,
-                path,
-                doctor,
-                Some(r#"{"note":"x"}"#),
-            )
-            .await;
+        let reply = app.call(Service::Doctor, Method::PUT, path, doctor, Some(r#"{"note":"x"}"#)).await;
         assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
     }
 }
@@ -90,13 +68,7 @@ async fn lab_result_shows_in_patient_records() {
     assert!(note.contains("hba1c") && note.contains("5.4%"), "{note}");
     let id = posted.json["id"].as_str().unwrap();
 
-    let seen = app
-        .get(
-            Service::Patient,
-            "/patients/p-101/records",
-            Some(who("p-101", "hospital-a", "patient")),
-        )
-        .await;
+    let seen = app.get(Service::Patient, "/patients/p-101/records", Some(who("p-101", "hospital-a", "patient"))).await;
     let records = seen.json["records"].as_array().unwrap();
     assert_eq!(records.len(), 2);
     let ids: Vec<&str> = records.iter().filter_map(|r| r["id"].as_str()).collect();
@@ -106,19 +78,9 @@ async fn lab_result_shows_in_patient_records() {
     let mut all: Vec<String> = Vec::new();
     for p in ["p-100", "p-101"] {
         let r = app
-            .get(
-                Service::Doctor,
-                &format!("/doctors/patients/{p}/records"),
-                Some(who("d-1", "hospital-a", "doctor")),
-            )
+            .get(Service::Doctor, &format!("/doctors/patients/{p}/records"), Some(who("d-1", "hospital-a", "doctor")))
             .await;
-        all.extend(
-            r.json["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_owned()),
-        );
+        all.extend(r.json["records"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()));
     }
     let n = all.len();
     all.sort();
@@ -140,19 +102,10 @@ async fn lab_result_shows_in_patient_records() {
 #[tokio::test]
 async fn insurer_summary_has_no_notes() {
     let app = start().await;
-    let doctor_view = app
-        .get(
-            Service::Doctor,
-            "/doctors/patients/p-100/records",
-            Some(who("d-1", "hospital-a", "doctor")),
-        )
-        .await;
+    let doctor_view =
+        app.get(Service::Doctor, "/doctors/patients/p-100/records", Some(who("d-1", "hospital-a", "doctor"))).await;
     let summary = app
-        .get(
-            Service::Insurance,
-            "/insurance/patients/p-100/summary",
-            Some(who("i-1", "hospital-a", "insurer")),
-        )
+        .get(Service::Insurance, "/insurance/patients/p-100/summary", Some(who("i-1", "hospital-a", "insurer")))
         .await;
     assert_eq!(summary.status, StatusCode::OK, "{}", summary.text);
     assert_eq!(summary.served_by.as_deref(), Some("insurance"));

@@ -47,10 +47,7 @@ pub async fn start() -> App {
         let app = router(service, Arc::clone(&store));
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
-    App {
-        addrs,
-        client: reqwest::Client::new(),
-    }
+    App { addrs, client: reqwest::Client::new() }
 }
 
 impl App {
@@ -66,31 +63,17 @@ impl App {
         let url = format!("http://{}{}", self.addrs[&service], path);
         let mut req = self.client.request(method, url);
         if let Some(w) = who {
-            req = req
-                .header("X-User-Id", w.user)
-                .header("X-Tenant-Id", w.tenant)
-                .header("X-User-Role", w.role);
+            req = req.header("X-User-Id", w.user).header("X-Tenant-Id", w.tenant).header("X-User-Role", w.role);
         }
         if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_owned());
+            req = req.header("content-type", "application/json").body(b.to_owned());
         }
         let resp = req.send().await.expect("request");
         let status = resp.status();
-        let served_by = resp
-            .headers()
-            .get("x-served-by")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let served_by = resp.headers().get("x-served-by").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let text = resp.text().await.expect("body");
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply {
-            status,
-            served_by,
-            text,
-            json,
-        }
+        Reply { status, served_by, text, json }
     }
 
     /// `GET path` on `service`.
@@ -103,11 +86,7 @@ impl App {
 pub fn notes(reply: &Reply) -> Vec<String> {
     reply.json["records"]
         .as_array()
-        .map(|rs| {
-            rs.iter()
-                .filter_map(|r| r["note"].as_str().map(str::to_owned))
-                .collect()
-        })
+        .map(|rs| rs.iter().filter_map(|r| r["note"].as_str().map(str::to_owned)).collect())
         .unwrap_or_default()
 }
 

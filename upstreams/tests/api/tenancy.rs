@@ -9,11 +9,7 @@ use crate::support::{assert_error, notes, start, who, Reply};
 #[track_caller]
 fn assert_no_leak(reply: &Reply, secrets: &[String]) {
     for secret in secrets {
-        assert!(
-            !reply.text.contains(secret.as_str()),
-            "leaked: {}",
-            reply.text
-        );
+        assert!(!reply.text.contains(secret.as_str()), "leaked: {}", reply.text);
     }
     assert!(!reply.text.contains("hospital-a"), "leaked: {}", reply.text);
 }
@@ -22,9 +18,7 @@ fn assert_no_leak(reply: &Reply, secrets: &[String]) {
 async fn hospital_b_never_sees_hospital_a() {
     let app = start().await;
     let a_doctor = Some(who("d-1", "hospital-a", "doctor"));
-    let a_view = app
-        .get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor)
-        .await;
+    let a_view = app.get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor).await;
     let secrets = notes(&a_view);
     assert_eq!(secrets.len(), 2);
 
@@ -33,17 +27,9 @@ async fn hospital_b_never_sees_hospital_a() {
     let reads = [
         (Service::Patient, "/patients/p-100/records", b_doctor),
         (Service::Patient, "/patients/p-100/records", b_all_roles),
-        (
-            Service::Patient,
-            "/patients/p-100/records",
-            Some(who("p-100", "hospital-b", "patient")),
-        ),
+        (Service::Patient, "/patients/p-100/records", Some(who("p-100", "hospital-b", "patient"))),
         (Service::Doctor, "/doctors/patients/p-100/records", b_doctor),
-        (
-            Service::Insurance,
-            "/insurance/patients/p-100/summary",
-            b_all_roles,
-        ),
+        (Service::Insurance, "/insurance/patients/p-100/summary", b_all_roles),
     ];
     for (service, path, caller) in reads {
         let reply = app.get(service, path, caller).await;
@@ -73,9 +59,7 @@ async fn hospital_b_never_sees_hospital_a() {
     assert_error(&post, StatusCode::NOT_FOUND, "not_found");
 
     // hospital-a's data is untouched.
-    let after = app
-        .get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor)
-        .await;
+    let after = app.get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor).await;
     assert_eq!(after.json, a_view.json);
 }
 
@@ -84,9 +68,7 @@ async fn same_record_id_in_two_tenants_stays_separate() {
     let app = start().await;
     let a_doctor = Some(who("d-1", "hospital-a", "doctor"));
     let b_doctor = Some(who("d-9", "hospital-b", "doctor"));
-    let before = app
-        .get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor)
-        .await;
+    let before = app.get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor).await;
 
     let put = app
         .call(
@@ -100,16 +82,12 @@ async fn same_record_id_in_two_tenants_stays_separate() {
     assert_eq!(put.status, StatusCode::OK, "{}", put.text);
     assert_eq!(put.json["patient_id"], "p-200");
 
-    let b_view = app
-        .get(Service::Doctor, "/doctors/patients/p-200/records", b_doctor)
-        .await;
+    let b_view = app.get(Service::Doctor, "/doctors/patients/p-200/records", b_doctor).await;
     assert_eq!(b_view.json["tenant"], "hospital-b");
     assert!(notes(&b_view).contains(&"hospital-b only".to_owned()));
     assert_no_leak(&b_view, &notes(&before));
 
-    let after = app
-        .get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor)
-        .await;
+    let after = app.get(Service::Doctor, "/doctors/patients/p-100/records", a_doctor).await;
     assert_eq!(after.json, before.json);
     assert!(!after.text.contains("hospital-b only"));
 }

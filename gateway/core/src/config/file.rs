@@ -47,6 +47,26 @@ pub struct FileConfig {
     /// Admin endpoint credentials.
     #[serde(default)]
     pub admin: Option<AdminFile>,
+    /// The sidecar's revocation feed.
+    #[serde(default)]
+    pub revocation: Option<RevocationFile>,
+}
+
+/// `revocation:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationFile {
+    /// Feed URL (the sidecar's `/internal/v1/revocations`).
+    pub feed_url: String,
+    /// Environment variable holding the gateway channel credential.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the gateway channel credential.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Long-poll wait per request.
+    #[serde(default)]
+    pub poll_wait: Option<Dur>,
 }
 
 /// `audit:` section.
