@@ -53,6 +53,7 @@ pub fn check_files(config: &Config) -> Vec<String> {
 
 /// Loads tenant key sets and installs them in the store.
 pub struct KeyFetcher {
+    tenant_labels: bool,
     store: Arc<KeyStore>,
     sources: HashMap<String, KeySource>,
     client: reqwest::Client,
@@ -69,7 +70,7 @@ impl KeyFetcher {
             .pool_max_idle_per_host(0)
             .build()?;
         let sources = config.tenants.iter().map(|t| (t.id.clone(), t.keys.clone())).collect();
-        Ok(Self { store, sources, client, metrics })
+        Ok(Self { tenant_labels: config.tenant_labels, store, sources, client, metrics })
     }
 
     async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
@@ -97,6 +98,14 @@ impl KeyFetcher {
         }
     }
 
+    fn label<'a>(&self, tenant: &'a str) -> &'a str {
+        if self.tenant_labels {
+            tenant
+        } else {
+            "all"
+        }
+    }
+
     /// Fetches one tenant's keys and installs them; on failure the old keys stay.
     pub async fn refresh(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
         let source = self.sources.get(tenant).ok_or_else(|| anyhow::anyhow!("unknown tenant"))?;
@@ -104,7 +113,7 @@ impl KeyFetcher {
             Ok((set, max_age)) => {
                 if set.is_empty() {
                     self.store.record_failure(tenant, now());
-                    self.metrics.key_fetches.with_label_values(&[tenant, trigger, "empty"]).inc();
+                    self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "empty"]).inc();
                     anyhow::bail!("no usable signing key ({} skipped)", set.skipped.len());
                 }
                 for why in &set.skipped {
@@ -112,12 +121,12 @@ impl KeyFetcher {
                 }
                 tracing::info!(tenant, trigger, keys = set.len(), "tenant keys loaded");
                 self.store.install(tenant, set, now(), max_age);
-                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "ok"]).inc();
+                self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "ok"]).inc();
                 Ok(())
             }
             Err(e) => {
                 self.store.record_failure(tenant, now());
-                self.metrics.key_fetches.with_label_values(&[tenant, trigger, "error"]).inc();
+                self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "error"]).inc();
                 tracing::warn!(tenant, trigger, error = %e, "tenant key fetch failed; keeping last good keys");
                 Err(e)
             }
@@ -152,10 +161,14 @@ impl KeyFetcher {
                 let _ = self.refresh(&tenant, "scheduled").await;
             }
         }
-        for tenant in self.sources.keys() {
-            if let Some(age) = self.store.age(tenant, now) {
+        // Per tenant, or (for large tenant counts) the oldest key set under "all".
+        let ages = self.sources.keys().filter_map(|t| self.store.age(t, now).map(|a| (t.as_str(), a)));
+        if self.tenant_labels {
+            for (tenant, age) in ages {
                 self.metrics.key_age.with_label_values(&[tenant]).set(age);
             }
+        } else if let Some(oldest) = ages.map(|(_, a)| a).max() {
+            self.metrics.key_age.with_label_values(&["all"]).set(oldest);
         }
     }
 }

@@ -139,6 +139,10 @@ async fn admin_auth_mint_channel_and_import() {
     assert_eq!(mint(Some("wrong-wrong-wrong-wrong"), json!({"sub": "u"})).await.unwrap().status(), 401);
     let metrics = http.get(kms.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"kms_auth_failures_total{channel="admin"} 2"#), "{metrics}");
+    assert!(metrics.contains("kms_current_key_age_seconds"), "{metrics}");
+    if let Some((ok, msg)) = testkit::promtool_check(&metrics) {
+        assert!(ok, "promtool: {msg}");
+    }
 
     let r = mint(Some(ADMIN), json!({"sub": "p-1", "role": "patient", "ttl_secs": 300})).await.unwrap();
     assert_eq!(r.status(), 201);

@@ -154,6 +154,8 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// Revocation feed, if configured.
     pub revocation: Option<RevocationSettings>,
+    /// Per-tenant metric labels (off: one `all` series, for large tenant counts).
+    pub tenant_labels: bool,
 }
 
 struct Errors(Vec<FieldError>);
@@ -519,6 +521,7 @@ impl TryFrom<FileConfig> for Config {
             audit,
             admin_token,
             revocation,
+            tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
         })
     }
 }

@@ -228,3 +228,24 @@ async fn echo(State(hits): State<Arc<AtomicUsize>>, method: Method, uri: Uri, he
     }
     Json(json!({"method": method.as_str(), "path": uri.path(), "headers": h}))
 }
+
+/// Runs `promtool check metrics` on `text`; `None` when promtool is not installed
+/// outside CI (CI installs Debian's `prometheus` package, so there it must exist).
+pub fn promtool_check(text: &str) -> Option<(bool, String)> {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(_) if std::env::var("CI").as_deref() != Ok("true") => return None,
+        Err(e) => panic!("promtool is required in CI: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let msg = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Some((out.status.success() && msg.trim().is_empty(), msg))
+}

@@ -50,6 +50,19 @@ pub struct FileConfig {
     /// The sidecar's revocation feed.
     #[serde(default)]
     pub revocation: Option<RevocationFile>,
+    /// Metrics settings.
+    #[serde(default)]
+    pub metrics: Option<MetricsFile>,
+}
+
+/// `metrics:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Label per-tenant series with the tenant id (turn off for large tenant counts:
+    /// they are then aggregated under `tenant="all"`).
+    #[serde(default)]
+    pub tenant_labels: Option<bool>,
 }
 
 /// `revocation:` section.
