@@ -25,6 +25,7 @@ secret() { [ -s ".demo/$1" ] || (head -c 32 /dev/urandom | base64 > ".demo/$1");
 export KMS_MASTER_KEY=$(secret master.key)
 export KMS_ADMIN_TOKEN=$(secret admin.token)
 export KMS_GATEWAY_TOKEN=$(secret gateway.token)
+export GATEWAY_ADMIN_TOKEN=$(secret gateway-admin.token)
 
 pids=()
 # SIGINT: Pingora shuts down at once (SIGTERM would wait out its graceful period).
@@ -71,6 +72,14 @@ show 403 "patient p-100 reads p-101's records" -H "Authorization: Bearer $PATIEN
 show 200 "hospital-b doctor reads a hospital-b patient" -H "Authorization: Bearer $DOCTOR_B" http://127.0.0.1:8080/doctors/patients/p-200/records || ok=false
 show 401 "no token" http://127.0.0.1:8080/patients/p-100/records || ok=false
 show 401 "forged token (signature of another key)" -H "Authorization: Bearer ${PATIENT%.*}.$(printf 'x%.0s' $(seq 342))" http://127.0.0.1:8080/patients/p-100/records || ok=false
+if [ "$MODE" = sidecar ]; then
+  JTI=$(printf '%s' "$PATIENT" | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["jti"], c["exp"])')
+  curl -s -o /dev/null -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" \
+    -d "{\"tenant\":\"hospital-a\",\"jti\":\"${JTI% *}\",\"exp\":${JTI#* }}" http://127.0.0.1:8081/admin/revoke
+  sleep 0.3
+  show 401 "the same patient token after POST /admin/revoke" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-100/records || ok=false
+  show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
+fi
 $ok || { echo "demo: an answer was not as expected" >&2; exit 1; }
 if [ "$SMOKE" = "--smoke" ]; then echo; echo "demo smoke run passed"; exit 0; fi
 echo; echo "Stack is running; mint more tokens as README.md shows. Ctrl-C stops it."
