@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting, lints, unit and end-to-end tests of all crates, and a
-# smoke run of the demo stack (scripts/demo.sh) on loopback.
+# Runs every test: formatting, lints, unit and end-to-end tests of all crates, a
+# smoke run of the demo stack (scripts/demo.sh) and a bounded k6 load run with key
+# rotation, config reload and revocation (load-tests/ops-scenario.sh), all on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== cargo fmt --check"
@@ -11,3 +12,5 @@ echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/gateway-test.log
 echo "== demo stack smoke run"
 scripts/demo.sh --smoke
+echo "== bounded load run (k6): rotation, reload and revocation under load"
+load-tests/ops-scenario.sh 12
