@@ -203,7 +203,9 @@ impl ProxyHttp for Gateway {
         ctx.reason = Some(reason);
         if status > 0 {
             let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
-            let _ = write_json(session, status, &[], body).await;
+            // The connection is not reused after a proxy failure: say so, so clients do not
+            // send their next request into a closing socket.
+            let _ = write_json(session, status, &[("connection", "close")], body).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }

@@ -3,21 +3,16 @@
 
 mod support;
 
-use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{standard_config, Gateway};
-use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
+use testkit::claims;
 
 const ADMIN: &str = "admin-token-0123456789";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_are_audited_and_queryable_with_admin_auth() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit/gateway.jsonl");
     let token_file = dir.path().join("admin.token");

@@ -83,11 +83,7 @@ async fn dead_upstream_gives_a_json_5xx_quickly_never_a_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is_optional() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let dead = free_port();
     let body = standard_config(&server.url_template(), echo.addr, "")
         .replace(
@@ -145,11 +141,7 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_times_out_with_504() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let body =
         standard_config(&server.url_template(), echo.addr, "").replace("read_timeout: 5s", "read_timeout: 300ms");
     let gw = Gateway::start(&body).await;
@@ -163,11 +155,7 @@ async fn slow_upstream_times_out_with_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_count_refusals_by_reason() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let gw = Gateway::start(&standard_config(&server.url_template(), echo.addr, "")).await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u", json!("doctor")));

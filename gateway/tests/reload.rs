@@ -3,11 +3,10 @@
 
 mod support;
 
-use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use support::{standard_config, Gateway};
-use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
+use testkit::claims;
 
 async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -19,11 +18,7 @@ async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_config_and_refuses_a_bad_one() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let gw = Gateway::start_logging(&standard_config(&server.url_template(), echo.addr, ""), "info").await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u-1", json!("doctor")));

@@ -305,3 +305,12 @@ pub fn claims_of(token: &str) -> serde_json::Value {
     let p = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&gateway_core::b64::decode(p.as_bytes()).unwrap()).unwrap()
 }
+
+/// One ES256 test key (`es-1`) served as both tenants' JWKS, and an echo upstream.
+pub async fn keyed_stack() -> (testkit::TestKey, testkit::JwksServer, testkit::EchoServer) {
+    let key = testkit::TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
+    let server = testkit::JwksServer::start(60).await;
+    server.set("t1", testkit::jwks(&[&key]));
+    server.set("t2", testkit::jwks(&[&key]));
+    (key, server, testkit::EchoServer::start().await)
+}

@@ -4,22 +4,17 @@
 
 mod support;
 
-use jsonwebtoken::Algorithm;
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{free_port, standard_config};
-use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
+use testkit::claims;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_upgrade_hands_over_the_listeners_without_dropping_requests() {
-    let key = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
-    let server = JwksServer::start(60).await;
-    server.set("t1", jwks(&[&key]));
-    server.set("t2", jwks(&[&key]));
-    let echo = EchoServer::start().await;
+    let (key, server, echo) = support::keyed_stack().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
     let cfg = dir.path().join("gateway.yaml");

@@ -36,6 +36,13 @@ impl Use {
     }
 }
 
+impl Timeline {
+    /// A new key's timeline: current from `activates_at`, no end set yet.
+    pub fn new(kid: String, key_use: Use, now: i64, activates_at: i64) -> Timeline {
+        Timeline { kid, key_use, created_at: now, activates_at, retires_at: None, expires_at: None, revoked: false }
+    }
+}
+
 /// A key's place in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

@@ -192,15 +192,7 @@ impl Kms {
         Ok(KeyRecord {
             tenant: t.id.clone(),
             alg: alg.as_str().into(),
-            timeline: Timeline {
-                kid,
-                key_use,
-                created_at: now,
-                activates_at,
-                retires_at: None,
-                expires_at: None,
-                revoked: false,
-            },
+            timeline: Timeline::new(kid, key_use, now, activates_at),
             public_jwk,
             sealed,
         })
@@ -400,15 +392,7 @@ impl Kms {
                     return Err(KmsError::Conflict("a next key is already planned; rotate first".into()));
                 }
                 let activates_at = now + s.publish_ahead;
-                let tl = Timeline {
-                    kid: kid.clone(),
-                    key_use,
-                    created_at: now,
-                    activates_at,
-                    retires_at: None,
-                    expires_at: None,
-                    revoked: false,
-                };
+                let tl = Timeline::new(kid.clone(), key_use, now, activates_at);
                 (jwk, Some(sealed), tl)
             }
             Imported::Public(mut jwk) => {
