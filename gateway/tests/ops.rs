@@ -162,14 +162,23 @@ async fn metrics_pass_promtool_and_count_refusals_by_reason() {
     http.get(gw.url("/echo")).bearer_auth(&token).send().await.unwrap();
     http.get(gw.url("/echo")).send().await.unwrap();
     http.get(gw.url("/echo")).bearer_auth("a.b.c").send().await.unwrap();
-    let text = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for needle in [
+    // Metrics are recorded in the logging phase, just after the response is sent.
+    let needles = [
         r#"gateway_denials_total{reason="token_missing"} 1"#,
         r#"gateway_denials_total{reason="token_malformed"} 1"#,
         r#"gateway_requests_total{decision="allow",route="echo",status="200"} 1"#,
         r#"gateway_token_verify_seconds_count{alg="ES256"} 1"#,
         r#"gateway_key_fetches_total{result="ok",tenant="t1",trigger="startup"} 1"#,
-    ] {
+    ];
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let text = loop {
+        let text = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if needles.iter().all(|n| text.contains(n)) || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for needle in needles {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
     match testkit::promtool_check(&text) {
