@@ -216,35 +216,60 @@ impl Sealer {
         Ok(Sealer { key: LessSafeKey::new(key) })
     }
 
-    /// `nonce || ciphertext || tag`.
+    /// Envelope encryption: a fresh data key per sealed value encrypts it (AAD: the
+    /// kid); the master key wraps that data key. Layout: `1 || wrap(dek) || seal(value)`,
+    /// each part `nonce || ciphertext || tag`.
     pub fn seal(&self, kid: &str, plain: &[u8]) -> Result<Vec<u8>, KeyError> {
-        let mut nonce = [0u8; 12];
-        SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto("rng"))?;
-        let mut buf = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(kid.as_bytes()), &mut buf)
-            .map_err(|_| KeyError::Crypto("seal"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
+        let mut dek = Zeroizing::new([0u8; 32]);
+        SystemRandom::new().fill(dek.as_mut()).map_err(|_| KeyError::Crypto("rng"))?;
+        let dek_key = aead_key(dek.as_ref())?;
+        let mut out = vec![1u8];
+        out.extend(aead_seal(&self.key, format!("dek:{kid}").as_bytes(), dek.as_ref())?);
+        out.extend(aead_seal(&dek_key, kid.as_bytes(), plain)?);
         Ok(out)
     }
 
-    /// Opens a sealed blob; fails on a wrong master key or any tampering.
+    /// Opens a sealed value; fails on a wrong master key or any tampering.
     pub fn open(&self, kid: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        if sealed.len() < 12 + 16 {
-            return Err(KeyError::Crypto("sealed blob too short"));
+        const WRAPPED: usize = 12 + 32 + 16;
+        let (version, rest) = sealed.split_first().ok_or(KeyError::Crypto("empty sealed value"))?;
+        if *version != 1 || rest.len() < WRAPPED + 12 + 16 {
+            return Err(KeyError::Crypto("unknown sealed format"));
         }
-        let (nonce, body) = sealed.split_at(12);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Crypto("nonce"))?;
-        let mut buf = Zeroizing::new(body.to_vec());
-        let len = self
-            .key
-            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
-            .map_err(|_| KeyError::Crypto("cannot unseal: wrong master key or corrupted store"))?
-            .len();
-        buf.truncate(len);
-        Ok(buf)
+        let (wrapped, body) = rest.split_at(WRAPPED);
+        let dek = aead_open(&self.key, format!("dek:{kid}").as_bytes(), wrapped)?;
+        aead_open(&aead_key(&dek)?, kid.as_bytes(), body)
     }
+}
+
+fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, KeyError> {
+    Ok(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, bytes).map_err(|_| KeyError::Crypto("AES key"))?))
+}
+
+fn aead_seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
+    let mut nonce = [0u8; 12];
+    SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto("rng"))?;
+    let mut buf = plain.to_vec();
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+        .map_err(|_| KeyError::Crypto("seal"))?;
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&buf);
+    Ok(out)
+}
+
+fn aead_open(key: &LessSafeKey, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < 12 + 16 {
+        return Err(KeyError::Crypto("sealed value too short"));
+    }
+    let (nonce, body) = sealed.split_at(12);
+    let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Crypto("nonce"))?;
+    let mut buf = Zeroizing::new(body.to_vec());
+    let len = key
+        .open_in_place(nonce, Aad::from(aad), &mut buf)
+        .map_err(|_| KeyError::Crypto("cannot unseal: wrong master key or corrupted store"))?
+        .len();
+    buf.truncate(len);
+    Ok(buf)
 }
 
 fn describe(label: &str) -> &'static str {
@@ -346,5 +371,25 @@ pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported
             found: found.into(),
             expected: "a PKCS#8, PKCS#1 or SEC1 private key, or an SPKI public key".into(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_sealing_binds_kid_and_master_key() {
+        let a = Sealer::new(&[7u8; 32]).unwrap();
+        let b = Sealer::new(&[8u8; 32]).unwrap();
+        let sealed = a.seal("kid-1", b"private key bytes").unwrap();
+        assert_eq!(a.open("kid-1", &sealed).unwrap().as_slice(), b"private key bytes");
+        assert!(a.open("kid-2", &sealed).is_err(), "bound to its kid");
+        assert!(b.open("kid-1", &sealed).is_err(), "bound to the master key");
+        let mut tampered = sealed.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(a.open("kid-1", &tampered).is_err());
+        assert_ne!(a.seal("kid-1", b"x").unwrap(), a.seal("kid-1", b"x").unwrap(), "fresh data key and nonces");
     }
 }
