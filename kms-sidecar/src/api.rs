@@ -198,6 +198,10 @@ struct CreateTenant {
     max_token_ttl_secs: Option<i64>,
     #[serde(default)]
     clock_skew_secs: Option<i64>,
+    #[serde(default)]
+    enc_alg: Option<String>,
+    #[serde(default)]
+    rsa_bits: Option<u32>,
 }
 
 async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
@@ -214,6 +218,8 @@ async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Respons
             max_token_ttl: None,
             clock_skew: None,
         },
+        enc_alg: req.enc_alg.clone(),
+        rsa_bits: req.rsa_bits,
     };
     crate::config::validate_tenant(&file).map_err(KmsError::BadRequest)?;
     let rec = TenantRecord {
@@ -224,6 +230,8 @@ async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Respons
         interval: req.rotation_interval_secs.unwrap_or(90 * 86400),
         max_token_ttl: req.max_token_ttl_secs.unwrap_or(900),
         clock_skew: req.clock_skew_secs.unwrap_or(60),
+        enc_alg: req.enc_alg,
+        rsa_bits: req.rsa_bits,
     };
     let id = rec.id.clone();
     if st.kms.ensure_tenant(rec, now())? {

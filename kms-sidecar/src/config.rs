@@ -61,6 +61,12 @@ pub struct TenantFile {
     pub audience: String,
     /// Rotation schedule.
     pub rotation: RotationFile,
+    /// Encryption key management: `RSA-OAEP-256` (default) or `ECDH-ES+A256KW`.
+    #[serde(default)]
+    pub enc_alg: Option<String>,
+    /// RSA signing key size: 2048 (default) or 3072.
+    #[serde(default)]
+    pub rsa_bits: Option<u32>,
 }
 
 /// The whole file.
@@ -137,6 +143,14 @@ pub fn validate_tenant(t: &TenantFile) -> Result<(), String> {
     }
     if t.audience.is_empty() {
         return Err("audience: must not be empty".into());
+    }
+    if let Some(a) = &t.enc_alg {
+        if a != "RSA-OAEP-256" && a != "ECDH-ES+A256KW" {
+            return Err(format!("enc_alg: {a:?} is not RSA-OAEP-256 or ECDH-ES+A256KW"));
+        }
+    }
+    if t.rsa_bits.is_some_and(|b| b != 2048 && b != 3072) {
+        return Err("rsa_bits: must be 2048 or 3072".into());
     }
     if t.rotation.interval.secs() < 1 {
         return Err("rotation.interval: must be at least 1s".into());

@@ -27,6 +27,8 @@ pub enum Alg {
     EdDSA,
     /// RSA-OAEP-256 key management (JWE).
     RsaOaep256,
+    /// ECDH-ES+A256KW key management on P-256 (JWE).
+    EcdhEsA256Kw,
 }
 
 impl Alg {
@@ -38,6 +40,7 @@ impl Alg {
             "ES256" => Alg::ES256,
             "EdDSA" => Alg::EdDSA,
             "RSA-OAEP-256" => Alg::RsaOaep256,
+            "ECDH-ES+A256KW" => Alg::EcdhEsA256Kw,
             _ => return None,
         })
     }
@@ -50,13 +53,14 @@ impl Alg {
             Alg::ES256 => "ES256",
             Alg::EdDSA => "EdDSA",
             Alg::RsaOaep256 => "RSA-OAEP-256",
+            Alg::EcdhEsA256Kw => "ECDH-ES+A256KW",
         }
     }
 
     fn family(self) -> &'static str {
         match self {
             Alg::RS256 | Alg::PS256 | Alg::RsaOaep256 => "an RSA key",
-            Alg::ES256 => "a P-256 EC key",
+            Alg::ES256 | Alg::EcdhEsA256Kw => "a P-256 EC key",
             Alg::EdDSA => "an Ed25519 key",
         }
     }
@@ -81,10 +85,13 @@ pub enum KeyError {
     Pem(String),
 }
 
-/// Generates a new private key as PKCS#8 DER.
-pub fn generate(alg: Alg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+/// Generates a new private key: PKCS#8 DER, or the raw scalar for ECDH keys.
+/// `rsa_bits` (2048 or 3072) sizes RSA signing keys.
+pub fn generate(alg: Alg, rsa_bits: u32) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    let size = if rsa_bits == 3072 { KeySize::Rsa3072 } else { KeySize::Rsa2048 };
     let der = match alg {
-        Alg::RS256 | Alg::PS256 => RsaKeyPair::generate(KeySize::Rsa2048)
+        Alg::EcdhEsA256Kw => return crate::ecdh::generate(),
+        Alg::RS256 | Alg::PS256 => RsaKeyPair::generate(size)
             .and_then(|k| k.as_der().map(|d| d.as_ref().to_vec()))
             .map_err(|_| KeyError::Crypto("RSA generation"))?,
         Alg::RsaOaep256 => PrivateDecryptingKey::generate(KeySize::Rsa2048)
@@ -126,6 +133,7 @@ pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Va
             let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
             json!({"kty": "OKP", "crv": "Ed25519", "x": b64::encode(pair.public_key().as_ref())})
         }
+        Alg::EcdhEsA256Kw => crate::ecdh::public_members(pkcs8)?,
     };
     let o = jwk.as_object_mut().expect("object literal");
     o.insert("kid".into(), json!(kid));
@@ -134,8 +142,11 @@ pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Va
     Ok(jwk)
 }
 
-/// The private JWK of an RSA decryption key, for the gateway channel only.
-pub fn private_jwk(pkcs8: &[u8], kid: &str) -> Result<Value, KeyError> {
+/// The private JWK of a decryption key, for the gateway channel only.
+pub fn private_jwk(alg: Alg, pkcs8: &[u8], kid: &str) -> Result<Value, KeyError> {
+    if alg == Alg::EcdhEsA256Kw {
+        return crate::ecdh::private_jwk(pkcs8, kid);
+    }
     let k = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
     let e = |v: &[u8]| b64::encode(v);
     Ok(json!({
@@ -164,7 +175,7 @@ pub fn sign(alg: Alg, pkcs8: &[u8], msg: &[u8]) -> Result<Vec<u8>, KeyError> {
             let pair = Ed25519KeyPair::from_pkcs8(pkcs8).map_err(|_| KeyError::Crypto("Ed25519 key"))?;
             Ok(pair.sign(msg).as_ref().to_vec())
         }
-        Alg::RsaOaep256 => Err(KeyError::Crypto("not a signing key")),
+        Alg::RsaOaep256 | Alg::EcdhEsA256Kw => Err(KeyError::Crypto("not a signing key")),
     }
 }
 
@@ -176,29 +187,51 @@ pub fn jws(alg: Alg, pkcs8: &[u8], kid: &str, claims: &Value) -> Result<String, 
     Ok(format!("{input}.{}", b64::encode(sig)))
 }
 
-/// Nested JWT: the signed `jws` encrypted to an RSA-OAEP-256 key with A256GCM.
-pub fn jwe_wrap(enc_pkcs8: &[u8], kid: &str, jws: &str) -> Result<String, KeyError> {
-    let rng = SystemRandom::new();
-    let header = json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": kid, "cty": "JWT"});
+/// Nested JWT: the signed `jws` encrypted to the decryption key (`RSA-OAEP-256` or
+/// `ECDH-ES+A256KW`) with A256GCM and `cty: JWT`.
+pub fn jwe_wrap(alg: Alg, enc_key: &[u8], kid: &str, jws: &str) -> Result<String, KeyError> {
+    match alg {
+        Alg::EcdhEsA256Kw => crate::ecdh::wrap(enc_key, kid, jws),
+        Alg::RsaOaep256 => {
+            let mut cek = Zeroizing::new([0u8; 32]);
+            SystemRandom::new().fill(cek.as_mut()).map_err(|_| KeyError::Crypto("rng"))?;
+            let private = PrivateDecryptingKey::from_pkcs8(enc_key).map_err(|_| KeyError::Crypto("RSA key"))?;
+            let public = OaepPublicEncryptingKey::new(private.public_key()).map_err(|_| KeyError::Crypto("RSA key"))?;
+            let mut ek = vec![0u8; public.ciphertext_size()];
+            let ek_len = public
+                .encrypt(&OAEP_SHA256_MGF1SHA256, cek.as_ref(), &mut ek, None)
+                .map_err(|_| KeyError::Crypto("RSA-OAEP"))?
+                .len();
+            ek.truncate(ek_len);
+            let header = json!({"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": kid, "cty": "JWT"});
+            seal_a256gcm(&header, &ek, &cek, jws)
+        }
+        _ => Err(KeyError::Crypto("not an encryption key")),
+    }
+}
+
+/// The compact JWE of `payload` under `cek` (A256GCM; AAD = the encoded header).
+pub(crate) fn seal_a256gcm(
+    header: &Value,
+    encrypted_key: &[u8],
+    cek: &[u8; 32],
+    payload: &str,
+) -> Result<String, KeyError> {
     let h64 = b64::encode(header.to_string());
-    let mut cek = Zeroizing::new([0u8; 32]);
     let mut iv = [0u8; 12];
-    rng.fill(cek.as_mut()).map_err(|_| KeyError::Crypto("rng"))?;
-    rng.fill(&mut iv).map_err(|_| KeyError::Crypto("rng"))?;
-    let private = PrivateDecryptingKey::from_pkcs8(enc_pkcs8).map_err(|_| KeyError::Crypto("RSA key"))?;
-    let public = OaepPublicEncryptingKey::new(private.public_key()).map_err(|_| KeyError::Crypto("RSA key"))?;
-    let mut ek = vec![0u8; public.ciphertext_size()];
-    let ek_len = public
-        .encrypt(&OAEP_SHA256_MGF1SHA256, cek.as_ref(), &mut ek, None)
-        .map_err(|_| KeyError::Crypto("RSA-OAEP"))?
-        .len();
-    ek.truncate(ek_len);
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, cek.as_ref()).map_err(|_| KeyError::Crypto("AES key"))?);
-    let mut data = jws.as_bytes().to_vec();
+    SystemRandom::new().fill(&mut iv).map_err(|_| KeyError::Crypto("rng"))?;
+    let key = aead_key(cek)?;
+    let mut data = payload.as_bytes().to_vec();
     let tag = key
         .seal_in_place_separate_tag(Nonce::assume_unique_for_key(iv), Aad::from(h64.as_bytes()), &mut data)
         .map_err(|_| KeyError::Crypto("AES-GCM"))?;
-    Ok(format!("{h64}.{}.{}.{}.{}", b64::encode(ek), b64::encode(iv), b64::encode(&data), b64::encode(tag.as_ref())))
+    Ok(format!(
+        "{h64}.{}.{}.{}.{}",
+        b64::encode(encrypted_key),
+        b64::encode(iv),
+        b64::encode(&data),
+        b64::encode(tag.as_ref())
+    ))
 }
 
 /// AES-256-GCM sealing of private keys under the master key (envelope: the kid is the AAD).

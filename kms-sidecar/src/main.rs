@@ -8,6 +8,7 @@ mod api;
 mod config;
 mod crypto;
 mod der;
+mod ecdh;
 mod keyring;
 mod metrics;
 mod service;
@@ -125,6 +126,8 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             interval: t.rotation.interval.secs(),
             max_token_ttl: t.rotation.max_token_ttl.map_or(900, |d| d.secs()),
             clock_skew: t.rotation.clock_skew.map_or(60, |d| d.secs()),
+            enc_alg: t.enc_alg.clone(),
+            rsa_bits: t.rsa_bits,
         };
         if kms.ensure_tenant(rec, now).map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.id))? {
             tracing::info!(tenant = %t.id, "tenant created");

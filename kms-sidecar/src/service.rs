@@ -81,6 +81,17 @@ pub struct Kms {
     keep_retired: bool,
 }
 
+/// The tenant's encryption key management (`RSA-OAEP-256` by default).
+fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
+    match t.enc_alg.as_deref() {
+        None => Ok(Alg::RsaOaep256),
+        Some(a) => match Alg::parse(a) {
+            Some(alg @ (Alg::RsaOaep256 | Alg::EcdhEsA256Kw)) => Ok(alg),
+            _ => Err(KmsError::BadRequest(format!("enc_alg {a:?} is not RSA-OAEP-256 or ECDH-ES+A256KW"))),
+        },
+    }
+}
+
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = SystemRandom::new().fill(&mut b);
@@ -183,10 +194,10 @@ impl Kms {
     fn new_key(&self, t: &TenantRecord, key_use: Use, activates_at: i64, now: i64) -> Result<KeyRecord, KmsError> {
         let alg = match key_use {
             Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
-            Use::Enc => Alg::RsaOaep256,
+            Use::Enc => enc_alg(t)?,
         };
         let kid = format!("{}-{}-{}", t.id, key_use.as_str(), random_hex(8));
-        let pkcs8 = crypto::generate(alg)?;
+        let pkcs8 = crypto::generate(alg, t.rsa_bits.unwrap_or(2048))?;
         let public_jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
         let sealed = Some(self.store.seal(&kid, &pkcs8)?);
         Ok(KeyRecord {
@@ -323,7 +334,8 @@ impl Kms {
             .current_key(tenant, Use::Enc, now)
             .ok_or_else(|| KmsError::Internal("no current encryption key".into()))?;
         let enc_pkcs8 = self.store.private(&enc)?;
-        Ok(crypto::jwe_wrap(&enc_pkcs8, &enc.timeline.kid, &jws)?)
+        let alg = Alg::parse(&enc.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
+        Ok(crypto::jwe_wrap(alg, &enc_pkcs8, &enc.timeline.kid, &jws)?)
     }
 
     /// Records revocations durably (one transaction) and returns them numbered.
@@ -360,7 +372,8 @@ impl Kms {
         let mut keys = Vec::new();
         for k in held {
             let pkcs8 = self.store.private(&k)?;
-            keys.push(crypto::private_jwk(&pkcs8, &k.timeline.kid)?);
+            let alg = Alg::parse(&k.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
+            keys.push(crypto::private_jwk(alg, &pkcs8, &k.timeline.kid)?);
         }
         Ok(json!({ "keys": keys }))
     }
@@ -379,8 +392,11 @@ impl Kms {
         let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
         let alg = match key_use {
             Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
-            Use::Enc => Alg::RsaOaep256,
+            Use::Enc => enc_alg(&t)?,
         };
+        if alg == Alg::EcdhEsA256Kw {
+            return Err(KmsError::BadRequest("import of ECDH-ES+A256KW encryption keys is not supported".into()));
+        }
         let s = self.schedule(&t);
         let kid = format!("{}-{}-import-{}", t.id, key_use.as_str(), random_hex(6));
         let (public_jwk, sealed, timeline) = match crypto::import_pem(pem, alg, format)? {

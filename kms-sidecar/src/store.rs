@@ -62,6 +62,12 @@ pub struct TenantRecord {
     pub max_token_ttl: i64,
     /// Clock skew, seconds.
     pub clock_skew: i64,
+    /// Key management of encryption keys (`RSA-OAEP-256` when absent).
+    #[serde(default)]
+    pub enc_alg: Option<String>,
+    /// RSA signing key size (2048 when absent).
+    #[serde(default)]
+    pub rsa_bits: Option<u32>,
 }
 
 /// A stored key: timeline, public JWK, and the sealed private key (absent for an

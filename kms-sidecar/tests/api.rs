@@ -37,8 +37,8 @@ fn config(dir: &Path, port: u16, internal: u16, create: bool) -> std::path::Path
         format!(
             "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: {create}\n\
              master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             jwks_max_age: 30s\ntenants:\n  - {{ id: t-rsa, alg: RS256, issuer: https://kms.test/t-rsa, audience: api, rotation: {{ interval: 1d }} }}\n\
-             \x20 - {{ id: t-ec, alg: ES256, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
+             jwks_max_age: 30s\ntenants:\n  - {{ id: t-rsa, alg: RS256, rsa_bits: 3072, issuer: https://kms.test/t-rsa, audience: api, rotation: {{ interval: 1d }} }}\n\
+             \x20 - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
             dir.join("data").display()
         ),
     )
@@ -176,7 +176,8 @@ async fn admin_auth_mint_channel_and_import() {
     assert_eq!(http.get(&chan).bearer_auth(ADMIN).send().await.unwrap().status(), 401);
     let keys: Value = http.get(&chan).bearer_auth(GATEWAY).send().await.unwrap().json().await.unwrap();
     let k = &keys["keys"][0];
-    assert!(k["d"].is_string() && k["qi"].is_string() && k["kid"].as_str().unwrap().contains("-enc-"));
+    assert!(k["d"].is_string() && k["x"].is_string() && k["kid"].as_str().unwrap().contains("-enc-"));
+    assert_eq!((k["crv"].as_str(), k["alg"].as_str()), (Some("P-256"), Some("ECDH-ES+A256KW")));
     assert_eq!(
         http.get(kms.url("/internal/v1/tenants/t-ec/decryption-keys"))
             .bearer_auth(GATEWAY)
@@ -276,4 +277,63 @@ async fn restart_keeps_everything_and_a_wrong_master_key_refuses_to_start() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("key store"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Nested JWTs from the sidecar decrypt with an independent implementation (josekit)
+/// using the private JWKs of the gateway channel, for both key-management algorithms;
+/// the inner token is a JWS signed by the tenant's published signing key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nested_jwe_interoperates_for_both_key_management_algorithms() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = start(dir.path()).await;
+    let http = reqwest::Client::new();
+    for (tenant, alg, sig) in [
+        ("t-rsa", "RSA-OAEP-256", gateway_core::Algorithm::RS256),
+        ("t-ec", "ECDH-ES+A256KW", gateway_core::Algorithm::ES256),
+    ] {
+        let r = http
+            .post(kms.url(&format!("/v1/tenants/{tenant}/tokens")))
+            .bearer_auth(ADMIN)
+            .json(&json!({"sub": "p-1", "role": "insurer", "encrypt": true, "ttl_secs": 300}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let jwe = r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+        let chan = format!("http://127.0.0.1:{}/internal/v1/tenants/{tenant}/decryption-keys", kms.internal);
+        let keys: Value = http.get(&chan).bearer_auth(GATEWAY).send().await.unwrap().json().await.unwrap();
+        let private = keys["keys"].as_array().unwrap().iter().find(|k| k["alg"] == alg).unwrap().clone();
+        let jwk = josekit::jwk::Jwk::from_bytes(private.to_string().as_bytes()).unwrap();
+        let decrypter: Box<dyn josekit::jwe::JweDecrypter> = if alg == "RSA-OAEP-256" {
+            Box::new(josekit::jwe::RSA_OAEP_256.decrypter_from_jwk(&jwk).unwrap())
+        } else {
+            Box::new(josekit::jwe::ECDH_ES_A256KW.decrypter_from_jwk(&jwk).unwrap())
+        };
+        let (payload, header) = josekit::jwe::deserialize_compact(&jwe, decrypter.as_ref()).unwrap();
+        assert_eq!(header.content_type(), Some("JWT"));
+        assert_eq!(header.algorithm(), Some(alg));
+        let inner = String::from_utf8(payload).unwrap();
+        let parts: Vec<&str> = inner.split('.').collect();
+        assert_eq!(parts.len(), 3, "the payload is a signed JWS");
+        let jwks = http.get(kms.url(&format!("/jwk/{tenant}"))).send().await.unwrap().bytes().await.unwrap();
+        let set = gateway_core::KeySet::from_jwks(&jwks).unwrap();
+        let h: Value = serde_json::from_slice(&gateway_core::b64::decode(parts[0].as_bytes()).unwrap()).unwrap();
+        let key = set.get(h["kid"].as_str().unwrap()).unwrap();
+        let sig_bytes = gateway_core::b64::decode(parts[2].as_bytes()).unwrap();
+        assert!(key.verify(sig, format!("{}.{}", parts[0], parts[1]).as_bytes(), &sig_bytes));
+        if tenant == "t-rsa" {
+            let n = keys["keys"][0]["n"].as_str().unwrap();
+            assert!(!n.is_empty());
+            let sig_n = serde_json::from_slice::<Value>(&jwks).unwrap()["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["use"] == "sig")
+                .unwrap()["n"]
+                .as_str()
+                .unwrap()
+                .len();
+            assert_eq!(sig_n, 512, "rsa_bits: 3072 gives a 384-byte modulus");
+        }
+    }
 }
