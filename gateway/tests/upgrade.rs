@@ -45,7 +45,10 @@ async fn graceful_upgrade_hands_over_the_listeners_without_dropping_requests() {
         c.env("RUST_LOG", "warn").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
     };
     let mut old = spawn(false);
-    let http = reqwest::Client::new();
+    // A fresh connection per request: what the upgrade guarantees is that no new
+    // connection is refused or fails; an idle keep-alive connection to the old process
+    // closing under a client is the ordinary keep-alive race that clients retry.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
     let url = format!("http://127.0.0.1:{port}/echo");
     let token = key.mint(&claims("t1", "u", json!("doctor")));
     let deadline = Instant::now() + Duration::from_secs(10);
