@@ -12,6 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=${1:-}
 PROFILE=${PROFILE:-debug}
+scripts/deps.sh
 if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
 BIN=target/$PROFILE
 if "$BIN/kms-sidecar" --help 2>/dev/null | grep -qw serve; then MODE=sidecar; else MODE=local; fi

@@ -4,6 +4,7 @@
 # rotation, config reload and revocation (load-tests/ops-scenario.sh), all on loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh test
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
