@@ -16,6 +16,7 @@ pub mod error;
 pub mod header;
 pub mod jose;
 pub mod json;
+pub mod jwe;
 pub mod key;
 pub mod keystore;
 mod pem_key;
