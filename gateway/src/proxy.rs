@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
-use gateway_core::{Allowed, Refusal};
+use gateway_core::{Allowed, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -38,7 +38,7 @@ pub struct Ctx {
     upstream: Option<String>,
     headers: HeaderPlan,
     reason: Option<&'static str>,
-    who: Option<Identity>,
+    token: Option<Arc<VerifiedToken>>,
     request_id: String,
     tried: Vec<Backend>,
 }
@@ -114,7 +114,7 @@ impl ProxyHttp for Gateway {
             upstream: None,
             headers: HeaderPlan::default(),
             reason: None,
-            who: None,
+            token: None,
             request_id: String::new(),
             tried: Vec::new(),
         }
@@ -128,7 +128,7 @@ impl ProxyHttp for Gateway {
                 let route = &allowed.permit.route().route;
                 ctx.route = Some(route.name.clone());
                 ctx.upstream = Some(route.upstream.clone());
-                ctx.who = allowed.permit.token().map(|t| Identity::of(t, &rt.engine.config.role_claim));
+                ctx.token = allowed.permit.token().cloned();
                 ctx.headers = allowed.headers;
                 Ok(false)
             }
@@ -136,7 +136,7 @@ impl ProxyHttp for Gateway {
                 let r = refusal.denial.response();
                 ctx.route = refusal.route.map(|r| r.name.clone());
                 ctx.reason = Some(r.reason);
-                ctx.who = refusal.token.map(|t| Identity::of(&t, &rt.engine.config.role_claim));
+                ctx.token = refusal.token;
                 let extra: Vec<(&str, &str)> =
                     r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
                 write_json(session, r.status, &extra, refusal.denial.body()).await?;
@@ -227,14 +227,15 @@ impl ProxyHttp for Gateway {
             status,
             decision,
             reason = ctx.reason.unwrap_or(""),
-            tenant = ctx.who.as_ref().map_or("", |w| w.tenant.as_str()),
+            tenant = ctx.token.as_ref().map_or("", |t| t.tenant().id.as_str()),
             request_id = ctx.request_id.as_str(),
             latency_us = ctx.started.elapsed().as_micros() as u64,
             "request"
         );
         if let Some(audit) = &self.audit {
             let req = session.req_header();
-            let who = ctx.who.take().unwrap_or_default();
+            // The audited identity is only extracted when there is an audit trail.
+            let who = ctx.token.take().map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
             audit.record(AuditRecord {
                 time_ms: std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

@@ -8,7 +8,7 @@ use crate::error::AuthError;
 use crate::verify::VerifiedToken;
 use dashmap::DashMap;
 use serde::Deserialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// One entry of the sidecar's revocation feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -42,6 +42,8 @@ pub struct Revocations {
     tenants: DashMap<String, i64>,
     kids: DashMap<(String, String), ()>,
     cursor: AtomicU64,
+    /// Set once anything is held, so the common case (nothing revoked) costs one load.
+    any: AtomicBool,
 }
 
 fn raise(slot: &mut i64, to: i64) {
@@ -51,6 +53,7 @@ fn raise(slot: &mut i64, to: i64) {
 impl Revocations {
     /// Applies one event (idempotent; events of already-expired tokens are skipped).
     pub fn apply(&self, e: &RevocationEvent, now: i64) {
+        self.any.store(true, Ordering::Release);
         match (&e.jti, e.exp, &e.subject, e.before, &e.kid) {
             (Some(jti), Some(exp), _, _, _) if exp >= now => {
                 self.jtis.insert((e.tenant.clone(), jti.clone()), exp);
@@ -76,6 +79,9 @@ impl Revocations {
 
     /// Refuses a revoked token.
     pub fn check(&self, t: &VerifiedToken) -> Result<(), AuthError> {
+        if !self.any.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let tenant = &t.tenant().id;
         if let Some(kid) = t.kid() {
             if self.kids.contains_key(&(tenant.clone(), kid.to_owned())) {
