@@ -48,7 +48,7 @@ impl Runtime {
 
     /// The required tenants without usable keys at `now` (empty when ready).
     pub fn missing_keys(&self, now: i64) -> Vec<&str> {
-        self.required.iter().filter(|t| self.engine.keys.get(t, now).is_none()).map(String::as_str).collect()
+        self.engine.keys.missing(self.required.iter().map(String::as_str), now)
     }
 }
 

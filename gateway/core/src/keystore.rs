@@ -67,7 +67,6 @@ struct FetchState {
     next_refresh_at: AtomicI64,
     last_forced_at: AtomicI64,
     in_flight: AtomicBool,
-    last_ok_at: AtomicI64,
     failures: AtomicU64,
 }
 
@@ -123,7 +122,6 @@ impl KeyStore {
         });
         if let Some(st) = self.state.get(tenant) {
             st.next_refresh_at.store(now + self.policy.interval(max_age), Ordering::Release);
-            st.last_ok_at.store(now, Ordering::Release);
             st.failures.store(0, Ordering::Release);
         }
     }
@@ -141,7 +139,6 @@ impl KeyStore {
         });
         if let (Some(new), Some(prev)) = (self.state.get(tenant), old.state.get(tenant)) {
             new.next_refresh_at.store(prev.next_refresh_at.load(Ordering::Acquire), Ordering::Release);
-            new.last_ok_at.store(prev.last_ok_at.load(Ordering::Acquire), Ordering::Release);
         }
     }
 
@@ -201,9 +198,14 @@ impl KeyStore {
         self.state.get(tenant).map_or(0, |s| s.failures.load(Ordering::Acquire))
     }
 
+    /// The tenants of `required` without usable keys at `now`.
+    pub fn missing<'a>(&self, required: impl IntoIterator<Item = &'a str>, now: i64) -> Vec<&'a str> {
+        required.into_iter().filter(|t| self.get(t, now).is_none()).collect()
+    }
+
     /// Whether every tenant in `required` has usable keys at `now`.
     pub fn ready<'a>(&self, required: impl IntoIterator<Item = &'a str>, now: i64) -> bool {
-        required.into_iter().all(|t| self.get(t, now).is_some())
+        self.missing(required, now).is_empty()
     }
 }
 
