@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One run, one gateway, one upstream: a pass-through route (no auth) and an
-# authenticated RS256 route are driven with wrk on loopback, one after the other,
-# and requests/s, p50/p99 latency, gateway CPU per request and the ratio
-# authenticated/pass-through are printed.
+# One run, one gateway, one upstream: a pass-through route (no auth), an
+# authenticated RS256 route and a JWE-only route (nested JWT: RS256 inside
+# RSA-OAEP-256/A256GCM, then inside ECDH-ES+A256KW/A256GCM) are driven with wrk on
+# loopback, one after the other, and requests/s, p50/p99 latency, gateway CPU per
+# request and the ratios authenticated/pass-through and JWE/JWS are printed.
 # Usage: load-tests/compare.sh [seconds=10] [connections=32]
 # Env: GW_THREADS (gateway worker threads, default 1), TOKEN_CACHE (verified-token
 # cache size, default 10000; 0 verifies the signature on every request).
@@ -25,6 +26,7 @@ KEYS=$PWD/gateway/testkit/keys
 
 "$BIN/upstreams" --patient 127.0.0.1:$UP --doctor 127.0.0.1:$D1 --lab 127.0.0.1:$D2 --insurance 127.0.0.1:$D3 >"$WORK/up.log" 2>&1 &
 pids+=($!)
+"$BIN/mint-test-token" --write-enc-keys "$WORK"
 cat >"$WORK/gw.yaml" <<YAML
 listen: 127.0.0.1:$GW
 admin_listen: 127.0.0.1:$ADMIN
@@ -37,6 +39,7 @@ tenants:
     audiences: [api]
     algorithms: [RS256]
     keys: { file: $KEYS/rsa-a.pub.pem, kid: rs-1 }
+    encryption: { keys: { file: $WORK/enc-all.jwks } }
 headers:
   - { claim: sub, header: X-User-Id }
   - { claim: tenant_id, header: X-Tenant-Id }
@@ -47,13 +50,19 @@ upstreams:
 routes:
   - { name: open, prefix: /echo/open, upstream: echo, public: true }
   - { name: secure, prefix: /echo/secure, upstream: echo, allow: [ { role: doctor } ] }
+  - { name: sealed, prefix: /echo/sealed, upstream: echo, require_encrypted: true, allow: [ { role: doctor } ] }
 YAML
 RUST_LOG=warn "$BIN/gateway" --config "$WORK/gw.yaml" >"$WORK/gw.log" 2>&1 &
 GPID=$!
 pids+=($GPID)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ADMIN/readyz" >/dev/null && curl -sf "http://127.0.0.1:$UP/healthz" >/dev/null && break; sleep 0.1; done
 export TOKEN=$("$BIN/mint-test-token" --key rsa-a.pem --kid rs-1 --alg RS256 --ttl 3600)
+JWE_RSA=$("$BIN/mint-test-token" --key rsa-a.pem --kid rs-1 --alg RS256 --ttl 3600 --encrypt-to "$WORK/enc-rsa.jwks" --jwe-alg RSA-OAEP-256 --jwe-enc A256GCM)
+JWE_EC=$("$BIN/mint-test-token" --key rsa-a.pem --kid rs-1 --alg RS256 --ttl 3600 --encrypt-to "$WORK/enc-ec.jwks" --jwe-alg ECDH-ES+A256KW --jwe-enc A256GCM)
 curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$GW/echo/secure" >/dev/null || { echo "authenticated request failed"; cat "$WORK/gw.log"; exit 1; }
+for t in "$JWE_RSA" "$JWE_EC"; do
+  curl -sf -H "Authorization: Bearer $t" "http://127.0.0.1:$GW/echo/sealed" >/dev/null || { echo "JWE request failed"; cat "$WORK/gw.log"; exit 1; }
+done
 curl -sf "http://127.0.0.1:$GW/echo/open" >/dev/null
 
 cpu_ticks() { awk '{print $14+$15}' "/proc/$GPID/stat"; }
@@ -79,4 +88,11 @@ run() { # name url [script]
 echo "wrk: ${DUR}s per route, $CONN connections, gateway threads ${GW_THREADS:-1}, token cache ${TOKEN_CACHE:-10000}, on $(nproc) cores shared with wrk"
 run passthrough "http://127.0.0.1:$GW/echo/open"
 run rs256_auth "http://127.0.0.1:$GW/echo/secure" -s load-tests/auth.lua
-python3 -c "print(f'ratio authenticated/pass-through: {float(\"$RPS_rs256_auth\")/float(\"$RPS_passthrough\"):.3f}')"
+TOKEN="$JWE_RSA" run jwe_rsa_oaep "http://127.0.0.1:$GW/echo/sealed" -s load-tests/auth.lua
+TOKEN="$JWE_EC" run jwe_ecdh_a256kw "http://127.0.0.1:$GW/echo/sealed" -s load-tests/auth.lua
+python3 - "$RPS_passthrough" "$RPS_rs256_auth" "$RPS_jwe_rsa_oaep" "$RPS_jwe_ecdh_a256kw" <<'PY'
+import sys
+open_, jws, rsa, ec = map(float, sys.argv[1:])
+print(f"ratio authenticated/pass-through: {jws/open_:.3f}")
+print(f"ratio JWE(RSA-OAEP-256)/JWS: {rsa/jws:.3f}   JWE(ECDH-ES+A256KW)/JWS: {ec/jws:.3f}")
+PY

@@ -79,6 +79,10 @@ if [ "$MODE" = sidecar ]; then
     -d "{\"tenant\":\"hospital-a\",\"jti\":\"${JTI% *}\",\"exp\":${JTI#* }}" http://127.0.0.1:8081/admin/revoke
   sleep 0.3
   show 401 "the same patient token after POST /admin/revoke" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-100/records || ok=false
+  INSURER=$(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m --encrypt)
+  show 200 "insurer with a one-time encrypted token (nested JWE)" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
+  show 401 "the same one-time token again" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
+  show 401 "a plain signed token on the JWE-only insurance route" -H "Authorization: Bearer $(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m)" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
   show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
 fi
 $ok || { echo "demo: an answer was not as expected" >&2; exit 1; }

@@ -1,19 +1,25 @@
 //! Fetching tenant keys from their sources (JWKS URLs, local JWKS or PEM files) into
 //! the core's key store, on schedule in a Pingora background service, once at start-up,
-//! and on demand after an unknown `kid`.
+//! and on demand after an unknown `kid`. JWE-enabled tenants' private decryption keys
+//! come the same way from the sidecar's authenticated channel (or a local file) into
+//! the decryption store; the fetched bytes are wiped after parsing.
 
 use crate::metrics::Metrics;
+use crate::revocation::read_token;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::config::Config;
+use gateway_core::jwe::keys::DecryptionKeySet;
+use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::keystore::{parse_max_age, KeyStore};
-use gateway_core::tenant::KeySource;
+use gateway_core::tenant::{DecryptionSource, KeySource};
 use gateway_core::KeySet;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zeroize::Zeroizing;
 
 /// Seconds since the epoch: the only wall-clock read, handed to the core.
 pub fn now() -> i64 {
@@ -47,6 +53,17 @@ pub fn check_files(config: &Config) -> Vec<String> {
                 },
             }
         }
+        if let Some(DecryptionSource::File(path)) = t.encryption.as_ref().map(|e| &e.keys) {
+            let field = format!("tenants.{}.encryption.keys.file", t.id);
+            match std::fs::read(path).map(Zeroizing::new) {
+                Err(e) => out.push(format!("{field}: {path}: {e}")),
+                Ok(bytes) => match DecryptionKeySet::from_jwks(&bytes) {
+                    Err(e) => out.push(format!("{field}: {path}: {e}")),
+                    Ok(set) if set.is_empty() => out.push(format!("{field}: {path}: no usable decryption key")),
+                    Ok(_) => {}
+                },
+            }
+        }
     }
     out
 }
@@ -56,13 +73,20 @@ pub struct KeyFetcher {
     tenant_labels: bool,
     store: Arc<KeyStore>,
     sources: HashMap<String, KeySource>,
+    dstore: Arc<DecryptionStore>,
+    dsources: HashMap<String, DecryptionSource>,
     client: reqwest::Client,
     metrics: Metrics,
 }
 
 impl KeyFetcher {
     /// A fetcher for every tenant of `config`.
-    pub fn new(config: &Config, store: Arc<KeyStore>, metrics: Metrics) -> anyhow::Result<Self> {
+    pub fn new(
+        config: &Config,
+        store: Arc<KeyStore>,
+        dstore: Arc<DecryptionStore>,
+        metrics: Metrics,
+    ) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(config.keys.fetch_timeout)
             .connect_timeout(config.keys.fetch_timeout)
@@ -70,24 +94,40 @@ impl KeyFetcher {
             .pool_max_idle_per_host(0)
             .build()?;
         let sources = config.tenants.iter().map(|t| (t.id.clone(), t.keys.clone())).collect();
-        Ok(Self { tenant_labels: config.tenant_labels, store, sources, client, metrics })
+        let dsources = config
+            .tenants
+            .iter()
+            .filter_map(|t| t.encryption.as_ref().map(|e| (t.id.clone(), e.keys.clone())))
+            .collect();
+        Ok(Self { tenant_labels: config.tenant_labels, store, sources, dstore, dsources, client, metrics })
+    }
+
+    /// GETs a JWKS document (with a bearer credential on the sidecar channel), bounded
+    /// in size; returns the body (wiped when dropped) and its `max-age`.
+    async fn get(&self, url: &str, bearer: Option<&str>) -> anyhow::Result<(Zeroizing<Vec<u8>>, Option<i64>)> {
+        let mut req = self.client.get(url).header("accept", "application/json");
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("HTTP {}", resp.status());
+        }
+        let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
+        if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
+            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        }
+        let body = Zeroizing::new(resp.bytes().await?.to_vec());
+        if body.len() > MAX_JWKS_BYTES {
+            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        }
+        Ok((body, max_age))
     }
 
     async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
         match source {
             KeySource::Url(url) => {
-                let resp = self.client.get(url).header("accept", "application/json").send().await?;
-                if !resp.status().is_success() {
-                    anyhow::bail!("HTTP {}", resp.status());
-                }
-                let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
-                if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
-                    anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
-                }
-                let body = resp.bytes().await?;
-                if body.len() > MAX_JWKS_BYTES {
-                    anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
-                }
+                let (body, max_age) = self.get(url, None).await?;
                 Ok((KeySet::from_jwks(&body)?, max_age))
             }
             KeySource::File { path, kid } => {
@@ -96,6 +136,61 @@ impl KeyFetcher {
                 Ok((set, None))
             }
         }
+    }
+
+    async fn load_decryption(&self, source: &DecryptionSource) -> anyhow::Result<(DecryptionKeySet, Option<i64>)> {
+        let (body, max_age) = match source {
+            DecryptionSource::Url { url, token } => {
+                let token = read_token(token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
+                self.get(url, Some(&token)).await?
+            }
+            DecryptionSource::File(path) => {
+                (Zeroizing::new(tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?), None)
+            }
+        };
+        Ok((DecryptionKeySet::from_jwks(&body).map_err(|e| anyhow::anyhow!("{e}"))?, max_age))
+    }
+
+    /// Fetches one tenant's decryption keys and installs them; on failure the old keys stay.
+    pub async fn refresh_decryption(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
+        let source = self.dsources.get(tenant).ok_or_else(|| anyhow::anyhow!("tenant has no encryption"))?;
+        let counter =
+            |result| self.metrics.decryption_key_fetches.with_label_values(&[self.label(tenant), trigger, result]);
+        let outcome = match self.load_decryption(source).await {
+            Ok((set, _)) if set.is_empty() => {
+                Err(anyhow::anyhow!("no usable decryption key ({} skipped)", set.skipped.len()))
+            }
+            other => other,
+        };
+        match outcome {
+            Ok((set, max_age)) => {
+                for why in &set.skipped {
+                    tracing::debug!(tenant, why, "decryption key skipped");
+                }
+                tracing::info!(tenant, trigger, keys = set.len(), "tenant decryption keys loaded");
+                self.dstore.install(tenant, set, now(), max_age);
+                counter("ok").inc();
+                Ok(())
+            }
+            Err(e) => {
+                self.dstore.store().record_failure(tenant, now());
+                counter("error").inc();
+                tracing::warn!(tenant, trigger, error = %e, "decryption key fetch failed; keeping last good keys");
+                Err(e)
+            }
+        }
+    }
+
+    /// A JWE named a `kid` no tenant holds: refetch every JWE tenant whose unknown-`kid`
+    /// cooldown allows it. Returns whether any fetch succeeded.
+    pub async fn refetch_unknown_decryption_kid(&self) -> bool {
+        let mut any = false;
+        for tenant in self.dstore.tenants() {
+            if let Some(_slot) = self.dstore.store().try_refetch(tenant, now()) {
+                any |= self.refresh_decryption(tenant, "unknown_kid").await.is_ok();
+            }
+        }
+        any
     }
 
     fn label<'a>(&self, tenant: &'a str) -> &'a str {
@@ -142,12 +237,18 @@ impl KeyFetcher {
         self.refresh(tenant, "unknown_kid").await.is_ok()
     }
 
-    /// Loads every tenant once; returns the tenants that failed, with why.
+    /// Loads every tenant once (signing and decryption keys); returns the tenants that
+    /// failed, with why.
     pub async fn load_all(&self) -> Vec<(String, String)> {
         let mut failed = Vec::new();
         for tenant in self.sources.keys() {
             if let Err(e) = self.refresh(tenant, "startup").await {
                 failed.push((tenant.clone(), e.to_string()));
+            }
+        }
+        for tenant in self.dsources.keys() {
+            if let Err(e) = self.refresh_decryption(tenant, "startup").await {
+                failed.push((tenant.clone(), format!("decryption keys: {e}")));
             }
         }
         failed
@@ -159,6 +260,11 @@ impl KeyFetcher {
         for tenant in self.store.due(now) {
             if let Some(_slot) = self.store.try_scheduled(&tenant) {
                 let _ = self.refresh(&tenant, "scheduled").await;
+            }
+        }
+        for tenant in self.dstore.store().due(now) {
+            if let Some(_slot) = self.dstore.store().try_scheduled(&tenant) {
+                let _ = self.refresh_decryption(&tenant, "scheduled").await;
             }
         }
         // Per tenant, or (for large tenant counts) the oldest key set under "all".
@@ -182,7 +288,8 @@ impl BackgroundService for KeyRefresher {
         loop {
             let fetcher = self.0.load().fetcher.clone();
             fetcher.tick().await;
-            let wait = fetcher.store.next_due().map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
+            let due = [fetcher.store.next_due(), fetcher.dstore.store().next_due()].into_iter().flatten().min();
+            let wait = due.map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(Duration::from_secs(wait)) => {}

@@ -17,6 +17,10 @@ pub struct Metrics {
     pub verify_seconds: HistogramVec,
     /// Key fetches by tenant and result.
     pub key_fetches: IntCounterVec,
+    /// Decryption key fetches by tenant, trigger and result.
+    pub decryption_key_fetches: IntCounterVec,
+    /// JWE decryption latency by key management algorithm.
+    pub decrypt_seconds: HistogramVec,
     /// Age of each tenant's key set.
     pub key_age: IntGaugeVec,
     /// Upstream request latency by upstream.
@@ -57,6 +61,20 @@ impl Metrics {
             Opts::new("gateway_key_fetches_total", "Key set fetches by tenant, reason and result."),
             &["tenant", "trigger", "result"],
         )?;
+        let decryption_key_fetches = IntCounterVec::new(
+            Opts::new(
+                "gateway_decryption_key_fetches_total",
+                "Decryption key set fetches (sidecar channel or file) by tenant, reason and result.",
+            ),
+            &["tenant", "trigger", "result"],
+        )?;
+        let decrypt_seconds = HistogramVec::new(
+            HistogramOpts::new("gateway_token_decrypt_seconds", "JWE decryption latency (cache misses).")
+                .buckets(vec![1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2]),
+            &["alg"],
+        )?;
+        registry.register(Box::new(decryption_key_fetches.clone()))?;
+        registry.register(Box::new(decrypt_seconds.clone()))?;
         let key_age = IntGaugeVec::new(
             Opts::new("gateway_key_set_age_seconds", "Seconds since the tenant's keys were fetched."),
             &["tenant"],
@@ -102,6 +120,8 @@ impl Metrics {
             denials,
             verify_seconds,
             key_fetches,
+            decryption_key_fetches,
+            decrypt_seconds,
             key_age,
             upstream_seconds,
             reloads,
@@ -120,5 +140,15 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// Feeds the core's decryption timings into `gateway_token_decrypt_seconds`.
+#[derive(Debug)]
+pub struct DecryptObserver(pub HistogramVec);
+
+impl gateway_core::verify::Observer for DecryptObserver {
+    fn decrypted(&self, alg: gateway_core::jwe::KeyManagement, seconds: f64) {
+        self.0.with_label_values(&[alg.as_str()]).observe(seconds);
     }
 }

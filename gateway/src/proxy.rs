@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
+use gateway_core::verify::Refetch;
 use gateway_core::{Allowed, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
@@ -72,18 +73,20 @@ impl Gateway {
         let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
         let started = Instant::now();
         let first = rt.engine.decide(method, path, &auth, now());
-        let outcome = match first {
-            Err(Refusal { refetch_tenant: Some(tenant), .. }) if rt.fetcher.refetch_unknown_kid(&tenant).await => {
-                rt.engine.decide(method, path, &auth, now())
+        let refetched = match &first {
+            Err(Refusal { refetch: Some(Refetch::Signing(tenant)), .. }) => {
+                rt.fetcher.refetch_unknown_kid(tenant).await
             }
-            other => other,
+            Err(Refusal { refetch: Some(Refetch::Decryption), .. }) => {
+                rt.fetcher.refetch_unknown_decryption_kid().await
+            }
+            _ => false,
         };
+        let outcome = if refetched { rt.engine.decide(method, path, &auth, now()) } else { first };
         if let Ok(a) = &outcome {
             if let Some(t) = a.permit.token() {
-                self.metrics
-                    .verify_seconds
-                    .with_label_values(&[t.alg().as_str()])
-                    .observe(started.elapsed().as_secs_f64());
+                let alg = t.alg().map_or("unsigned", |a| a.as_str());
+                self.metrics.verify_seconds.with_label_values(&[alg]).observe(started.elapsed().as_secs_f64());
             }
         }
         outcome

@@ -54,7 +54,8 @@ pub struct Follower {
     pub metrics: Metrics,
 }
 
-fn read_token(t: &AdminToken) -> Option<zeroize::Zeroizing<String>> {
+/// Reads a channel credential from its environment variable or file.
+pub fn read_token(t: &AdminToken) -> Option<zeroize::Zeroizing<String>> {
     match t {
         AdminToken::Env(v) => std::env::var(v).ok(),
         AdminToken::File(p) => std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()),

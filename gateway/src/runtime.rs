@@ -7,6 +7,7 @@ use crate::keys::KeyFetcher;
 use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
 use arc_swap::ArcSwap;
+use gateway_core::engine::Shared;
 use gateway_core::{Config, Engine};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,23 +33,45 @@ impl Runtime {
     pub fn build(config: Config, previous: Option<&Runtime>, metrics: &Metrics) -> anyhow::Result<Runtime> {
         let required = config.required_tenants();
         let pools = upstream::build(&config.upstreams)?;
-        let revocations = previous.map_or_else(Arc::default, |p| p.engine.revocations.clone());
-        let engine = Arc::new(Engine::with_revocations(config, revocations));
+        // Revocations and used one-time ids outlive a config: a reload must not forget them.
+        let shared = match previous {
+            Some(p) => {
+                Shared { revocations: p.engine.revocations.clone(), replay: p.engine.replay.clone(), observer: None }
+            }
+            None => Shared::new(&config),
+        };
+        let observer = Arc::new(crate::metrics::DecryptObserver(metrics.decrypt_seconds.clone()));
+        let engine = Arc::new(Engine::with_shared(config, Shared { observer: Some(observer), ..shared }));
         if let Some(prev) = previous {
             for t in &engine.config.tenants {
-                let same = prev.engine.config.tenants.iter().any(|o| o.id == t.id && o.keys == t.keys);
-                if same {
+                let old = prev.engine.config.tenants.iter().find(|o| o.id == t.id);
+                if old.is_some_and(|o| o.keys == t.keys) {
                     engine.keys.adopt(&prev.engine.keys, &t.id);
+                }
+                let source = |t: &gateway_core::tenant::Tenant| t.encryption.as_ref().map(|e| e.keys.clone());
+                if old.is_some_and(|o| source(o).is_some() && source(o) == source(t)) {
+                    engine.dkeys.adopt(&prev.engine.dkeys, &t.id);
                 }
             }
         }
-        let fetcher = Arc::new(KeyFetcher::new(&engine.config, engine.keys.clone(), metrics.clone())?);
+        let fetcher =
+            Arc::new(KeyFetcher::new(&engine.config, engine.keys.clone(), engine.dkeys.clone(), metrics.clone())?);
         Ok(Runtime { engine, pools, fetcher, required })
     }
 
-    /// The required tenants without usable keys at `now` (empty when ready).
+    /// The required tenants without usable signing keys, or (JWE tenants) decryption
+    /// keys, at `now` (empty when ready).
     pub fn missing_keys(&self, now: i64) -> Vec<&str> {
-        self.engine.keys.missing(self.required.iter().map(String::as_str), now)
+        let required = self.required.iter().map(String::as_str);
+        let mut missing = self.engine.keys.missing(required.clone(), now);
+        let dkeys = self.engine.dkeys.store();
+        let jwe_required = required.filter(|t| self.engine.dkeys.tenants().iter().any(|d| d == t));
+        for t in dkeys.missing(jwe_required, now) {
+            if !missing.contains(&t) {
+                missing.push(t);
+            }
+        }
+        missing
     }
 }
 

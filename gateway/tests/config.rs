@@ -122,3 +122,72 @@ fn check_mode_loads_pem_key_files_and_names_the_wrong_type() {
         assert!(out.contains(needle), "{file}: {out}");
     }
 }
+
+#[test]
+fn encryption_settings_are_validated_with_their_field_paths() {
+    let bad = r#"
+listen: 127.0.0.1:1
+admin_listen: 127.0.0.1:2
+auth: { replay_cache_size: 0 }
+decryption: { url_template: "http://127.0.0.1:3/keys" }
+tenants:
+  t1:
+    issuer: i
+    audiences: [a]
+    algorithms: [RS256]
+    keys: { url: "http://127.0.0.1:3/jwks" }
+    encryption:
+      key_management: [RSA-OAEP-256, RSA1_5]
+      content_encryption: [A256GCM, A192GCM]
+  t2:
+    issuer: i
+    audiences: [a]
+    algorithms: [ES256]
+    keys: { url: "http://127.0.0.1:3/jwks" }
+    encryption: { keys: { url: "ftp://x", file: "/y" } }
+upstreams:
+  u: { peers: ["127.0.0.1:3"] }
+routes:
+  - { prefix: /, upstream: u, public: true, one_time: true }
+"#;
+    let err = Config::from_yaml(bad).unwrap_err();
+    let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "auth.replay_cache_size",
+        "decryption.url_template",
+        "decryption",
+        "tenants.t1.encryption.key_management[1]",
+        "tenants.t1.encryption.content_encryption[1]",
+        "tenants.t2.encryption.keys",
+        "routes[0].public",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+    assert!(err.to_string().contains("\"RSA1_5\" is not allowed: use RSA-OAEP-256, ECDH-ES"), "{err}");
+
+    // require_encrypted with no JWE-enabled tenant could never pass.
+    let plain = "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\ntenants:\n  t1: { issuer: i, audiences: [a], algorithms: [RS256], keys: { url: \"http://127.0.0.1:3/j\" } }\nupstreams:\n  u: { peers: [\"127.0.0.1:3\"] }\nroutes:\n  - { prefix: /, upstream: u, require_encrypted: true }\n";
+    let err = Config::from_yaml(plain).unwrap_err();
+    assert_eq!(err.0[0].path, "routes[0].require_encrypted", "{err}");
+
+    // --check loads decryption key files too.
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("enc.jwks");
+    std::fs::write(&keys, r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","use":"enc","x":"AA","y":"AA","d":"AA"}]}"#)
+        .unwrap();
+    let cfg = dir.path().join("g.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\ntenants:\n  t1:\n    issuer: i\n    audiences: [a]\n    algorithms: [RS256]\n    keys: {{ file: {}/rsa-a.pub.pem }}\n    encryption: {{ keys: {{ file: {} }} }}\nupstreams:\n  u: {{ peers: [\"127.0.0.1:3\"] }}\nroutes:\n  - {{ prefix: /, upstream: u }}\n",
+            testkit::keys_dir().display(),
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = run_binary(&["--config", cfg.to_str().unwrap(), "--check"]);
+    assert!(
+        !ok && out.contains("tenants.t1.encryption.keys.file") && out.contains("no usable decryption key"),
+        "{out}"
+    );
+}

@@ -1,6 +1,8 @@
-//! Decryption cost per key-management algorithm (A256GCM content), beside the raw
-//! private-key operation of the same library (one RSA-OAEP decryption of a 32-byte
-//! key; one P-256 ECDH agreement), so the overhead of parsing and checks is visible.
+//! Decryption cost per key-management algorithm (A256GCM content), and the whole
+//! nested-JWT path (decrypt, then verify the inner RS256 JWS, cache off), beside the
+//! raw private-key operation of the same library (one RSA-OAEP decryption of a 32-byte
+//! key; one P-256 ECDH agreement) and a plain JWS verification, so the overhead of
+//! parsing and checks is visible.
 
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -56,7 +58,63 @@ fn bench(c: &mut Criterion) {
             agreement::agree(&mine, UnparsedPublicKey::new(&ECDH_P256, black_box(&peer)), (), |z| Ok(z.len())).unwrap()
         })
     });
+    nested(&mut g);
     g.finish();
+}
+
+/// Decrypt-and-verify through the `Verifier` (token cache off), beside a plain JWS.
+fn nested(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
+    use gateway_core::jwe::store::DecryptionStore;
+    use gateway_core::keystore::{KeyStore, RefreshPolicy};
+    use gateway_core::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
+    use gateway_core::verify::{Verifier, VerifyOptions};
+    use testkit::jwe::EncKey;
+    const NOW: i64 = 1_800_000_000;
+    let policy = RefreshPolicy {
+        floor: 30,
+        ceiling: 3600,
+        default_max_age: 300,
+        unknown_kid_cooldown: 10,
+        max_stale: i64::MAX / 4,
+    };
+    let rs = testkit::TestKey::load("rsa-a.pem", "rs-1", jsonwebtoken::Algorithm::RS256);
+    let (rsa, ec) = (EncKey::rsa("enc-rsa"), EncKey::p256("enc-ec"));
+    let tenant = Tenant {
+        id: "t1".into(),
+        issuer: "https://issuer.test/t1".into(),
+        audiences: vec!["api".into()],
+        algorithms: vec![gateway_core::Algorithm::RS256],
+        required: true,
+        required_claims: vec![],
+        keys: KeySource::Url("http://unused".into()),
+        encryption: Some(Encryption {
+            allow: JweAllow::default(),
+            allow_bare_claims: false,
+            keys: DecryptionSource::File("unused".into()),
+        }),
+    };
+    let verifier = Verifier::new(
+        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
+        vec![tenant],
+        0,
+    );
+    let keys = KeyStore::new(["t1"], policy);
+    keys.install("t1", gateway_core::KeySet::from_jwks(testkit::jwks(&[&rs]).as_bytes()).unwrap(), NOW, None);
+    let dkeys = DecryptionStore::new(["t1"], policy);
+    let set = DecryptionKeySet::from_jwks(testkit::jwe::private_jwks(&[&rsa, &ec]).as_bytes()).unwrap();
+    dkeys.install("t1", set, NOW, None);
+    let claims = json!({"iss":"https://issuer.test/t1","aud":"api","sub":"ins-1","role":"insurer","tenant_id":"t1",
+                        "iat":NOW,"exp":NOW+300,"jti":"2f1c7a5e-9b7d-4c1e-8f3a-0d6b2e4a9c11"});
+    let jws = rs.mint(&claims);
+    assert!(verifier.verify(&jws, &keys, &dkeys, NOW).is_ok());
+    g.bench_function("verify/JWS RS256", |b| b.iter(|| verifier.verify(black_box(&jws), &keys, &dkeys, NOW).unwrap()));
+    for (alg, key) in [("RSA-OAEP-256", &rsa), ("ECDH-ES", &ec), ("ECDH-ES+A256KW", &ec)] {
+        let token = key.wrap(alg, "A256GCM", &jws);
+        assert!(verifier.verify(&token, &keys, &dkeys, NOW).is_ok());
+        g.bench_function(format!("decrypt_and_verify/{alg}"), |b| {
+            b.iter(|| verifier.verify(black_box(&token), &keys, &dkeys, NOW).unwrap())
+        });
+    }
 }
 
 criterion_group!(benches, bench);

@@ -4,6 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gateway_core::alg::Algorithm as A;
+use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::keystore::{KeyStore, RefreshPolicy};
 use gateway_core::tenant::{KeySource, Tenant};
 use gateway_core::verify::{Verifier, VerifyOptions};
@@ -12,6 +13,14 @@ use jsonwebtoken::Algorithm;
 use serde_json::json;
 use std::hint::black_box;
 use testkit::TestKey;
+
+/// No tenant accepts JWE here.
+fn nod() -> DecryptionStore {
+    DecryptionStore::new(
+        std::iter::empty(),
+        RefreshPolicy { floor: 1, ceiling: 1, default_max_age: 1, unknown_kid_cooldown: 1, max_stale: 1 },
+    )
+}
 
 const NOW: i64 = 1_800_000_000;
 
@@ -30,6 +39,7 @@ fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
         required: true,
         required_claims: vec!["sub".into()],
         keys: KeySource::Url("http://unused".into()),
+        encryption: None,
     };
     let verifier = Verifier::new(
         VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
@@ -56,6 +66,7 @@ fn claims() -> serde_json::Value {
 
 fn bench(c: &mut Criterion) {
     let (verifier, store, keys) = setup(0);
+    let no_jwe = nod();
     let mut group = c.benchmark_group("verify");
     for (alg, key) in &keys {
         let token = key.mint(&claims());
@@ -63,18 +74,20 @@ fn bench(c: &mut Criterion) {
         let sig = gateway_core::b64::decode(sig.as_bytes()).unwrap();
         let set = store.get("t1", NOW).unwrap();
         let raw_key = set.get(&key.kid).unwrap().clone();
-        assert!(verifier.verify(&token, &store, NOW).is_ok());
+        assert!(verifier.verify(&token, &store, &no_jwe, NOW).is_ok());
         group.bench_with_input(BenchmarkId::new("raw_signature", alg.as_str()), &(), |b, _| {
             b.iter(|| assert!(raw_key.verify(*alg, black_box(input.as_bytes()), black_box(&sig))))
         });
         group.bench_with_input(BenchmarkId::new("full_verify", alg.as_str()), &(), |b, _| {
-            b.iter(|| verifier.verify(black_box(&token), &store, NOW).unwrap())
+            b.iter(|| verifier.verify(black_box(&token), &store, &no_jwe, NOW).unwrap())
         });
     }
     let (cached, cstore, ckeys) = setup(10_000);
     let token = ckeys[0].1.mint(&claims());
-    cached.verify(&token, &cstore, NOW).unwrap();
-    group.bench_function("cache_hit/RS256", |b| b.iter(|| cached.verify(black_box(&token), &cstore, NOW).unwrap()));
+    cached.verify(&token, &cstore, &no_jwe, NOW).unwrap();
+    group.bench_function("cache_hit/RS256", |b| {
+        b.iter(|| cached.verify(black_box(&token), &cstore, &no_jwe, NOW).unwrap())
+    });
     group.finish();
 }
 

@@ -38,7 +38,7 @@ impl Identity {
             role,
             jti: c.str("jti").map(str::to_owned),
             kid: token.kid().map(str::to_owned),
-            token_kind: "JWS",
+            token_kind: token.kind(),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! A bounded cache of verified tokens keyed by the exact token string. A hit is
-//! only used while the tenant's key set is the very one that verified it (any key
-//! refresh or removal invalidates it), and time claims are re-checked on every hit.
+//! only used while the tenant's key set (and, for a JWE, decryption key set) is the
+//! very one that verified it (any key refresh or removal invalidates it), and time
+//! claims are re-checked on every hit.
 //! A different string for the same claims (e.g. a malleated ECDSA signature) simply
 //! misses and is verified in full.
 
+use crate::jwe::keys::DecryptionKeySet;
 use crate::key::KeySet;
 use crate::verify::VerifiedToken;
 use dashmap::DashMap;
@@ -13,7 +15,19 @@ use std::sync::Arc;
 #[derive(Debug)]
 struct Entry {
     token: Arc<VerifiedToken>,
-    keys: Arc<KeySet>,
+    keys: Option<Arc<KeySet>>,
+    dkeys: Option<Arc<DecryptionKeySet>>,
+}
+
+/// The key sets a token was checked with.
+type KeySets = (Option<Arc<KeySet>>, Option<Arc<DecryptionKeySet>>);
+
+fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
 }
 
 /// The verified-token cache.
@@ -31,27 +45,26 @@ impl TokenCache {
         Self { map: DashMap::new(), capacity, hits: AtomicU64::new(0), misses: AtomicU64::new(0) }
     }
 
-    /// The cached token, if present and `current_keys` returns the same key set that
-    /// verified it.
-    pub fn get(
-        &self,
-        token: &str,
-        current_keys: impl FnOnce(&VerifiedToken) -> Option<Arc<KeySet>>,
-    ) -> Option<Arc<VerifiedToken>> {
+    /// The cached token, if present and `current_keys` returns the same key sets that
+    /// checked it.
+    pub fn get(&self, token: &str, current_keys: impl FnOnce(&VerifiedToken) -> KeySets) -> Option<Arc<VerifiedToken>> {
         if self.capacity == 0 {
             return None;
         }
-        let found = self.map.get(token).map(|e| (e.token.clone(), e.keys.clone()));
+        let found = self.map.get(token).map(|e| (e.token.clone(), (e.keys.clone(), e.dkeys.clone())));
         let Some((hit, keys)) = found else {
             self.misses.fetch_add(1, Ordering::Relaxed);
             return None;
         };
-        match current_keys(&hit) {
-            Some(now_keys) if Arc::ptr_eq(&now_keys, &keys) => {
+        let now_keys = current_keys(&hit);
+        // A token checked with no key set at all is never served from the cache.
+        let checked = keys.0.is_some() || keys.1.is_some();
+        match checked && same(&now_keys.0, &keys.0) && same(&now_keys.1, &keys.1) {
+            true => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
                 Some(hit)
             }
-            _ => {
+            false => {
                 self.map.remove(token);
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 None
@@ -60,7 +73,14 @@ impl TokenCache {
     }
 
     /// Stores a verified token; when full, expired entries go first, then everything.
-    pub fn insert(&self, token: &str, verified: Arc<VerifiedToken>, keys: Arc<KeySet>, now: i64) {
+    pub fn insert(
+        &self,
+        token: &str,
+        verified: Arc<VerifiedToken>,
+        keys: Option<Arc<KeySet>>,
+        dkeys: Option<Arc<DecryptionKeySet>>,
+        now: i64,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -70,7 +90,7 @@ impl TokenCache {
                 self.map.clear();
             }
         }
-        self.map.insert(token.into(), Entry { token: verified, keys });
+        self.map.insert(token.into(), Entry { token: verified, keys, dkeys });
     }
 
     /// `(hits, misses)` so far.

@@ -6,10 +6,11 @@ pub mod file;
 
 use crate::alg::Algorithm;
 use crate::header::{ArrayEncoding, HeaderMapping};
+use crate::jwe::{ContentEncryption, JweAllow, KeyManagement};
 use crate::keystore::RefreshPolicy;
 use crate::policy::{AllowRule, OwnerRule};
 use crate::route::{parse_template, Route, Router};
-use crate::tenant::{KeySource, Tenant};
+use crate::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
 use crate::verify::VerifyOptions;
 use file::FileConfig;
 use std::collections::BTreeMap;
@@ -138,6 +139,8 @@ pub struct Config {
     pub forward_authorization: bool,
     /// Verified-token cache size.
     pub token_cache_size: usize,
+    /// One-time `jti`s remembered at most.
+    pub replay_cache_size: usize,
     /// Key settings.
     pub keys: KeySettings,
     /// Tenants.
@@ -179,6 +182,36 @@ fn methods(list: &[String], path: &str, errs: &mut Errors) -> Vec<String> {
         }
     }
     out
+}
+
+/// Parses a list of algorithm names, naming each unknown one and the allowed set.
+fn allowlist<T>(
+    list: &[String],
+    path: &str,
+    parse: fn(&str) -> Option<T>,
+    names: &[&str],
+    errs: &mut Errors,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    for (i, a) in list.iter().enumerate() {
+        match parse(a) {
+            Some(a) => out.push(a),
+            None => errs.push(format!("{path}[{i}]"), format!("{a:?} is not allowed: use {}", names.join(", "))),
+        }
+    }
+    out
+}
+
+/// A credential source given as exactly one of `token_env` or `token_file`.
+fn credential(env: &Option<String>, file: &Option<String>, path: &str, errs: &mut Errors) -> Option<AdminToken> {
+    match (env, file) {
+        (Some(e), None) => Some(AdminToken::Env(e.clone())),
+        (None, Some(p)) => Some(AdminToken::File(p.clone())),
+        _ => {
+            errs.push(path, "set exactly one of token_env or token_file");
+            None
+        }
+    }
 }
 
 fn valid_header_name(name: &str) -> bool {
@@ -268,6 +301,16 @@ impl TryFrom<FileConfig> for Config {
             check_url(t, "keys.url_template", &mut errs);
         }
 
+        let decryption_token = f.decryption.as_ref().and_then(|d| {
+            if let Some(t) = &d.url_template {
+                if !t.contains("{tenant}") {
+                    errs.push("decryption.url_template", "must contain {tenant}");
+                }
+                check_url(t, "decryption.url_template", &mut errs);
+            }
+            credential(&d.token_env, &d.token_file, "decryption", &mut errs)
+        });
+
         let mut tenants = Vec::new();
         if f.tenants.is_empty() {
             errs.push("tenants", "at least one tenant is required");
@@ -313,6 +356,53 @@ impl TryFrom<FileConfig> for Config {
                     }
                 },
             };
+            let encryption = t.encryption.as_ref().map(|e| {
+                let ep = format!("{p}.encryption");
+                let mut allow = JweAllow::default();
+                if !e.key_management.is_empty() {
+                    let names = KeyManagement::ALL.map(KeyManagement::as_str);
+                    let path = format!("{ep}.key_management");
+                    allow.key_management = allowlist(&e.key_management, &path, KeyManagement::parse, &names, &mut errs);
+                }
+                if !e.content_encryption.is_empty() {
+                    let names = ContentEncryption::ALL.map(ContentEncryption::as_str);
+                    let path = format!("{ep}.content_encryption");
+                    allow.content =
+                        allowlist(&e.content_encryption, &path, ContentEncryption::parse, &names, &mut errs);
+                }
+                let url_source = |url: String, errs: &mut Errors| match &decryption_token {
+                    Some(token) => DecryptionSource::Url { url, token: token.clone() },
+                    None => {
+                        errs.push(
+                            format!("{ep}.keys"),
+                            "a decryption key URL needs the decryption section's token_env or token_file",
+                        );
+                        DecryptionSource::File(String::new())
+                    }
+                };
+                let keys = match e.keys.as_ref().map(|k| (&k.url, &k.file)) {
+                    Some((Some(u), None)) => {
+                        check_url(u, &format!("{ep}.keys.url"), &mut errs);
+                        url_source(u.clone(), &mut errs)
+                    }
+                    Some((None, Some(path))) => DecryptionSource::File(path.clone()),
+                    Some(_) => {
+                        errs.push(format!("{ep}.keys"), "set exactly one of url or file");
+                        DecryptionSource::File(String::new())
+                    }
+                    None => match f.decryption.as_ref().and_then(|d| d.url_template.as_ref()) {
+                        Some(tpl) => url_source(tpl.replace("{tenant}", id), &mut errs),
+                        None => {
+                            errs.push(
+                                format!("{ep}.keys"),
+                                "no decryption key source: set keys here or decryption.url_template",
+                            );
+                            DecryptionSource::File(String::new())
+                        }
+                    },
+                };
+                Encryption { allow, allow_bare_claims: e.allow_bare_claims, keys }
+            });
             tenants.push(Tenant {
                 id: id.clone(),
                 issuer: t.issuer.clone(),
@@ -321,6 +411,7 @@ impl TryFrom<FileConfig> for Config {
                 required: t.required,
                 required_claims: t.required_claims.clone(),
                 keys,
+                encryption,
             });
         }
 
@@ -410,8 +501,18 @@ impl TryFrom<FileConfig> for Config {
                 errs.push(format!("{p}.upstream"), format!("no upstream named {:?}", r.upstream));
             }
             let route_methods = methods(&r.methods, &format!("{p}.methods"), &mut errs);
-            if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some()) {
-                errs.push(format!("{p}.public"), "a public route cannot have allow rules or max_token_lifetime");
+            if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some() || r.require_encrypted || r.one_time)
+            {
+                errs.push(
+                    format!("{p}.public"),
+                    "a public route cannot have allow rules, max_token_lifetime, require_encrypted or one_time",
+                );
+            }
+            if r.require_encrypted && !f.tenants.values().any(|t| t.encryption.is_some()) {
+                errs.push(
+                    format!("{p}.require_encrypted"),
+                    "no tenant has an encryption section, so nothing could pass",
+                );
             }
             let mut allow = Vec::new();
             for (j, a) in r.allow.iter().enumerate() {
@@ -444,6 +545,8 @@ impl TryFrom<FileConfig> for Config {
                 public: r.public,
                 allow,
                 max_token_lifetime: r.max_token_lifetime.map(|d| d.secs()),
+                require_encrypted: r.require_encrypted,
+                one_time: r.one_time,
             });
         }
 
@@ -465,28 +568,11 @@ impl TryFrom<FileConfig> for Config {
             }
             s
         });
-        let admin_token = match &f.admin {
-            None => None,
-            Some(a) => match (&a.token_env, &a.token_file) {
-                (Some(e), None) => Some(AdminToken::Env(e.clone())),
-                (None, Some(p)) => Some(AdminToken::File(p.clone())),
-                _ => {
-                    errs.push("admin", "set exactly one of token_env or token_file");
-                    None
-                }
-            },
-        };
+        let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
 
         let revocation = f.revocation.as_ref().and_then(|r| {
             check_url(&r.feed_url, "revocation.feed_url", &mut errs);
-            let token = match (&r.token_env, &r.token_file) {
-                (Some(e), None) => AdminToken::Env(e.clone()),
-                (None, Some(p)) => AdminToken::File(p.clone()),
-                _ => {
-                    errs.push("revocation", "set exactly one of token_env or token_file");
-                    return None;
-                }
-            };
+            let token = credential(&r.token_env, &r.token_file, "revocation", &mut errs)?;
             let poll_wait = r.poll_wait.map_or(Duration::from_secs(20), |d| d.0);
             if poll_wait > Duration::from_secs(30) {
                 errs.push("revocation.poll_wait", "at most 30s");
@@ -494,6 +580,9 @@ impl TryFrom<FileConfig> for Config {
             Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
         });
 
+        if f.auth.replay_cache_size == Some(0) {
+            errs.push("auth.replay_cache_size", "must be at least 1");
+        }
         if !errs.0.is_empty() {
             return Err(ConfigError(errs.0));
         }
@@ -509,6 +598,7 @@ impl TryFrom<FileConfig> for Config {
             role_claim: f.auth.role_claim,
             forward_authorization: f.auth.forward_authorization,
             token_cache_size: f.auth.token_cache_size.unwrap_or(10_000),
+            replay_cache_size: f.auth.replay_cache_size.unwrap_or(100_000),
             keys: KeySettings {
                 refresh,
                 fetch_timeout: k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0),

@@ -1,15 +1,20 @@
 //! The per-request decision, free of any proxy framework: route lookup, bearer
-//! extraction, verification, policy and the header plan, in that order. The Pingora
-//! glue calls [`Engine::decide`] once per request (twice after an unknown-`kid` refetch).
+//! extraction, the route's encryption requirement, verification (decrypting a JWE
+//! first), revocation, policy, the header plan and finally the one-time check, in
+//! that order (so a refused request never uses up a one-time token). The Pingora glue
+//! calls [`Engine::decide`] once per request (twice after an unknown-`kid` refetch).
 
 use crate::config::Config;
 use crate::error::{AuthError, Denial};
 use crate::header::{self, HeaderPlan};
+use crate::jose::{self, Compact};
+use crate::jwe::store::DecryptionStore;
 use crate::keystore::KeyStore;
 use crate::policy::{self, Permit};
+use crate::replay::{FirstUse, MemoryReplayStore, ReplayStore};
 use crate::revocation::Revocations;
 use crate::route::{NoMatch, Route};
-use crate::verify::{VerifiedToken, Verifier};
+use crate::verify::{Observer, Refetch, VerifiedToken, Verifier};
 use std::sync::Arc;
 
 /// A request that may be forwarded.
@@ -28,8 +33,8 @@ pub struct Refusal {
     pub denial: Denial,
     /// The matched route, if any (for logs and metrics).
     pub route: Option<Arc<Route>>,
-    /// Set when the tenant's keys lack the token's `kid`: a refetch may help.
-    pub refetch_tenant: Option<String>,
+    /// Set when the keys lack the token's `kid`: a refetch may help.
+    pub refetch: Option<Refetch>,
     /// The verified token, when the refusal came after verification (policy, lifetime).
     pub token: Option<Arc<VerifiedToken>>,
 }
@@ -43,8 +48,34 @@ pub struct Engine {
     pub verifier: Verifier,
     /// Key cache shared with the refresher.
     pub keys: Arc<KeyStore>,
+    /// Decryption-key cache of JWE-enabled tenants, shared with the refresher.
+    pub dkeys: Arc<DecryptionStore>,
     /// Revocation state, shared across config reloads.
     pub revocations: Arc<Revocations>,
+    /// Used one-time token ids, shared across config reloads.
+    pub replay: Arc<dyn ReplayStore>,
+}
+
+/// State that outlives one config: kept by the caller and handed to each new engine.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// Revocations.
+    pub revocations: Arc<Revocations>,
+    /// Used one-time token ids.
+    pub replay: Arc<dyn ReplayStore>,
+    /// Decryption latency observer.
+    pub observer: Option<Arc<dyn Observer>>,
+}
+
+impl Shared {
+    /// Fresh state sized for `config`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            revocations: Arc::default(),
+            replay: Arc::new(MemoryReplayStore::new(config.replay_cache_size)),
+            observer: None,
+        }
+    }
 }
 
 /// Extracts the token from `Authorization` values: exactly one header, scheme
@@ -71,22 +102,40 @@ pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
 }
 
 impl Engine {
-    /// Builds an engine; the key store starts empty and is filled by the refresher.
+    /// Builds an engine; the key stores start empty and are filled by the refresher.
     pub fn new(config: Config) -> Self {
-        Self::with_revocations(config, Arc::default())
+        let shared = Shared::new(&config);
+        Self::with_shared(config, shared)
     }
 
-    /// Builds an engine that consults (and keeps) an existing revocation state.
-    pub fn with_revocations(config: Config, revocations: Arc<Revocations>) -> Self {
+    /// Builds an engine that consults (and keeps) existing revocation and replay state.
+    pub fn with_shared(config: Config, shared: Shared) -> Self {
         let keys = Arc::new(KeyStore::new(config.tenants.iter().map(|t| t.id.as_str()), config.keys.refresh));
-        let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size);
-        Self { config, verifier, keys, revocations }
+        let jwe_tenants = config.tenants.iter().filter(|t| t.encryption.is_some()).map(|t| t.id.as_str());
+        let dkeys = Arc::new(DecryptionStore::new(jwe_tenants, config.keys.refresh));
+        let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size)
+            .with_observer(shared.observer);
+        Self { config, verifier, keys, dkeys, revocations: shared.revocations, replay: shared.replay }
+    }
+
+    /// Records a one-time token's use; refuses a second one (until `exp` + leeway,
+    /// as long as the token itself could pass).
+    fn first_use(&self, token: &VerifiedToken, now: i64) -> Result<(), AuthError> {
+        let claims = token.claims();
+        let jti = claims.str("jti").ok_or_else(|| AuthError::ClaimMissing("jti".into()))?;
+        let exp = claims.exp().ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
+        let tenant = token.tenant();
+        let until = exp.saturating_add(self.config.verify.leeway);
+        match self.replay.first_use(&tenant.id, &tenant.issuer, jti, until, now) {
+            FirstUse::Yes => Ok(()),
+            FirstUse::Replayed => Err(AuthError::TokenReplayed),
+            FirstUse::Full => Err(AuthError::ReplayStoreFull),
+        }
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
     pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Allowed, Refusal> {
-        let refuse =
-            |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch_tenant: None, token: None };
+        let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch: None, token: None };
         let matched = self.config.router.find(method, path).map_err(|e| {
             refuse(
                 match e {
@@ -104,10 +153,13 @@ impl Engine {
             return Ok(Allowed { permit: policy::permit_public(matched), headers });
         }
         let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
-        let verified = self.verifier.verify(token, &self.keys, now).map_err(|r| Refusal {
+        if route.require_encrypted && jose::classify(token) == Ok(Compact::Jws) {
+            return Err(refuse(AuthError::EncryptionRequired.into(), Some(route)));
+        }
+        let verified = self.verifier.verify(token, &self.keys, &self.dkeys, now).map_err(|r| Refusal {
             denial: r.error.into(),
             route: Some(route.clone()),
-            refetch_tenant: r.refetch_tenant,
+            refetch: r.refetch,
             token: None,
         })?;
         if let Err(e) = self.revocations.check(&verified) {
@@ -117,6 +169,10 @@ impl Engine {
             .map_err(|d| Refusal { token: Some(verified.clone()), ..refuse(d, Some(route.clone())) })?;
         let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
             .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+        if route.one_time {
+            self.first_use(&verified, now)
+                .map_err(|e| Refusal { token: Some(verified.clone()), ..refuse(e.into(), Some(route.clone())) })?;
+        }
         Ok(Allowed { permit, headers })
     }
 }

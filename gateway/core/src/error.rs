@@ -14,9 +14,27 @@ pub enum AuthError {
     /// Larger than the configured maximum.
     #[error("token too large")]
     TokenTooLarge,
-    /// A compact JWE where only JWS is accepted.
+    /// A compact JWE, but no tenant accepts encrypted tokens.
     #[error("encrypted tokens are not supported")]
     EncryptionUnsupported,
+    /// A plain JWS on a route that accepts only encrypted tokens.
+    #[error("an encrypted token is required")]
+    EncryptionRequired,
+    /// A JWE did not decrypt (wrong key, tampered ciphertext, tag, IV or header).
+    #[error("decryption failed")]
+    DecryptionFailed,
+    /// A JWE whose payload is not a signed JWS (`cty: JWT`), where one is required.
+    #[error("a nested signed JWT is required")]
+    NestedJwsRequired,
+    /// The inner token names another tenant than the one whose key decrypted it.
+    #[error("tenant mismatch between encryption and signature")]
+    TenantMismatch,
+    /// A one-time token used again.
+    #[error("token already used")]
+    TokenReplayed,
+    /// The one-time token store is full of unexpired ids (refused, fails closed).
+    #[error("replay store full")]
+    ReplayStoreFull,
     /// A header member we refuse (`crit`, `b64`, `jku`, `x5u`, `jwk`, `x5c`, bad `typ`).
     #[error("header member not supported: {0}")]
     HeaderUnsupported(&'static str),
@@ -126,6 +144,14 @@ impl Denial {
                 AuthError::TokenMalformed(_) => auth("token_malformed"),
                 AuthError::TokenTooLarge => auth("token_too_large"),
                 AuthError::EncryptionUnsupported => auth("encryption_unsupported"),
+                AuthError::EncryptionRequired => auth("encryption_required"),
+                AuthError::DecryptionFailed => auth("decryption_failed"),
+                AuthError::NestedJwsRequired => auth("nested_jws_required"),
+                AuthError::TenantMismatch => auth("tenant_mismatch"),
+                AuthError::TokenReplayed => auth("token_replayed"),
+                AuthError::ReplayStoreFull => {
+                    DenialResponse { status: 503, reason: "replay_store_full", www_authenticate: None }
+                }
                 AuthError::HeaderUnsupported(_) => auth("header_unsupported"),
                 AuthError::AlgorithmNotAllowed => auth("algorithm_not_allowed"),
                 AuthError::KeyUnknown => auth("key_unknown"),
@@ -178,6 +204,12 @@ mod tests {
             (AuthError::TokenMalformed("x").into(), 401, "token_malformed"),
             (AuthError::TokenTooLarge.into(), 401, "token_too_large"),
             (AuthError::EncryptionUnsupported.into(), 401, "encryption_unsupported"),
+            (AuthError::EncryptionRequired.into(), 401, "encryption_required"),
+            (AuthError::DecryptionFailed.into(), 401, "decryption_failed"),
+            (AuthError::NestedJwsRequired.into(), 401, "nested_jws_required"),
+            (AuthError::TenantMismatch.into(), 401, "tenant_mismatch"),
+            (AuthError::TokenReplayed.into(), 401, "token_replayed"),
+            (AuthError::ReplayStoreFull.into(), 503, "replay_store_full"),
             (AuthError::HeaderUnsupported("crit").into(), 401, "header_unsupported"),
             (AuthError::AlgorithmNotAllowed.into(), 401, "algorithm_not_allowed"),
             (AuthError::KeyUnknown.into(), 401, "key_unknown"),

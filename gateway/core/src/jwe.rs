@@ -8,6 +8,7 @@
 //! This module decrypts; authenticating the nested JWS is the caller's job.
 
 pub mod keys;
+pub mod store;
 
 use crate::{b64, json};
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_128_GCM, AES_256_GCM};
@@ -51,7 +52,21 @@ pub enum ContentEncryption {
 }
 
 impl KeyManagement {
-    fn parse(s: &str) -> Option<Self> {
+    /// Every supported value.
+    pub const ALL: [Self; 4] = [Self::RsaOaep256, Self::EcdhEs, Self::EcdhEsA128Kw, Self::EcdhEsA256Kw];
+
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RsaOaep256 => "RSA-OAEP-256",
+            Self::EcdhEs => "ECDH-ES",
+            Self::EcdhEsA128Kw => "ECDH-ES+A128KW",
+            Self::EcdhEsA256Kw => "ECDH-ES+A256KW",
+        }
+    }
+
+    /// Parses a supported registered name.
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "RSA-OAEP-256" => Self::RsaOaep256,
             "ECDH-ES" => Self::EcdhEs,
@@ -63,7 +78,16 @@ impl KeyManagement {
 }
 
 impl ContentEncryption {
-    fn parse(s: &str) -> Option<Self> {
+    /// Every supported value.
+    pub const ALL: [Self; 4] = [Self::A128Gcm, Self::A256Gcm, Self::A128CbcHs256, Self::A256CbcHs512];
+
+    /// The registered name.
+    pub fn as_str(self) -> &'static str {
+        enc_name(self)
+    }
+
+    /// Parses a supported registered name.
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "A128GCM" => Self::A128Gcm,
             "A256GCM" => Self::A256Gcm,

@@ -54,9 +54,9 @@ pub fn parse_max_age(cache_control: &str) -> Option<i64> {
 
 /// One tenant's keys as last fetched.
 #[derive(Debug)]
-pub struct TenantKeys {
+pub struct TenantKeys<S = KeySet> {
     /// The key set.
-    pub set: Arc<KeySet>,
+    pub set: Arc<S>,
     /// When it was fetched (seconds).
     pub fetched_at: i64,
 }
@@ -70,10 +70,11 @@ struct FetchState {
     failures: AtomicU64,
 }
 
-/// The cache of every tenant's keys.
+/// The cache of every tenant's keys: public verification keys (`KeySet`) or, with
+/// the same refresh rules, private decryption keys (`DecryptionKeySet`).
 #[derive(Debug)]
-pub struct KeyStore {
-    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys>>>,
+pub struct KeyStore<S = KeySet> {
+    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys<S>>>>,
     state: HashMap<String, FetchState>,
     policy: RefreshPolicy,
 }
@@ -90,7 +91,7 @@ impl Drop for FetchSlot<'_> {
     }
 }
 
-impl KeyStore {
+impl<S> KeyStore<S> {
     /// An empty store for these tenant ids.
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>, policy: RefreshPolicy) -> Self {
         Self {
@@ -106,14 +107,14 @@ impl KeyStore {
     }
 
     /// The tenant's keys if loaded and not staler than `max_stale`.
-    pub fn get(&self, tenant: &str, now: i64) -> Option<Arc<KeySet>> {
+    pub fn get(&self, tenant: &str, now: i64) -> Option<Arc<S>> {
         let snap = self.snapshot.load();
         let keys = snap.get(tenant)?;
         (now - keys.fetched_at <= self.policy.max_stale).then(|| keys.set.clone())
     }
 
     /// Installs a freshly fetched set and schedules the next refresh from `max_age`.
-    pub fn install(&self, tenant: &str, set: KeySet, now: i64, max_age: Option<i64>) {
+    pub fn install(&self, tenant: &str, set: S, now: i64, max_age: Option<i64>) {
         let entry = Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now });
         self.snapshot.rcu(|old| {
             let mut next = HashMap::clone(old);
@@ -128,7 +129,7 @@ impl KeyStore {
 
     /// Takes over `tenant`'s keys and schedule from `old` (after a config reload that
     /// kept the tenant's key source), so a reload never empties the cache.
-    pub fn adopt(&self, old: &KeyStore, tenant: &str) {
+    pub fn adopt(&self, old: &KeyStore<S>, tenant: &str) {
         let Some(entry) = old.snapshot.load().get(tenant).cloned() else {
             return;
         };
@@ -186,6 +187,11 @@ impl KeyStore {
     pub fn try_scheduled(&self, tenant: &str) -> Option<FetchSlot<'_>> {
         let st = self.state.get(tenant)?;
         (!st.in_flight.swap(true, Ordering::AcqRel)).then_some(FetchSlot { state: st })
+    }
+
+    /// Every loaded tenant's keys (stale ones included).
+    pub fn loaded(&self) -> Arc<HashMap<String, Arc<TenantKeys<S>>>> {
+        self.snapshot.load_full()
     }
 
     /// Seconds since the tenant's keys were fetched, if loaded.
@@ -261,7 +267,7 @@ mod tests {
 
     #[test]
     fn unknown_kid_refetch_is_gated() {
-        let store = KeyStore::new(["a"], POLICY);
+        let store: KeyStore = KeyStore::new(["a"], POLICY);
         let slot = store.try_refetch("a", 100).expect("first refetch allowed");
         assert!(store.try_refetch("a", 200).is_none(), "one in flight at a time");
         drop(slot);

@@ -21,7 +21,7 @@ pub enum FirstUse {
 }
 
 /// A store of used one-time token ids.
-pub trait ReplayStore: Send + Sync {
+pub trait ReplayStore: Send + Sync + std::fmt::Debug {
     /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
     fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse;
 }

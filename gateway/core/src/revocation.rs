@@ -83,7 +83,8 @@ impl Revocations {
             return Ok(());
         }
         let tenant = &t.tenant().id;
-        if let Some(kid) = t.kid() {
+        // A removed signing key, or a removed decryption key of a JWE.
+        for kid in [t.kid(), t.encrypted().map(|e| e.kid.as_str())].into_iter().flatten() {
             if self.kids.contains_key(&(tenant.clone(), kid.to_owned())) {
                 return Err(AuthError::TokenRevoked);
             }

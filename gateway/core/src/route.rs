@@ -34,6 +34,10 @@ pub struct Route {
     pub allow: Vec<AllowRule>,
     /// Maximum `exp - iat` in seconds.
     pub max_token_lifetime: Option<i64>,
+    /// Only encrypted (JWE) tokens are accepted.
+    pub require_encrypted: bool,
+    /// Each `jti` passes once.
+    pub one_time: bool,
 }
 
 /// A matched route with its path parameters.
@@ -173,6 +177,8 @@ mod tests {
             public: false,
             allow: vec![],
             max_token_lifetime: None,
+            require_encrypted: false,
+            one_time: false,
         }
     }
 

@@ -2,6 +2,8 @@
 //! where their keys come from.
 
 use crate::alg::Algorithm;
+use crate::config::AdminToken;
+use crate::jwe::JweAllow;
 
 /// Where a tenant's public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +17,32 @@ pub enum KeySource {
         /// `kid` for a single-key PEM file.
         kid: Option<String>,
     },
+}
+
+/// Where a tenant's private decryption keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecryptionSource {
+    /// The sidecar's authenticated gateway channel (a JWKS of private JWKs).
+    Url {
+        /// URL, e.g. `http://127.0.0.1:8082/internal/v1/tenants/{tenant}/decryption-keys`.
+        url: String,
+        /// The channel credential.
+        token: AdminToken,
+    },
+    /// A local JWKS file of private JWKs.
+    File(String),
+}
+
+/// A tenant's JWE settings (absent: the tenant accepts no JWE).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encryption {
+    /// Accepted key management and content encryption algorithms.
+    pub allow: JweAllow,
+    /// Accept a JWE whose payload is bare claims rather than a signed JWS. Off by
+    /// default: anyone holding the public encryption key could have made it.
+    pub allow_bare_claims: bool,
+    /// Decryption key source.
+    pub keys: DecryptionSource,
 }
 
 /// A validated tenant.
@@ -34,4 +62,6 @@ pub struct Tenant {
     pub required_claims: Vec<String>,
     /// Key source.
     pub keys: KeySource,
+    /// JWE settings, when the tenant accepts encrypted tokens.
+    pub encryption: Option<Encryption>,
 }

@@ -1,12 +1,18 @@
 //! Token verification: a compact JWS is parsed strictly, its tenant resolved from the
 //! (not yet trusted) claims, its signature checked with that tenant's keys only, and
-//! its claims validated. [`VerifiedToken`] can only be made here.
+//! its claims validated. A compact JWE is decrypted with the key its `kid` names (one
+//! tenant's), and its payload must be a JWS of that same tenant, verified the same
+//! way. [`VerifiedToken`] can only be made here.
 
 use crate::alg::Algorithm;
 use crate::cache::TokenCache;
 use crate::claims::Claims;
 use crate::error::AuthError;
 use crate::jose::{self, Compact};
+use crate::json;
+use crate::jwe::keys::DecryptionKeySet;
+use crate::jwe::store::{DecryptionStore, KidOwner};
+use crate::jwe::{self, ContentEncryption, JweAllow, JweError, KeyManagement};
 use crate::key::{KeySet, VerifyingKey};
 use crate::keystore::KeyStore;
 use crate::tenant::Tenant;
@@ -24,12 +30,24 @@ pub struct VerifyOptions {
     pub max_token_size: usize,
 }
 
+/// How a JWE token was decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encrypted {
+    /// Key management algorithm.
+    pub alg: KeyManagement,
+    /// Content encryption.
+    pub enc: ContentEncryption,
+    /// `kid` of the decryption key.
+    pub kid: String,
+}
+
 /// A token whose signature and tenant-level claims have been checked.
 #[derive(Debug)]
 pub struct VerifiedToken {
     tenant: Arc<Tenant>,
-    alg: Algorithm,
+    alg: Option<Algorithm>,
     kid: Option<String>,
+    encrypted: Option<Encrypted>,
     claims: Claims,
 }
 
@@ -38,13 +56,25 @@ impl VerifiedToken {
     pub fn tenant(&self) -> &Arc<Tenant> {
         &self.tenant
     }
-    /// The algorithm used.
-    pub fn alg(&self) -> Algorithm {
+    /// The signature algorithm; `None` only for a JWE around bare claims (allowed per tenant).
+    pub fn alg(&self) -> Option<Algorithm> {
         self.alg
     }
     /// The `kid` of the verifying key, when the token named one.
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
+    }
+    /// How the token was decrypted, when it was a JWE.
+    pub fn encrypted(&self) -> Option<&Encrypted> {
+        self.encrypted.as_ref()
+    }
+    /// `"JWE"` or `"JWS"`.
+    pub fn kind(&self) -> &'static str {
+        if self.encrypted.is_some() {
+            "JWE"
+        } else {
+            "JWS"
+        }
     }
     /// The verified claims.
     pub fn claims(&self) -> &Claims {
@@ -52,19 +82,50 @@ impl VerifiedToken {
     }
 }
 
+/// Which keys a refetch might find a missing `kid` in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refetch {
+    /// This tenant's signing keys.
+    Signing(String),
+    /// Decryption keys: no tenant holds the JWE's `kid` (so any might have it now).
+    Decryption,
+}
+
 /// What a failed lookup needs from the caller: whether an unknown-`kid` refetch may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
     /// The refusal.
     pub error: AuthError,
-    /// The tenant whose keys lacked the `kid`, when a refetch could help.
-    pub refetch_tenant: Option<String>,
+    /// Set when a refetch could help.
+    pub refetch: Option<Refetch>,
 }
 
 impl From<AuthError> for Refused {
     fn from(error: AuthError) -> Self {
-        Self { error, refetch_tenant: None }
+        Self { error, refetch: None }
     }
+}
+
+/// Told about each decryption, for latency metrics (the core reads no clock for policy).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// One JWE decrypted in `seconds` with `alg`.
+    fn decrypted(&self, alg: KeyManagement, seconds: f64);
+}
+
+fn jwe_refusal(e: JweError) -> AuthError {
+    match e {
+        JweError::Malformed(what) => AuthError::TokenMalformed(what),
+        JweError::AlgorithmNotAllowed(_) => AuthError::AlgorithmNotAllowed,
+        JweError::HeaderUnsupported(what) => AuthError::HeaderUnsupported(what),
+        JweError::KeyUnknown => AuthError::KeyUnknown,
+        JweError::DecryptionFailed => AuthError::DecryptionFailed,
+    }
+}
+
+/// Runs a library call so that a panic on hostile input becomes a refusal, never a
+/// dropped connection.
+pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, AuthError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|_| AuthError::DecryptionFailed)
 }
 
 /// Verifies tokens against per-tenant keys, with a cache of verified tokens.
@@ -73,16 +134,44 @@ pub struct Verifier {
     opts: VerifyOptions,
     tenants: HashMap<String, Arc<Tenant>>,
     cache: TokenCache,
+    /// Union of every tenant's JWE allowlist (the per-tenant one is applied after the
+    /// `kid` names the tenant); `None` when no tenant accepts JWE.
+    jwe_any: Option<JweAllow>,
+    observer: Option<Arc<dyn Observer>>,
 }
+
+type Checked = (VerifiedToken, Option<Arc<KeySet>>, Option<Arc<DecryptionKeySet>>);
 
 impl Verifier {
     /// A verifier for these tenants; `cache_size` 0 disables the cache.
     pub fn new(opts: VerifyOptions, tenants: Vec<Tenant>, cache_size: usize) -> Self {
+        let mut jwe_any: Option<JweAllow> = None;
+        for e in tenants.iter().filter_map(|t| t.encryption.as_ref()) {
+            let u = jwe_any.get_or_insert_with(|| JweAllow { key_management: Vec::new(), content: Vec::new() });
+            for a in &e.allow.key_management {
+                if !u.key_management.contains(a) {
+                    u.key_management.push(*a);
+                }
+            }
+            for c in &e.allow.content {
+                if !u.content.contains(c) {
+                    u.content.push(*c);
+                }
+            }
+        }
         Self {
             opts,
             tenants: tenants.into_iter().map(|t| (t.id.clone(), Arc::new(t))).collect(),
             cache: TokenCache::new(cache_size),
+            jwe_any,
+            observer: None,
         }
+    }
+
+    /// Reports each decryption to `observer`.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn Observer>>) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// The configured tenants.
@@ -100,41 +189,122 @@ impl Verifier {
         &self.opts
     }
 
-    /// Verifies `token` at time `now` using `keys`.
-    pub fn verify(&self, token: &str, keys: &KeyStore, now: i64) -> Result<Arc<VerifiedToken>, Refused> {
+    /// Verifies `token` (a compact JWS, or a compact JWE around one) at time `now`,
+    /// using `keys` for signatures and `dkeys` for decryption.
+    pub fn verify(
+        &self,
+        token: &str,
+        keys: &KeyStore,
+        dkeys: &DecryptionStore,
+        now: i64,
+    ) -> Result<Arc<VerifiedToken>, Refused> {
         if token.len() > self.opts.max_token_size {
             return Err(AuthError::TokenTooLarge.into());
         }
-        if jose::classify(token)? == Compact::Jwe {
-            return Err(AuthError::EncryptionUnsupported.into());
-        }
-        if let Some(hit) = self.cache.get(token, |t| keys.get(&t.tenant.id, now)) {
+        let kind = jose::classify(token)?;
+        let current = |t: &VerifiedToken| {
+            let id = &t.tenant.id;
+            (t.alg.and_then(|_| keys.get(id, now)), t.encrypted.as_ref().and_then(|_| dkeys.get(id, now)))
+        };
+        if let Some(hit) = self.cache.get(token, current) {
             hit.claims.check_time(now, self.opts.leeway)?;
             return Ok(hit);
         }
+        let (verified, set, dset) = match kind {
+            Compact::Jws => self.verify_jws(token, None, keys, now).map(|(v, set)| (v, Some(set), None))?,
+            Compact::Jwe => self.verify_jwe(token, keys, dkeys, now)?,
+        };
+        let verified = Arc::new(verified);
+        self.cache.insert(token, verified.clone(), set, dset, now);
+        Ok(verified)
+    }
+
+    fn check_claims(&self, claims: &Claims, tenant: &Tenant, now: i64) -> Result<(), AuthError> {
+        claims.check_time(now, self.opts.leeway)?;
+        claims.check_issuer(&tenant.issuer)?;
+        claims.check_audience(&tenant.audiences)?;
+        claims.check_required(&tenant.required_claims)
+    }
+
+    /// A compact JWS; when nested in a JWE, its tenant must be `expected`.
+    fn verify_jws(
+        &self,
+        token: &str,
+        expected: Option<&Arc<Tenant>>,
+        keys: &KeyStore,
+        now: i64,
+    ) -> Result<(VerifiedToken, Arc<KeySet>), Refused> {
         let jws = jose::parse_jws(token)?;
         let claims = Claims::new(jws.claims)?;
         let tenant_id = claims.str(&self.opts.tenant_claim).ok_or(AuthError::TenantUnknown)?;
-        let tenant = self.tenants.get(tenant_id).ok_or(AuthError::TenantUnknown)?;
+        let tenant = match expected {
+            Some(t) if t.id != tenant_id => return Err(AuthError::TenantMismatch.into()),
+            Some(t) => t,
+            None => self.tenants.get(tenant_id).ok_or(AuthError::TenantUnknown)?,
+        };
         let alg = jws.header.alg;
         if !tenant.algorithms.contains(&alg) {
             return Err(AuthError::AlgorithmNotAllowed.into());
         }
         let set = keys.get(&tenant.id, now).ok_or(AuthError::KeysUnavailable)?;
         let key = select_key(&set, jws.header.kid.as_deref(), alg).map_err(|error| Refused {
-            refetch_tenant: (error == AuthError::KeyUnknown).then(|| tenant.id.clone()),
+            refetch: (error == AuthError::KeyUnknown).then(|| Refetch::Signing(tenant.id.clone())),
             error,
         })?;
         if !key.verify(alg, jws.signing_input, &jws.signature) {
             return Err(AuthError::SignatureInvalid.into());
         }
-        claims.check_time(now, self.opts.leeway)?;
-        claims.check_issuer(&tenant.issuer)?;
-        claims.check_audience(&tenant.audiences)?;
-        claims.check_required(&tenant.required_claims)?;
-        let verified = Arc::new(VerifiedToken { tenant: tenant.clone(), alg, kid: jws.header.kid, claims });
-        self.cache.insert(token, verified.clone(), set, now);
-        Ok(verified)
+        self.check_claims(&claims, tenant, now)?;
+        let verified =
+            VerifiedToken { tenant: tenant.clone(), alg: Some(alg), kid: jws.header.kid, encrypted: None, claims };
+        Ok((verified, set))
+    }
+
+    /// A compact JWE: the header's `kid` names the one tenant that can decrypt it; the
+    /// payload must be a signed JWS of that same tenant (or, where the tenant allows
+    /// it, bare claims naming that tenant).
+    fn verify_jwe(&self, token: &str, keys: &KeyStore, dkeys: &DecryptionStore, now: i64) -> Result<Checked, Refused> {
+        let any = self.jwe_any.as_ref().ok_or(AuthError::EncryptionUnsupported)?;
+        let header = jwe::peek_header(token, any).map_err(jwe_refusal)?;
+        let tenant_id = match dkeys.owner(&header.kid) {
+            Some(KidOwner::Tenant(t)) => t,
+            Some(KidOwner::Ambiguous) => return Err(AuthError::KeyUnknown.into()),
+            None => return Err(Refused { error: AuthError::KeyUnknown, refetch: Some(Refetch::Decryption) }),
+        };
+        let tenant = self.tenants.get(&*tenant_id).ok_or(AuthError::TenantUnknown)?;
+        let settings = tenant.encryption.as_ref().ok_or(AuthError::EncryptionUnsupported)?;
+        if !settings.allow.key_management.contains(&header.alg) || !settings.allow.content.contains(&header.enc) {
+            return Err(AuthError::AlgorithmNotAllowed.into());
+        }
+        let dset = dkeys.get(&tenant.id, now).ok_or(AuthError::KeysUnavailable)?;
+        let started = std::time::Instant::now();
+        let decrypted = guard(|| jwe::decrypt(token, &dset, &settings.allow))?.map_err(jwe_refusal)?;
+        if let Some(o) = &self.observer {
+            o.decrypted(header.alg, started.elapsed().as_secs_f64());
+        }
+        let encrypted = Encrypted { alg: header.alg, enc: header.enc, kid: decrypted.kid.clone() };
+        let nested = decrypted.cty.as_deref().is_some_and(|c| c.eq_ignore_ascii_case("JWT"));
+        if nested {
+            let inner = std::str::from_utf8(&decrypted.payload).map_err(|_| AuthError::NestedJwsRequired)?;
+            if jose::classify(inner) != Ok(Compact::Jws) {
+                return Err(AuthError::NestedJwsRequired.into());
+            }
+            let (mut verified, set) = self.verify_jws(inner, Some(tenant), keys, now)?;
+            verified.encrypted = Some(encrypted);
+            return Ok((verified, Some(set), Some(dset)));
+        }
+        if !settings.allow_bare_claims || !decrypted.payload.starts_with(b"{") {
+            return Err(AuthError::NestedJwsRequired.into());
+        }
+        let map = json::parse_object(&decrypted.payload).map_err(|_| AuthError::TokenMalformed("claims json"))?;
+        let claims = Claims::new(map)?;
+        if claims.str(&self.opts.tenant_claim) != Some(tenant.id.as_str()) {
+            return Err(AuthError::TenantMismatch.into());
+        }
+        self.check_claims(&claims, tenant, now)?;
+        let verified =
+            VerifiedToken { tenant: tenant.clone(), alg: None, kid: None, encrypted: Some(encrypted), claims };
+        Ok((verified, None, Some(dset)))
     }
 }
 

@@ -2,13 +2,22 @@
 //! accepted algorithm, and every refusal JOSE-PITFALLS.md lists.
 
 use gateway_core::alg::Algorithm as A;
+use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::keystore::{KeyStore, RefreshPolicy};
 use gateway_core::tenant::{KeySource, Tenant};
-use gateway_core::verify::{Verifier, VerifyOptions};
+use gateway_core::verify::{Refetch, Verifier, VerifyOptions};
 use gateway_core::{AuthError, KeySet};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use testkit::{b64, TestKey};
+
+/// No tenant accepts JWE here.
+fn nod() -> DecryptionStore {
+    DecryptionStore::new(
+        std::iter::empty(),
+        RefreshPolicy { floor: 1, ceiling: 1, default_max_age: 1, unknown_kid_cooldown: 1, max_stale: 1 },
+    )
+}
 
 const NOW: i64 = 1_800_000_000;
 const POLICY: RefreshPolicy =
@@ -33,6 +42,7 @@ fn tenant(id: &str, algs: Vec<A>) -> Tenant {
         required: true,
         required_claims: vec!["sub".into()],
         keys: KeySource::Url("http://unused".into()),
+        encryption: None,
     }
 }
 
@@ -68,14 +78,17 @@ fn with(mut v: Value, k: &str, x: Value) -> Value {
 }
 
 fn check(f: &Fixture, token: &str) -> Result<(), AuthError> {
-    f.verifier.verify(token, &f.store, NOW).map(|_| ()).map_err(|r| r.error)
+    f.verifier.verify(token, &f.store, &nod(), NOW).map(|_| ()).map_err(|r| r.error)
 }
 
 #[test]
 fn every_algorithm_verifies() {
     let f = fixture();
     for k in [&f.rs, &f.ps, &f.es, &f.ed] {
-        let t = f.verifier.verify(&k.mint(&good("t1")), &f.store, NOW).unwrap_or_else(|e| panic!("{:?}: {e:?}", k.alg));
+        let t = f
+            .verifier
+            .verify(&k.mint(&good("t1")), &f.store, &nod(), NOW)
+            .unwrap_or_else(|e| panic!("{:?}: {e:?}", k.alg));
         assert_eq!(t.tenant().id, "t1");
         assert_eq!(t.kid(), Some(k.kid.as_str()));
         assert_eq!(t.claims().str("sub"), Some("u1"));
@@ -117,8 +130,8 @@ fn tenant_isolation_and_keys() {
     assert_eq!(check(&f, &f.rs.mint(&good("t2"))), Err(AuthError::AlgorithmNotAllowed));
     // Unknown kid asks for a refetch of that tenant only.
     let unknown = TestKey { kid: "rotated-2".into(), ..f.rs.clone() };
-    let r = f.verifier.verify(&unknown.mint(&good("t1")), &f.store, NOW).unwrap_err();
-    assert_eq!((r.error, r.refetch_tenant.as_deref()), (AuthError::KeyUnknown, Some("t1")));
+    let r = f.verifier.verify(&unknown.mint(&good("t1")), &f.store, &nod(), NOW).unwrap_err();
+    assert_eq!((r.error, r.refetch), (AuthError::KeyUnknown, Some(Refetch::Signing("t1".into()))));
     // A kid naming another key of the right tenant: signature fails.
     let wrong = TestKey { kid: "ps-1".into(), alg: Algorithm::PS256, ..f.rs.clone() };
     assert_eq!(check(&f, &wrong.mint(&good("t1"))), Err(AuthError::SignatureInvalid));
@@ -130,7 +143,7 @@ fn tenant_isolation_and_keys() {
     assert_eq!(check(&f, &f.rs.mint_raw(&h, &good("t1").to_string())), Err(AuthError::KeyUnknown));
     // Keys not loaded for a tenant: 503-class, not a forgery verdict.
     let empty = KeyStore::new(["t1"], POLICY);
-    let r = f.verifier.verify(&f.rs.mint(&good("t1")), &empty, NOW).unwrap_err();
+    let r = f.verifier.verify(&f.rs.mint(&good("t1")), &empty, &nod(), NOW).unwrap_err();
     assert_eq!(r.error, AuthError::KeysUnavailable);
 }
 
@@ -239,14 +252,14 @@ fn cache_is_invalidated_by_key_refresh_and_rechecks_time() {
     let store = KeyStore::new(["t1"], POLICY);
     store.install("t1", KeySet::from_jwks(testkit::jwks(&[&rs]).as_bytes()).unwrap(), NOW, None);
     let tok = rs.mint(&with(good("t1"), "exp", json!(NOW + 100)));
-    let a = verifier.verify(&tok, &store, NOW).unwrap();
-    let b = verifier.verify(&tok, &store, NOW).unwrap();
+    let a = verifier.verify(&tok, &store, &nod(), NOW).unwrap();
+    let b = verifier.verify(&tok, &store, &nod(), NOW).unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b), "second use is a cache hit");
-    assert_eq!(verifier.verify(&tok, &store, NOW + 101).unwrap_err().error, AuthError::TokenExpired);
+    assert_eq!(verifier.verify(&tok, &store, &nod(), NOW + 101).unwrap_err().error, AuthError::TokenExpired);
     // The key is removed (emergency rotation): the cached token no longer passes.
     let other = TestKey::load("ec-b.pem", "other-1", Algorithm::ES256);
     store.install("t1", KeySet::from_jwks(testkit::jwks(&[&other]).as_bytes()).unwrap(), NOW, None);
-    assert_eq!(verifier.verify(&tok, &store, NOW).unwrap_err().error, AuthError::KeyUnknown);
+    assert_eq!(verifier.verify(&tok, &store, &nod(), NOW).unwrap_err().error, AuthError::KeyUnknown);
 }
 
 #[test]
@@ -298,7 +311,7 @@ fn jwks_parsing_skips_unusable_keys() {
 fn revocation_watermarks_and_kids() {
     use gateway_core::revocation::{RevocationEvent, Revocations};
     let f = fixture();
-    let t = f.verifier.verify(&f.es.mint(&good("t1")), &f.store, NOW).unwrap();
+    let t = f.verifier.verify(&f.es.mint(&good("t1")), &f.store, &nod(), NOW).unwrap();
     let r = Revocations::default();
     assert!(r.check(&t).is_ok());
     let ev = |sub: Option<&str>, before: Option<i64>, kid: Option<&str>| RevocationEvent {

@@ -2,6 +2,8 @@
 //! token minting with arbitrary headers, and in-process JWKS and echo servers on
 //! 127.0.0.1 ephemeral ports.
 
+pub mod jwe;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -100,6 +102,12 @@ fn pem_body(pem: &[u8]) -> Vec<u8> {
 pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Decodes unpadded base64url (test input is trusted).
+pub fn b64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text).expect("base64url")
 }
 
 /// A JWKS document holding these keys' public halves.

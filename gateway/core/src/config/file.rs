@@ -53,6 +53,54 @@ pub struct FileConfig {
     /// Metrics settings.
     #[serde(default)]
     pub metrics: Option<MetricsFile>,
+    /// Where JWE-enabled tenants' private decryption keys come from.
+    #[serde(default)]
+    pub decryption: Option<DecryptionFile>,
+}
+
+/// `decryption:` section: the sidecar's gateway channel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptionFile {
+    /// URL for tenants without their own source; `{tenant}` is replaced.
+    #[serde(default)]
+    pub url_template: Option<String>,
+    /// Environment variable holding the gateway channel credential.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the gateway channel credential.
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+/// A tenant's `encryption:` section (present: the tenant accepts JWE).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionFile {
+    /// Accepted key management algorithms (default: all supported).
+    #[serde(default)]
+    pub key_management: Vec<String>,
+    /// Accepted content encryption algorithms (default: all supported).
+    #[serde(default)]
+    pub content_encryption: Vec<String>,
+    /// Accept a JWE around bare claims instead of a signed JWS.
+    #[serde(default)]
+    pub allow_bare_claims: bool,
+    /// Decryption key source; defaults to `decryption.url_template`.
+    #[serde(default)]
+    pub keys: Option<DecryptionKeysFile>,
+}
+
+/// Where one tenant's decryption keys come from: exactly one of `url` or `file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptionKeysFile {
+    /// The sidecar's decryption-keys URL (uses the `decryption:` credential).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A local JWKS file of private JWKs.
+    #[serde(default)]
+    pub file: Option<String>,
 }
 
 /// `metrics:` section.
@@ -133,6 +181,9 @@ pub struct AuthFile {
     /// Verified-token cache capacity (0 disables).
     #[serde(default)]
     pub token_cache_size: Option<usize>,
+    /// Most unexpired one-time `jti`s remembered (beyond it one-time routes refuse).
+    #[serde(default)]
+    pub replay_cache_size: Option<usize>,
 }
 
 impl Default for AuthFile {
@@ -144,6 +195,7 @@ impl Default for AuthFile {
             max_token_size: None,
             forward_authorization: false,
             token_cache_size: None,
+            replay_cache_size: None,
         }
     }
 }
@@ -197,6 +249,9 @@ pub struct TenantFile {
     /// Key source; defaults to `keys.url_template`.
     #[serde(default)]
     pub keys: Option<KeySourceFile>,
+    /// JWE settings; absent means the tenant accepts no encrypted token.
+    #[serde(default)]
+    pub encryption: Option<EncryptionFile>,
 }
 
 /// Where one tenant's keys come from: exactly one of `url` or `file`.
@@ -285,6 +340,12 @@ pub struct RouteFile {
     /// Maximum `exp - iat` for tokens on this route.
     #[serde(default)]
     pub max_token_lifetime: Option<Dur>,
+    /// Only a JWE (nested signed JWT) is accepted here.
+    #[serde(default)]
+    pub require_encrypted: bool,
+    /// Each token (`jti`) passes once.
+    #[serde(default)]
+    pub one_time: bool,
 }
 
 /// One allow rule.

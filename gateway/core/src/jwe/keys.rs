@@ -143,6 +143,11 @@ impl DecryptionKeySet {
         self.by_kid.get(kid)
     }
 
+    /// The key ids held.
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.by_kid.keys().map(String::as_str)
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.by_kid.len()

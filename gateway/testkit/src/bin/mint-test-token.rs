@@ -1,10 +1,15 @@
 //! Mints a token with one of the fixed TEST keys, for load tests and manual tries
 //! without the sidecar: `mint-test-token --key rsa-a.pem --kid rs-1 --alg RS256
 //! --tenant t1 --issuer https://issuer.test/t1 --aud api --sub u-1 --role doctor --ttl 3600`.
+//! With `--encrypt-to KEYS.jwks --jwe-alg RSA-OAEP-256 --jwe-enc A256GCM` the token is
+//! wrapped in a nested JWE to the first key of that private JWKS (josekit);
+//! `--write-enc-keys DIR` writes fresh `enc-rsa.jwks`, `enc-ec.jwks` and both in
+//! `enc-all.jwks` there.
 
 use clap::Parser;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use testkit::jwe::EncKey;
 
 #[derive(Parser)]
 struct Args {
@@ -26,10 +31,29 @@ struct Args {
     role: String,
     #[arg(long, default_value_t = 3600)]
     ttl: i64,
+    /// Private JWKS whose first key the token is encrypted to (nested JWE).
+    #[arg(long)]
+    encrypt_to: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "RSA-OAEP-256")]
+    jwe_alg: String,
+    #[arg(long, default_value = "A256GCM")]
+    jwe_enc: String,
+    /// Write fresh encryption keys (`enc-rsa.jwks`, kid enc-rsa; `enc-ec.jwks`, kid enc-ec) and exit.
+    #[arg(long)]
+    write_enc_keys: Option<std::path::PathBuf>,
 }
 
 fn main() {
     let a = Args::parse();
+    if let Some(dir) = &a.write_enc_keys {
+        let (rsa, ec) = (EncKey::rsa("enc-rsa"), EncKey::p256("enc-ec"));
+        for (file, keys) in
+            [("enc-rsa.jwks", vec![&rsa]), ("enc-ec.jwks", vec![&ec]), ("enc-all.jwks", vec![&rsa, &ec])]
+        {
+            std::fs::write(dir.join(file), testkit::jwe::private_jwks(&keys)).expect("write key file");
+        }
+        return;
+    }
     let alg = match a.alg.as_str() {
         "RS256" => Algorithm::RS256,
         "PS256" => Algorithm::PS256,
@@ -47,5 +71,14 @@ fn main() {
         "aud": a.aud, "sub": a.sub, "role": a.role, "tenant_id": a.tenant,
         "iat": now, "nbf": now, "exp": now + a.ttl, "jti": format!("test-{now}-{}", std::process::id()),
     });
-    println!("{}", key.mint(&claims));
+    let token = key.mint(&claims);
+    match &a.encrypt_to {
+        None => println!("{token}"),
+        Some(path) => {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(path).expect("read JWKS")).expect("JWKS");
+            let enc = EncKey::from_jwk(&doc["keys"][0]);
+            println!("{}", enc.wrap(&a.jwe_alg, &a.jwe_enc, &token));
+        }
+    }
 }
