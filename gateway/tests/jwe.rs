@@ -220,6 +220,19 @@ async fn one_time_tokens_pass_once_even_when_raced() {
     // The same claims re-encrypted (a different string, same jti) are the same token.
     let again = s.t1_jwe("ECDH-ES", "A128GCM", &c);
     assert_eq!(s.get(path, &again).await.1["reason"], "token_replayed");
+    // A config reload keeps the used ids.
+    s.gw.hup();
+    let reloaded = r#"gateway_config_reloads_total{result="ok"} 1"#;
+    for _ in 0..100 {
+        let m = s.http.get(s.gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if m.contains(reloaded) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let m = s.http.get(s.gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains(reloaded), "reload did not happen");
+    assert_eq!(s.get(path, &token).await.1["reason"], "token_replayed", "after reload");
 
     // Eight identical requests at the same moment: exactly one passes.
     for round in 0..3 {

@@ -5,7 +5,8 @@
 use crate::b64;
 use aws_lc_rs::agreement::{PrivateKey, ECDH_P256};
 use aws_lc_rs::rsa::PrivateDecryptingKey;
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -80,15 +81,53 @@ fn rsa_pkcs8(parts: &[Zeroizing<Vec<u8>>]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-fn parse_key(jwk: &Map<String, Value>) -> Result<DecryptionKey, String> {
+/// A private JWK as read: every member that is or reveals private key material is
+/// held in `Zeroizing`, so the text is wiped once the key is built.
+#[derive(Deserialize)]
+struct PrivateJwk {
+    kty: Option<String>,
+    crv: Option<String>,
+    kid: Option<String>,
+    #[serde(rename = "use")]
+    key_use: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<Zeroizing<String>>,
+    p: Option<Zeroizing<String>>,
+    q: Option<Zeroizing<String>>,
+    dp: Option<Zeroizing<String>>,
+    dq: Option<Zeroizing<String>>,
+    qi: Option<Zeroizing<String>>,
+}
+
+impl PrivateJwk {
+    fn member(&self, name: &str) -> Option<&str> {
+        match name {
+            "n" => self.n.as_deref(),
+            "e" => self.e.as_deref(),
+            "x" => self.x.as_deref(),
+            "y" => self.y.as_deref(),
+            "d" => self.d.as_deref().map(String::as_str),
+            "p" => self.p.as_deref().map(String::as_str),
+            "q" => self.q.as_deref().map(String::as_str),
+            "dp" => self.dp.as_deref().map(String::as_str),
+            "dq" => self.dq.as_deref().map(String::as_str),
+            "qi" => self.qi.as_deref().map(String::as_str),
+            _ => None,
+        }
+    }
+}
+
+fn parse_key(jwk: &PrivateJwk) -> Result<DecryptionKey, String> {
     let get = |name: &'static str| -> Result<Zeroizing<Vec<u8>>, String> {
-        jwk.get(name)
-            .and_then(Value::as_str)
+        jwk.member(name)
             .and_then(|s| b64::decode(s.as_bytes()))
             .map(Zeroizing::new)
             .ok_or_else(|| format!("member {name} missing or invalid"))
     };
-    match (jwk.get("kty").and_then(Value::as_str), jwk.get("crv").and_then(Value::as_str)) {
+    match (jwk.kty.as_deref(), jwk.crv.as_deref()) {
         (Some("RSA"), _) => {
             let parts = ["n", "e", "d", "p", "q", "dp", "dq", "qi"].map(get);
             let parts: Result<Vec<_>, String> = parts.into_iter().collect();
@@ -118,17 +157,25 @@ fn parse_key(jwk: &Map<String, Value>) -> Result<DecryptionKey, String> {
 impl DecryptionKeySet {
     /// Parses a JWKS of private JWKs; unusable keys are skipped and listed.
     pub fn from_jwks(bytes: &[u8]) -> Result<Self, String> {
-        let doc: Value = serde_json::from_slice(bytes).map_err(|_| "not JSON".to_owned())?;
-        let keys = doc.get("keys").and_then(Value::as_array).ok_or_else(|| "no keys array".to_owned())?;
+        // Borrowed, so no copy of the document's key text is made here.
+        #[derive(Deserialize)]
+        struct Doc<'a> {
+            #[serde(borrow)]
+            keys: Vec<&'a RawValue>,
+        }
+        let doc: Doc<'_> = serde_json::from_slice(bytes).map_err(|_| "not a JWKS (no keys array)".to_owned())?;
         let mut set = DecryptionKeySet::default();
-        for (i, k) in keys.iter().enumerate() {
-            let Some(obj) = k.as_object() else { continue };
-            let kid = obj.get("kid").and_then(Value::as_str).unwrap_or_default();
-            if kid.is_empty() || obj.get("use").is_some_and(|u| u != "enc") {
+        for (i, raw) in doc.keys.iter().enumerate() {
+            let Ok(jwk) = serde_json::from_str::<PrivateJwk>(raw.get()) else {
+                set.skipped.push(format!("keys[{i}]: not a JWK object"));
+                continue;
+            };
+            let kid = jwk.kid.as_deref().unwrap_or_default();
+            if kid.is_empty() || jwk.key_use.as_deref().is_some_and(|u| u != "enc") {
                 set.skipped.push(format!("keys[{i}]: no kid or not use=enc"));
                 continue;
             }
-            match parse_key(obj) {
+            match parse_key(&jwk) {
                 Ok(key) => {
                     set.by_kid.insert(kid.to_owned(), Arc::new(key));
                 }
