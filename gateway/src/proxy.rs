@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
 use gateway_core::verify::Refetch;
-use gateway_core::{Allowed, Refusal, VerifiedToken};
+use gateway_core::{Allowed, AuthError, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -65,6 +65,22 @@ fn request_id(session: &Session) -> String {
     }
 }
 
+/// `Engine::decide`, with any panic (a library bug reached by hostile input) turned
+/// into a 401 rather than a dropped connection. Decryption is guarded inside the core
+/// already; this is the second line.
+fn decide_guarded(rt: &Runtime, method: &str, path: &str, auth: &[&[u8]]) -> Result<Allowed, Refusal> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.engine.decide(method, path, auth, now())))
+        .unwrap_or_else(|_| {
+            tracing::error!("panic while deciding a request; refused as token_malformed");
+            Err(Refusal {
+                denial: AuthError::TokenMalformed("unprocessable").into(),
+                route: None,
+                refetch: None,
+                token: None,
+            })
+        })
+}
+
 impl Gateway {
     async fn decide(&self, rt: &Runtime, session: &Session) -> Result<Allowed, Refusal> {
         let req = session.req_header();
@@ -72,7 +88,7 @@ impl Gateway {
         let path = req.uri.path();
         let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
         let started = Instant::now();
-        let first = rt.engine.decide(method, path, &auth, now());
+        let first = decide_guarded(rt, method, path, &auth);
         let refetched = match &first {
             Err(Refusal { refetch: Some(Refetch::Signing(tenant)), .. }) => {
                 rt.fetcher.refetch_unknown_kid(tenant).await
@@ -82,7 +98,7 @@ impl Gateway {
             }
             _ => false,
         };
-        let outcome = if refetched { rt.engine.decide(method, path, &auth, now()) } else { first };
+        let outcome = if refetched { decide_guarded(rt, method, path, &auth) } else { first };
         if let Ok(a) = &outcome {
             if let Some(t) = a.permit.token() {
                 let alg = t.alg().map_or("unsigned", |a| a.as_str());

@@ -12,6 +12,8 @@ use support::{Gateway, Sidecar, SIDECAR_GATEWAY};
 use testkit::jwe::{edit_header, private_jwks, tamper, EncKey, ALGS, ENCS};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 
+const ADMIN: &str = "jwe-test-admin-token-0123456789";
+
 struct Stack {
     gw: Gateway,
     rs: TestKey,
@@ -60,6 +62,8 @@ async fn stack() -> Stack {
     let (f1, f2) = (dir.path().join("t1.jwks"), dir.path().join("t2.jwks"));
     std::fs::write(&f1, private_jwks(&[&t1_rsa, &t1_ec])).unwrap();
     std::fs::write(&f2, private_jwks(&[&t2_ec])).unwrap();
+    let admin_token = dir.path().join("admin.token");
+    std::fs::write(&admin_token, ADMIN).unwrap();
     let body = format!(
         r#"
 keys:
@@ -86,11 +90,17 @@ headers:
 upstreams:
   echo:
     peers: ["{}"]
+audit:
+  file: {}
+admin:
+  token_file: {}
 {}"#,
         jwks_server.url_template(),
         f1.display(),
         f2.display(),
         echo.addr,
+        dir.path().join("audit.jsonl").display(),
+        admin_token.display(),
         routes()
     );
     let gw = Gateway::start(&body).await;
@@ -220,6 +230,21 @@ async fn one_time_tokens_pass_once_even_when_raced() {
     // The same claims re-encrypted (a different string, same jti) are the same token.
     let again = s.t1_jwe("ECDH-ES", "A128GCM", &c);
     assert_eq!(s.get(path, &again).await.1["reason"], "token_replayed");
+    // Audited as a JWE: the allow, then the replay refusal.
+    let mut records = Value::Null;
+    for _ in 0..100 {
+        let r = s.http.get(s.gw.admin_url("/audit?jti=once-1")).bearer_auth(ADMIN).send().await.unwrap();
+        records = r.json::<Value>().await.unwrap()["records"].clone();
+        if records.as_array().is_some_and(|a| a.len() >= 3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let records = records.as_array().expect("audit records");
+    assert!(records.iter().all(|r| r["token_kind"] == "JWE" && r["kid"] == "rs-1"), "{records:?}");
+    let reasons: Vec<&str> = records.iter().map(|r| r["reason"].as_str().unwrap_or("allow")).collect();
+    assert_eq!(reasons.iter().filter(|r| **r == "allow").count(), 1, "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| **r == "token_replayed").count(), 2, "{reasons:?}");
     // A config reload keeps the used ids.
     s.gw.hup();
     let reloaded = r#"gateway_config_reloads_total{result="ok"} 1"#;
@@ -277,6 +302,36 @@ async fn one_time_tokens_pass_once_even_when_raced() {
     assert_eq!(s.get(path, &token).await.1["reason"], "forbidden_role");
 }
 
+/// A gateway whose tenants (`tenants`, YAML lines) take signing keys from the
+/// sidecar's JWKS and decryption keys over its authenticated channel; `keys` adds
+/// lines to the `keys:` section.
+async fn sidecar_gateway(sidecar: &Sidecar, keys: &str, tenants: &str) -> (Gateway, EchoServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("gateway-token");
+    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let echo = EchoServer::start().await;
+    let gw = Gateway::start(&format!(
+        r#"
+keys:
+  url_template: "{base}/jwk/{{tenant}}"
+{keys}decryption:
+  url_template: "{internal}/internal/v1/tenants/{{tenant}}/decryption-keys"
+  token_file: "{token}"
+tenants:
+{tenants}upstreams:
+  echo:
+    peers: ["{echo}"]
+{routes}"#,
+        base = sidecar.base,
+        internal = sidecar.internal,
+        token = token_file.display(),
+        echo = echo.addr,
+        routes = routes()
+    ))
+    .await;
+    (gw, echo, dir)
+}
+
 /// Decryption keys over the sidecar's authenticated channel: nested tokens minted by
 /// the sidecar pass; after an emergency rotation of the encryption key, new tokens
 /// pass at once (unknown-kid refetch) and tokens under the withdrawn key are refused.
@@ -290,56 +345,16 @@ async fn sidecar_channel_and_emergency_rotation() {
          rotation: { interval: 1d } }\n",
     )
     .await;
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway-token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
-    let echo = EchoServer::start().await;
-    let gw = Gateway::start(&format!(
-        r#"
-keys:
-  url_template: "{base}/jwk/{{tenant}}"
-  unknown_kid_cooldown: 1s
-decryption:
-  url_template: "{internal}/internal/v1/tenants/{{tenant}}/decryption-keys"
-  token_file: "{token}"
-tenants:
-  h1:
-    issuer: https://kms.test/h1
-    audiences: [api]
-    algorithms: [ES256]
-    encryption: {{}}
-  h2:
-    issuer: https://kms.test/h2
-    audiences: [api]
-    algorithms: [RS256]
-    encryption: {{ key_management: [RSA-OAEP-256] }}
-upstreams:
-  echo:
-    peers: ["{echo}"]
-{routes}"#,
-        base = sidecar.base,
-        internal = sidecar.internal,
-        token = token_file.display(),
-        echo = echo.addr,
-        routes = routes()
-    ))
+    let (gw, _echo, _dir) = sidecar_gateway(
+        &sidecar,
+        "  unknown_kid_cooldown: 1s\n",
+        "  h1:\n    issuer: https://kms.test/h1\n    audiences: [api]\n    algorithms: [ES256]\n    encryption: {}\n\
+         \x20 h2:\n    issuer: https://kms.test/h2\n    audiences: [api]\n    algorithms: [RS256]\n    \
+         encryption: { key_management: [RSA-OAEP-256] }\n",
+    )
     .await;
     let http = reqwest::Client::new();
-    let mint = |tenant: &'static str| {
-        let http = http.clone();
-        let base = sidecar.base.clone();
-        async move {
-            let r = http
-                .post(format!("{base}/v1/tenants/{tenant}/tokens"))
-                .bearer_auth(support::SIDECAR_ADMIN)
-                .json(&json!({"sub": "ins-9", "role": "insurer", "ttl_secs": 120, "encrypt": true}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 201);
-            r.json::<Value>().await.unwrap()["token"].as_str().unwrap().to_owned()
-        }
-    };
+    let mint = |tenant: &'static str| sidecar.mint_encrypted(tenant, "ins-9", "insurer", 120);
     let get = |token: String| {
         let (http, url) = (http.clone(), gw.url("/insurance/patients/p-1/summary"));
         async move {
@@ -364,4 +379,42 @@ upstreams:
     let (status, body) = get(old).await;
     assert_eq!(status, 401, "{body}");
     assert!(["key_unknown", "token_revoked"].contains(&body["reason"].as_str().unwrap()), "{body}");
+}
+
+/// Scheduled rotations of encryption (and signing) keys: every nested token minted
+/// before, during and after them keeps passing. The gateway holds each new private key
+/// before its public key is published, and keeps retiring keys through the overlap;
+/// the unknown-kid refetch is effectively off (1 h cooldown), so this shows the
+/// rotation order alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_key_rotations_never_refuse_a_valid_token() {
+    // Keys are published 3 s ahead (JWKS max-age 2 s, interval 6 s); the gateway
+    // refreshes every 1-2 s, so it holds each key well before first use.
+    let sidecar = Sidecar::start(
+        "2s",
+        "  - { id: h1, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/h1, audience: api, \
+         rotation: { interval: 6s, max_token_ttl: 30s, clock_skew: 2s } }\n",
+    )
+    .await;
+    let (gw, _echo, _dir) = sidecar_gateway(
+        &sidecar,
+        "  refresh_floor: 1s\n  refresh_ceiling: 2s\n  default_max_age: 1s\n  unknown_kid_cooldown: 1h\n  max_stale: 1h\n",
+        "  h1:\n    issuer: https://kms.test/h1\n    audiences: [api]\n    algorithms: [ES256]\n    encryption: {}\n",
+    )
+    .await;
+    let url = gw.url("/sealed/x");
+    let (kids, refused, sent) = support::mint_and_replay_all(13, &url, async |n| {
+        sidecar.mint_encrypted("h1", &format!("u{n}"), "doctor", 30).await
+    })
+    .await;
+    let http = reqwest::Client::new();
+    assert!(kids.len() >= 3, "several encryption keys were used: {kids:?}");
+    assert!(
+        refused.is_empty(),
+        "{} of {sent} valid requests refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+    let metrics = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!metrics.contains(r#"trigger="unknown_kid""#), "no refetch was needed");
 }

@@ -6,14 +6,8 @@ mod support;
 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{Gateway, Sidecar};
+use support::{token_kid as kid, Gateway, Sidecar};
 use testkit::EchoServer;
-
-fn kid(token: &str) -> String {
-    let h = token.split('.').next().unwrap();
-    let v: Value = serde_json::from_slice(&gateway_core::b64::decode(h.as_bytes()).unwrap()).unwrap();
-    v["kid"].as_str().unwrap().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotations_never_refuse_a_valid_token_and_emergency_removes_the_old_key() {
@@ -55,25 +49,10 @@ routes:
     // every earlier token (all still within their 30 s lifetime) must pass. The
     // unknown-kid refetch is effectively off (1 h cooldown, used once at most), so
     // this proves the publish-ahead order, not the fallback.
-    let mut tokens: Vec<String> = Vec::new();
-    let mut kids = std::collections::BTreeSet::new();
-    let mut refused = Vec::new();
-    let mut sent = 0;
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(10) {
-        let t = sidecar.mint("h1", &format!("u{}", tokens.len()), "doctor", 30).await;
-        kids.insert(kid(&t));
-        tokens.push(t);
-        let sample: Vec<&String> = tokens.iter().rev().step_by(7).chain(tokens.first()).collect();
-        for t in sample {
-            let r = http.get(gw.url("/echo")).bearer_auth(t).send().await.unwrap();
-            sent += 1;
-            if r.status() != 200 {
-                refused.push((kid(t), r.status().as_u16(), r.text().await.unwrap_or_default()));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let url = gw.url("/echo");
+    let (kids, refused, sent) =
+        support::mint_and_replay_all(10, &url, async |n| sidecar.mint("h1", &format!("u{n}"), "doctor", 30).await)
+            .await;
     assert!(kids.len() >= 3, "several signing keys were used: {kids:?}");
     assert!(
         refused.is_empty(),

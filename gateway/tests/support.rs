@@ -269,10 +269,21 @@ impl Sidecar {
 
     /// Mints a token for `tenant`/`sub` with `role` and `ttl_secs`.
     pub async fn mint(&self, tenant: &str, sub: &str, role: &str, ttl_secs: i64) -> String {
+        self.mint_json(tenant, serde_json::json!({"sub": sub, "role": role, "ttl_secs": ttl_secs})).await
+    }
+
+    /// Mints a nested JWE (a signed token encrypted to the tenant's encryption key).
+    pub async fn mint_encrypted(&self, tenant: &str, sub: &str, role: &str, ttl_secs: i64) -> String {
+        let body = serde_json::json!({"sub": sub, "role": role, "ttl_secs": ttl_secs, "encrypt": true});
+        self.mint_json(tenant, body).await
+    }
+
+    /// Mints a token with this issuing request body.
+    pub async fn mint_json(&self, tenant: &str, body: serde_json::Value) -> String {
         let r = reqwest::Client::new()
             .post(format!("{}/v1/tenants/{tenant}/tokens", self.base))
             .bearer_auth(SIDECAR_ADMIN)
-            .json(&serde_json::json!({"sub": sub, "role": role, "ttl_secs": ttl_secs}))
+            .json(&body)
             .send()
             .await
             .unwrap();
@@ -313,4 +324,41 @@ pub async fn keyed_stack() -> (testkit::TestKey, testkit::JwksServer, testkit::E
     server.set("t1", testkit::jwks(&[&key]));
     server.set("t2", testkit::jwks(&[&key]));
     (key, server, testkit::EchoServer::start().await)
+}
+
+/// The `kid` in a compact token's protected header (JWS or JWE).
+pub fn token_kid(token: &str) -> String {
+    let h = token.split('.').next().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&gateway_core::b64::decode(h.as_bytes()).unwrap()).unwrap();
+    v["kid"].as_str().unwrap().to_owned()
+}
+
+/// For `secs`, mints a token every 100 ms with `mint(n)` and sends it and a sample of
+/// every earlier one to `url`; returns the `kid`s seen, the refusals
+/// `(kid, status, body)` and the number of requests sent.
+pub async fn mint_and_replay_all(
+    secs: u64,
+    url: &str,
+    mut mint: impl AsyncFnMut(usize) -> String,
+) -> (std::collections::BTreeSet<String>, Vec<(String, u16, String)>, usize) {
+    let http = reqwest::Client::new();
+    let mut tokens: Vec<String> = Vec::new();
+    let mut kids = std::collections::BTreeSet::new();
+    let (mut refused, mut sent) = (Vec::new(), 0);
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(secs) {
+        let t = mint(tokens.len()).await;
+        kids.insert(token_kid(&t));
+        tokens.push(t);
+        let sample: Vec<&String> = tokens.iter().rev().step_by(7).chain(tokens.first()).collect();
+        for t in sample {
+            let r = http.get(url).bearer_auth(t).send().await.unwrap();
+            sent += 1;
+            if r.status() != 200 {
+                refused.push((token_kid(t), r.status().as_u16(), r.text().await.unwrap_or_default()));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (kids, refused, sent)
 }

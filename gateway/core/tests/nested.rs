@@ -229,4 +229,10 @@ fn a_panic_in_a_library_call_becomes_a_refusal() {
     let r: Result<(), AuthError> = guard(|| panic!("library bug on hostile input"));
     std::panic::set_hook(silenced);
     assert_eq!(r, Err(AuthError::DecryptionFailed));
+    // catch_unwind only works while panics unwind: no profile may abort on panic.
+    for manifest in ["/../../Cargo.toml", "/../Cargo.toml", "/Cargo.toml"] {
+        let text = std::fs::read_to_string(format!("{}{manifest}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        assert!(!compact.contains("panic=\"abort\""), "{manifest} sets panic = \"abort\"");
+    }
 }
