@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Bounded load run on loopback (k6) during which keys rotate (scheduled and manual),
-# the gateway's config is reloaded (SIGHUP) and a token is revoked. Passes only if
-# every request with a valid token got 200 and the revoked token was refused within
-# one second of the revoke call. Usage: load-tests/ops-scenario.sh [seconds=12]
+# Bounded load run on loopback (k6) during which keys rotate (signing and encryption
+# keys, scheduled and manual), the gateway's config is reloaded (SIGHUP) and a token
+# is revoked. Half the traffic carries nested JWE tokens, and one-time insurer JWEs
+# are each used twice. Passes only if every request with a valid token got 200, every
+# second use of a one-time token got 401 token_replayed, and the revoked token was
+# refused within one second of the revoke call. Usage: load-tests/ops-scenario.sh [seconds=12]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-12}
@@ -29,7 +31,7 @@ admin_token: { env: KMS_ADMIN_TOKEN }
 gateway_token: { env: KMS_GATEWAY_TOKEN }
 jwks_max_age: 1s
 tenants:
-  - { id: hospital-a, alg: RS256, issuer: https://kms.local/hospital-a, audience: medapi, rotation: { interval: 5s, max_token_ttl: 10m, clock_skew: 5s } }
+  - { id: hospital-a, alg: RS256, enc_alg: RSA-OAEP-256, issuer: https://kms.local/hospital-a, audience: medapi, rotation: { interval: 5s, max_token_ttl: 10m, clock_skew: 5s } }
 YAML
 "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar
@@ -41,16 +43,19 @@ listen: 127.0.0.1:$GW
 admin_listen: 127.0.0.1:$ADMIN
 threads: 2
 keys: { url_template: "http://127.0.0.1:$KMS/jwk/{tenant}", refresh_floor: 1s, refresh_ceiling: 2s, unknown_kid_cooldown: 1s }
+decryption: { url_template: "http://127.0.0.1:$CHAN/internal/v1/tenants/{tenant}/decryption-keys", token_env: KMS_GATEWAY_TOKEN }
 tenants:
-  hospital-a: { issuer: https://kms.local/hospital-a, audiences: [medapi], algorithms: [RS256], required_claims: [sub, jti] }
+  hospital-a: { issuer: https://kms.local/hospital-a, audiences: [medapi], algorithms: [RS256], required_claims: [sub, jti], encryption: {} }
 headers:
   - { claim: sub, header: X-User-Id }
   - { claim: tenant_id, header: X-Tenant-Id }
   - { claim: role, header: X-User-Role }
 upstreams:
   doctor: { peers: ["127.0.0.1:$D"], health_check: { path: /healthz, interval: 1s } }
+  insurance: { peers: ["127.0.0.1:$I"], health_check: { path: /healthz, interval: 1s } }
 routes:
   - { name: $1, path: "/doctors/patients/{patient_id}/records", methods: [GET], upstream: doctor, allow: [ { role: doctor } ] }
+  - { name: insurance, path: "/insurance/patients/{patient_id}/summary", methods: [GET], upstream: insurance, require_encrypted: true, one_time: true, max_token_lifetime: 5m, allow: [ { role: insurer } ] }
 revocation: { feed_url: "http://127.0.0.1:$CHAN/internal/v1/revocations", token_env: KMS_GATEWAY_TOKEN, poll_wait: 10s }
 YAML
 }
@@ -66,8 +71,10 @@ GATEWAY="http://127.0.0.1:$GW" SIDECAR="http://127.0.0.1:$KMS" DURATION="${DUR}s
   k6 run -q --summary-trend-stats "avg,p(50),p(99)" load-tests/k6-ops.js >"$WORK/k6.txt" 2>&1 & K6=$!
 
 sleep $((DUR / 4))
-curl -sf -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" -d '{"tenant":"hospital-a","use":"sig"}' "http://127.0.0.1:$KMS/admin/rotate-key" >/dev/null
-echo "t+$((DUR / 4))s manual rotation requested (scheduled rotations every 5 s run throughout)"
+for use in sig enc; do
+  curl -sf -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" -d "{\"tenant\":\"hospital-a\",\"use\":\"$use\"}" "http://127.0.0.1:$KMS/admin/rotate-key" >/dev/null
+done
+echo "t+$((DUR / 4))s manual rotations of the signing and encryption keys requested (scheduled rotations every 5 s run throughout)"
 sleep $((DUR / 4))
 gateway_conf records-v2 >"$WORK/gw.yaml"; kill -HUP $GPID
 echo "t+$((DUR / 2))s config reloaded (SIGHUP)"
@@ -83,7 +90,7 @@ while :; do
 done
 echo "t+$((3 * DUR / 4))s token revoked; refused by the gateway after ${ELAPSED_MS} ms"
 K6_OK=0; wait $K6 || K6_OK=$?
-grep -E "checks_succeeded|checks_failed|http_reqs|http_req_failed|http_req_duration" "$WORK/k6.txt" | sed 's/^ */  /'
+grep -E "checks_succeeded|checks_failed|http_reqs|http_req_failed|http_req_duration|jwe_requests|one_time_replays" "$WORK/k6.txt" | sed 's/^ */  /'
 ROTATIONS=$(curl -s "http://127.0.0.1:$KMS/metrics" | awk '/^kms_rotations_total/ {s+=$2} END {print s+0}')
 RELOADS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^gateway_config_reloads_total\{result="ok"\}/ {print $2}')
 echo "rotations during the run: $ROTATIONS; config reloads: ${RELOADS:-0}; revocation latency: ${ELAPSED_MS} ms"
