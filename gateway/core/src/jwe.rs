@@ -240,13 +240,27 @@ fn parse_header(map: &Map<String, Value>, allow: &JweAllow) -> Result<JweHeader,
     Ok(JweHeader { alg, enc, kid, cty, epk, apu: party("apu")?, apv: party("apv")? })
 }
 
-struct Parts<'a> {
+/// A compact JWE whose structure, header and lengths passed the checks (no crypto yet).
+#[derive(Debug)]
+pub struct Parts<'a> {
     header_b64: &'a str,
     header: JweHeader,
     ek: Vec<u8>,
     iv: Vec<u8>,
     ct: Vec<u8>,
     tag: Vec<u8>,
+}
+
+impl Parts<'_> {
+    /// The validated protected header.
+    pub fn header(&self) -> &JweHeader {
+        &self.header
+    }
+}
+
+/// Strictly validates a compact JWE (structure, header, lengths) without any crypto.
+pub fn parse<'a>(token: &'a str, allow: &JweAllow) -> Result<Parts<'a>, JweError> {
+    split(token, allow)
 }
 
 fn split<'a>(token: &'a str, allow: &JweAllow) -> Result<Parts<'a>, JweError> {
@@ -409,9 +423,13 @@ fn open_content(p: &Parts<'_>, cek: &[u8]) -> Result<Zeroizing<Vec<u8>>, JweErro
 
 /// Decrypts a compact JWE with the key its `kid` names in `keys`.
 pub fn decrypt(token: &str, keys: &DecryptionKeySet, allow: &JweAllow) -> Result<Decrypted, JweError> {
-    let parts = split(token, allow)?;
+    decrypt_parsed(&split(token, allow)?, keys)
+}
+
+/// Decrypts an already validated JWE with the key its `kid` names in `keys`.
+pub fn decrypt_parsed(parts: &Parts<'_>, keys: &DecryptionKeySet) -> Result<Decrypted, JweError> {
     let key = keys.get(&parts.header.kid).ok_or(JweError::KeyUnknown)?;
-    let cek = cek(&parts, key)?;
-    let payload = open_content(&parts, &cek)?;
+    let cek = cek(parts, key)?;
+    let payload = open_content(parts, &cek)?;
     Ok(Decrypted { kid: parts.header.kid.clone(), cty: parts.header.cty.clone(), payload })
 }

@@ -265,7 +265,8 @@ impl Verifier {
     /// it, bare claims naming that tenant).
     fn verify_jwe(&self, token: &str, keys: &KeyStore, dkeys: &DecryptionStore, now: i64) -> Result<Checked, Refused> {
         let any = self.jwe_any.as_ref().ok_or(AuthError::EncryptionUnsupported)?;
-        let header = jwe::peek_header(token, any).map_err(jwe_refusal)?;
+        let parsed = jwe::parse(token, any).map_err(jwe_refusal)?;
+        let header = parsed.header();
         let tenant_id = match dkeys.owner(&header.kid) {
             Some(KidOwner::Tenant(t)) => t,
             Some(KidOwner::Ambiguous) => return Err(AuthError::KeyUnknown.into()),
@@ -278,7 +279,7 @@ impl Verifier {
         }
         let dset = dkeys.get(&tenant.id, now).ok_or(AuthError::KeysUnavailable)?;
         let started = std::time::Instant::now();
-        let decrypted = guard(|| jwe::decrypt(token, &dset, &settings.allow))?.map_err(jwe_refusal)?;
+        let decrypted = guard(|| jwe::decrypt_parsed(&parsed, &dset))?.map_err(jwe_refusal)?;
         if let Some(o) = &self.observer {
             o.decrypted(header.alg, started.elapsed().as_secs_f64());
         }
