@@ -181,16 +181,19 @@ impl KeyFetcher {
         }
     }
 
-    /// A JWE named a `kid` no tenant holds: refetch every JWE tenant whose unknown-`kid`
-    /// cooldown allows it. Returns whether any fetch succeeded.
+    /// A JWE named a `kid` no tenant holds: refetch, concurrently, every JWE tenant whose
+    /// unknown-`kid` cooldown allows it. Returns whether any fetch succeeded.
     pub async fn refetch_unknown_decryption_kid(&self) -> bool {
-        let mut any = false;
-        for tenant in self.dstore.tenants() {
-            if let Some(_slot) = self.dstore.store().try_refetch(tenant, now()) {
-                any |= self.refresh_decryption(tenant, "unknown_kid").await.is_ok();
-            }
-        }
-        any
+        let now = now();
+        let fetches = self.dstore.tenants().iter().filter_map(|tenant| {
+            let slot = self.dstore.store().try_refetch(tenant, now)?;
+            Some(async move {
+                let ok = self.refresh_decryption(tenant, "unknown_kid").await.is_ok();
+                drop(slot);
+                ok
+            })
+        });
+        futures_util::future::join_all(fetches).await.into_iter().any(|ok| ok)
     }
 
     fn label<'a>(&self, tenant: &'a str) -> &'a str {
