@@ -119,9 +119,13 @@ impl ServeHttp for Admin {
                 respond(status, "application/json", body.to_string().into_bytes())
             }
             "/metrics" => {
-                let (hits, misses) = self.rt.load().engine.verifier.cache_stats();
+                let rt = self.rt.load();
+                let (hits, misses) = rt.engine.verifier.cache_stats();
                 self.metrics.token_cache.with_label_values(&["hit"]).set(hits as i64);
                 self.metrics.token_cache.with_label_values(&["miss"]).set(misses as i64);
+                if let Some(held) = rt.engine.replay.held() {
+                    self.metrics.one_time_ids.set(held as i64);
+                }
                 respond(200, "text/plain; version=0.0.4", self.metrics.render())
             }
             "/audit" => self.audit_query(session).await,

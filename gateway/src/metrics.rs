@@ -41,6 +41,8 @@ pub struct Metrics {
     pub revocation_feed_lag: IntGauge,
     /// Verified-token cache hits and misses of the current config.
     pub token_cache: IntGaugeVec,
+    /// One-time token ids held (unexpired uses remembered).
+    pub one_time_ids: IntGauge,
 }
 
 impl Metrics {
@@ -108,6 +110,9 @@ impl Metrics {
         registry.register(Box::new(revocation_feed_up.clone()))?;
         registry.register(Box::new(revocation_feed_lag.clone()))?;
         registry.register(Box::new(token_cache.clone()))?;
+        let one_time_ids =
+            IntGauge::new("gateway_one_time_ids", "One-time token ids remembered until their expiry (bounded).")?;
+        registry.register(Box::new(one_time_ids.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -132,6 +137,7 @@ impl Metrics {
             revocation_feed_up,
             revocation_feed_lag,
             token_cache,
+            one_time_ids,
         })
     }
 

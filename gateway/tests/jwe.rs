@@ -185,6 +185,16 @@ async fn hostile_tokens_are_401_with_their_reason_never_5xx() {
         ("tampered ciphertext", tamper(&good, 3), "decryption_failed"),
         ("tampered tag", tamper(&good, 4), "decryption_failed"),
         ("truncated tag", format!("{}.AAAA", good.rsplit_once('.').unwrap().0), "token_malformed"),
+        (
+            "wrong key length",
+            {
+                let mut p: Vec<&str> = good.split('.').collect();
+                let short = testkit::b64(&[7; 24]);
+                p[1] = &short;
+                p.join(".")
+            },
+            "token_malformed",
+        ),
         ("encrypted to another tenant", s.t2_ec.wrap("ECDH-ES+A256KW", "A256GCM", &s.rs.mint(&c)), "tenant_mismatch"),
         ("inner unsigned", s.t1_ec.wrap("ECDH-ES", "A256GCM", &unsigned), "token_malformed"),
         (
@@ -245,6 +255,8 @@ async fn one_time_tokens_pass_once_even_when_raced() {
     let reasons: Vec<&str> = records.iter().map(|r| r["reason"].as_str().unwrap_or("allow")).collect();
     assert_eq!(reasons.iter().filter(|r| **r == "allow").count(), 1, "{reasons:?}");
     assert_eq!(reasons.iter().filter(|r| **r == "token_replayed").count(), 2, "{reasons:?}");
+    let m = s.http.get(s.gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(m.contains("gateway_one_time_ids 1\n"), "one id held");
     // A config reload keeps the used ids.
     s.gw.hup();
     let reloaded = r#"gateway_config_reloads_total{result="ok"} 1"#;

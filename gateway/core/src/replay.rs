@@ -2,8 +2,9 @@
 //! shared store (e.g. Redis `SET NX EX`) can back it when several gateways run side
 //! by side; the in-memory one is sharded, keyed by tenant, issuer and `jti` (never
 //! by the token string, which ECDSA malleability can change), keeps each entry until
-//! the token's `exp` and no longer, and is bounded: when full it refuses (fails
-//! closed) rather than forgetting an unexpired `jti`.
+//! the token's `exp` and no longer (a shard sweeps its expired entries as soon as its
+//! earliest one expires), and is bounded: when full it refuses (fails closed) rather
+//! than forgetting an unexpired `jti`.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -24,6 +25,25 @@ pub enum FirstUse {
 pub trait ReplayStore: Send + Sync + std::fmt::Debug {
     /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
     fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse;
+
+    /// Ids held, when the store can tell cheaply (for metrics).
+    fn held(&self) -> Option<usize> {
+        None
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shard {
+    map: HashMap<Key, i64>,
+    /// Earliest expiry among the entries (`i64::MAX` when empty).
+    earliest: i64,
+}
+
+impl Shard {
+    fn sweep(&mut self, now: i64) {
+        self.map.retain(|_, until| *until >= now);
+        self.earliest = self.map.values().copied().min().unwrap_or(i64::MAX);
+    }
 }
 
 type Key = (String, String, String);
@@ -31,7 +51,7 @@ type Key = (String, String, String);
 /// The in-memory replay store.
 #[derive(Debug)]
 pub struct MemoryReplayStore {
-    shards: Vec<Mutex<HashMap<Key, i64>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -41,7 +61,7 @@ impl MemoryReplayStore {
     pub fn new(capacity: usize) -> Self {
         let shards = 16;
         Self {
-            shards: (0..shards).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard { map: HashMap::new(), earliest: i64::MAX })).collect(),
             per_shard: capacity.div_ceil(shards).max(1),
             hasher: Default::default(),
         }
@@ -49,7 +69,7 @@ impl MemoryReplayStore {
 
     /// Number of ids held (expired ones included until swept).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().map_or(0, |m| m.len())).sum()
+        self.shards.iter().map(|s| s.lock().map_or(0, |m| m.map.len())).sum()
     }
 
     /// True when no id is held.
@@ -62,23 +82,28 @@ impl ReplayStore for MemoryReplayStore {
     fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
         let key = (tenant.to_owned(), issuer.to_owned(), jti.to_owned());
         let shard = &self.shards[(self.hasher.hash_one(&key) as usize) % self.shards.len()];
-        let mut map = match shard.lock() {
+        let mut shard = match shard.lock() {
             Ok(m) => m,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(&until) = map.get(&key) {
+        if shard.earliest < now {
+            shard.sweep(now);
+        }
+        if let Some(&until) = shard.map.get(&key) {
             if until >= now {
                 return FirstUse::Replayed;
             }
         }
-        if map.len() >= self.per_shard {
-            map.retain(|_, until| *until >= now);
-            if map.len() >= self.per_shard {
-                return FirstUse::Full;
-            }
+        if shard.map.len() >= self.per_shard {
+            return FirstUse::Full;
         }
-        map.insert(key, exp);
+        shard.map.insert(key, exp);
+        shard.earliest = shard.earliest.min(exp);
         FirstUse::Yes
+    }
+
+    fn held(&self) -> Option<usize> {
+        Some(self.len())
     }
 }
 
@@ -113,6 +138,20 @@ mod tests {
             assert_ne!(s.first_use("t", "i", &format!("k{i}"), 3000, 2000), FirstUse::Replayed);
         }
         assert!(s.len() <= 16);
+    }
+
+    #[test]
+    fn expired_ids_are_dropped_once_they_expire_not_when_full() {
+        let s = MemoryReplayStore::new(1000);
+        for i in 0..100 {
+            assert_eq!(s.first_use("t", "i", &format!("a{i}"), 110, 100), FirstUse::Yes);
+        }
+        assert_eq!(s.held(), Some(100));
+        // Past their exp, each shard drops them on its next use.
+        for i in 0..200 {
+            s.first_use("t", "i", &format!("b{i}"), 300, 111);
+        }
+        assert_eq!(s.held(), Some(200), "only the unexpired ids are held");
     }
 
     #[test]
