@@ -3,14 +3,13 @@
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
 pub mod file;
+mod route;
+mod tenant;
 
-use crate::alg::Algorithm;
 use crate::header::{ArrayEncoding, HeaderMapping};
-use crate::jwe::{ContentEncryption, JweAllow, KeyManagement};
 use crate::keystore::RefreshPolicy;
-use crate::policy::{AllowRule, OwnerRule};
-use crate::route::{parse_template, Route, Router};
-use crate::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
+use crate::route::Router;
+use crate::tenant::Tenant;
 use crate::verify::VerifyOptions;
 use file::FileConfig;
 use std::collections::BTreeMap;
@@ -294,126 +293,7 @@ impl TryFrom<FileConfig> for Config {
                 Startup::FailFast
             }
         };
-        if let Some(t) = &k.url_template {
-            if !t.contains("{tenant}") {
-                errs.push("keys.url_template", "must contain {tenant}");
-            }
-            check_url(t, "keys.url_template", &mut errs);
-        }
-
-        let decryption_token = f.decryption.as_ref().and_then(|d| {
-            if let Some(t) = &d.url_template {
-                if !t.contains("{tenant}") {
-                    errs.push("decryption.url_template", "must contain {tenant}");
-                }
-                check_url(t, "decryption.url_template", &mut errs);
-            }
-            credential(&d.token_env, &d.token_file, "decryption", &mut errs)
-        });
-
-        let mut tenants = Vec::new();
-        if f.tenants.is_empty() {
-            errs.push("tenants", "at least one tenant is required");
-        }
-        for (id, t) in &f.tenants {
-            let p = format!("tenants.{id}");
-            if t.issuer.is_empty() {
-                errs.push(format!("{p}.issuer"), "must not be empty");
-            }
-            if t.audiences.is_empty() {
-                errs.push(format!("{p}.audiences"), "at least one audience is required");
-            }
-            let mut algorithms = Vec::new();
-            if t.algorithms.is_empty() {
-                errs.push(format!("{p}.algorithms"), "at least one algorithm is required");
-            }
-            for (i, a) in t.algorithms.iter().enumerate() {
-                match a.parse::<Algorithm>() {
-                    Ok(a) => algorithms.push(a),
-                    Err(()) => errs.push(
-                        format!("{p}.algorithms[{i}]"),
-                        format!("{a:?} is not allowed: use RS256, PS256, ES256 or EdDSA"),
-                    ),
-                }
-            }
-            let keys = match &t.keys {
-                Some(src) => match (&src.url, &src.file) {
-                    (Some(u), None) => {
-                        check_url(u, &format!("{p}.keys.url"), &mut errs);
-                        KeySource::Url(u.clone())
-                    }
-                    (None, Some(path)) => KeySource::File { path: path.clone(), kid: src.kid.clone() },
-                    _ => {
-                        errs.push(format!("{p}.keys"), "set exactly one of url or file");
-                        KeySource::Url(String::new())
-                    }
-                },
-                None => match &k.url_template {
-                    Some(tpl) => KeySource::Url(tpl.replace("{tenant}", id)),
-                    None => {
-                        errs.push(format!("{p}.keys"), "no key source: set keys here or keys.url_template");
-                        KeySource::Url(String::new())
-                    }
-                },
-            };
-            let encryption = t.encryption.as_ref().map(|e| {
-                let ep = format!("{p}.encryption");
-                let mut allow = JweAllow::default();
-                if !e.key_management.is_empty() {
-                    let names = KeyManagement::ALL.map(KeyManagement::as_str);
-                    let path = format!("{ep}.key_management");
-                    allow.key_management = allowlist(&e.key_management, &path, KeyManagement::parse, &names, &mut errs);
-                }
-                if !e.content_encryption.is_empty() {
-                    let names = ContentEncryption::ALL.map(ContentEncryption::as_str);
-                    let path = format!("{ep}.content_encryption");
-                    allow.content =
-                        allowlist(&e.content_encryption, &path, ContentEncryption::parse, &names, &mut errs);
-                }
-                let url_source = |url: String, errs: &mut Errors| match &decryption_token {
-                    Some(token) => DecryptionSource::Url { url, token: token.clone() },
-                    None => {
-                        errs.push(
-                            format!("{ep}.keys"),
-                            "a decryption key URL needs the decryption section's token_env or token_file",
-                        );
-                        DecryptionSource::File(String::new())
-                    }
-                };
-                let keys = match e.keys.as_ref().map(|k| (&k.url, &k.file)) {
-                    Some((Some(u), None)) => {
-                        check_url(u, &format!("{ep}.keys.url"), &mut errs);
-                        url_source(u.clone(), &mut errs)
-                    }
-                    Some((None, Some(path))) => DecryptionSource::File(path.clone()),
-                    Some(_) => {
-                        errs.push(format!("{ep}.keys"), "set exactly one of url or file");
-                        DecryptionSource::File(String::new())
-                    }
-                    None => match f.decryption.as_ref().and_then(|d| d.url_template.as_ref()) {
-                        Some(tpl) => url_source(tpl.replace("{tenant}", id), &mut errs),
-                        None => {
-                            errs.push(
-                                format!("{ep}.keys"),
-                                "no decryption key source: set keys here or decryption.url_template",
-                            );
-                            DecryptionSource::File(String::new())
-                        }
-                    },
-                };
-                Encryption { allow, allow_bare_claims: e.allow_bare_claims, keys }
-            });
-            tenants.push(Tenant {
-                id: id.clone(),
-                issuer: t.issuer.clone(),
-                audiences: t.audiences.clone(),
-                algorithms,
-                required: t.required,
-                required_claims: t.required_claims.clone(),
-                keys,
-                encryption,
-            });
-        }
+        let tenants = tenant::tenants(&f, &mut errs);
 
         let mut headers = Vec::new();
         for (i, h) in f.headers.iter().enumerate() {
@@ -479,76 +359,7 @@ impl TryFrom<FileConfig> for Config {
             );
         }
 
-        let mut routes = Vec::new();
-        if f.routes.is_empty() {
-            errs.push("routes", "at least one route is required");
-        }
-        for (i, r) in f.routes.iter().enumerate() {
-            let p = format!("routes[{i}]");
-            let (template, prefix) = match (&r.path, &r.prefix) {
-                (Some(t), None) => (t.as_str(), false),
-                (None, Some(t)) => (t.as_str(), true),
-                _ => {
-                    errs.push(&p, "set exactly one of path or prefix");
-                    ("/", false)
-                }
-            };
-            let segments = parse_template(template).unwrap_or_else(|e| {
-                errs.push(format!("{p}.{}", if prefix { "prefix" } else { "path" }), e);
-                Vec::new()
-            });
-            if !f.upstreams.contains_key(&r.upstream) {
-                errs.push(format!("{p}.upstream"), format!("no upstream named {:?}", r.upstream));
-            }
-            let route_methods = methods(&r.methods, &format!("{p}.methods"), &mut errs);
-            if r.public && (!r.allow.is_empty() || r.max_token_lifetime.is_some() || r.require_encrypted || r.one_time)
-            {
-                errs.push(
-                    format!("{p}.public"),
-                    "a public route cannot have allow rules, max_token_lifetime, require_encrypted or one_time",
-                );
-            }
-            if r.require_encrypted && !f.tenants.values().any(|t| t.encryption.is_some()) {
-                errs.push(
-                    format!("{p}.require_encrypted"),
-                    "no tenant has an encryption section, so nothing could pass",
-                );
-            }
-            let mut allow = Vec::new();
-            for (j, a) in r.allow.iter().enumerate() {
-                let ap = format!("{p}.allow[{j}]");
-                if a.role.is_empty() {
-                    errs.push(format!("{ap}.role"), "must not be empty");
-                }
-                let rule_methods = methods(&a.methods, &format!("{ap}.methods"), &mut errs);
-                for (k, m) in rule_methods.iter().enumerate() {
-                    if !route_methods.is_empty() && !route_methods.contains(m) {
-                        errs.push(format!("{ap}.methods[{k}]"), format!("{m} is not one of the route's methods"));
-                    }
-                }
-                let owner = a.owner.as_ref().map(|o| {
-                    let has_param =
-                        segments.iter().any(|s| matches!(s, crate::route::Segment::Param(n) if *n == o.param));
-                    if !has_param {
-                        errs.push(format!("{ap}.owner.param"), format!("the route has no parameter {:?}", o.param));
-                    }
-                    OwnerRule { claim: o.claim.clone(), param: o.param.clone() }
-                });
-                allow.push(AllowRule { role: a.role.clone(), methods: rule_methods, owner });
-            }
-            routes.push(Route {
-                name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
-                segments,
-                prefix,
-                methods: route_methods,
-                upstream: r.upstream.clone(),
-                public: r.public,
-                allow,
-                max_token_lifetime: r.max_token_lifetime.map(|d| d.secs()),
-                require_encrypted: r.require_encrypted,
-                one_time: r.one_time,
-            });
-        }
+        let routes = route::routes(&f, &mut errs);
 
         let audit = f.audit.as_ref().map(|a| {
             if a.file.is_empty() {
