@@ -215,6 +215,18 @@ async fn hostile_tokens_are_401_with_their_reason_never_5xx() {
         let (status, body) = s.get("/echo", &token).await;
         assert_eq!((status, body["reason"].as_str()), (401, Some(reason)), "{name}: {body}");
     }
+    // A flood of unknown kids costs at most one decryption-key refetch per tenant per
+    // cooldown (60 s here): the "unknown kid" case above used it.
+    for i in 0..10 {
+        let stray = EncKey::p256(&format!("stray-{i}")).wrap("ECDH-ES", "A256GCM", &s.rs.mint(&c));
+        assert_eq!(s.get("/echo", &stray).await.1["reason"], "key_unknown");
+    }
+    let metrics = s.http.get(s.gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for t in ["t1", "t2"] {
+        let line =
+            format!(r#"gateway_decryption_key_fetches_total{{result="ok",tenant="{t}",trigger="unknown_kid"}} 1"#);
+        assert!(metrics.contains(&line), "{line}");
+    }
     // A plain JWS where only JWE is accepted (and still fine elsewhere).
     let jws = s.rs.mint(&c);
     let (status, body) = s.get("/sealed/x", &jws).await;
