@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::upstream::{self, Pool};
 use arc_swap::ArcSwap;
 use gateway_core::engine::Shared;
+use gateway_core::tenant::Tenant;
 use gateway_core::{Config, Engine};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,6 +25,10 @@ pub struct Runtime {
     pub required: Vec<String>,
 }
 
+fn decryption_source(t: &Tenant) -> Option<&gateway_core::tenant::DecryptionSource> {
+    t.encryption.as_ref().map(|e| &e.keys)
+}
+
 /// The current runtime, shared by every service.
 pub type SharedRuntime = Arc<ArcSwap<Runtime>>;
 
@@ -34,22 +39,23 @@ impl Runtime {
         let required = config.required_tenants();
         let pools = upstream::build(&config.upstreams)?;
         // Revocations and used one-time ids outlive a config: a reload must not forget them.
-        let shared = match previous {
+        let mut shared = match previous {
             Some(p) => {
                 Shared { revocations: p.engine.revocations.clone(), replay: p.engine.replay.clone(), observer: None }
             }
             None => Shared::new(&config),
         };
-        let observer = Arc::new(crate::metrics::DecryptObserver(metrics.decrypt_seconds.clone()));
-        let engine = Arc::new(Engine::with_shared(config, Shared { observer: Some(observer), ..shared }));
+        shared.observer = Some(Arc::new(crate::metrics::DecryptObserver(metrics.decrypt_seconds.clone())));
+        let engine = Arc::new(Engine::with_shared(config, shared));
         if let Some(prev) = previous {
             for t in &engine.config.tenants {
                 let old = prev.engine.config.tenants.iter().find(|o| o.id == t.id);
                 if old.is_some_and(|o| o.keys == t.keys) {
                     engine.keys.adopt(&prev.engine.keys, &t.id);
                 }
-                let source = |t: &gateway_core::tenant::Tenant| t.encryption.as_ref().map(|e| e.keys.clone());
-                if old.is_some_and(|o| source(o).is_some() && source(o) == source(t)) {
+                let same_source =
+                    |o: &Tenant| decryption_source(o).is_some() && decryption_source(o) == decryption_source(t);
+                if old.is_some_and(same_source) {
                     engine.dkeys.adopt(&prev.engine.dkeys, &t.id);
                 }
             }
@@ -64,9 +70,7 @@ impl Runtime {
     pub fn missing_keys(&self, now: i64) -> Vec<&str> {
         let required = self.required.iter().map(String::as_str);
         let mut missing = self.engine.keys.missing(required.clone(), now);
-        let dkeys = self.engine.dkeys.store();
-        let jwe_required = required.filter(|t| self.engine.dkeys.tenants().iter().any(|d| d == t));
-        for t in dkeys.missing(jwe_required, now) {
+        for t in self.engine.dkeys.missing(required, now) {
             if !missing.contains(&t) {
                 missing.push(t);
             }

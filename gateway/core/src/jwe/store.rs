@@ -51,6 +51,11 @@ impl DecryptionStore {
         &self.keys
     }
 
+    /// The JWE tenants among `required` without usable decryption keys at `now`.
+    pub fn missing<'a>(&self, required: impl IntoIterator<Item = &'a str>, now: i64) -> Vec<&'a str> {
+        self.keys.missing(required.into_iter().filter(|t| self.tenants.iter().any(|j| j == t)), now)
+    }
+
     /// The tenant owning `kid`, if any.
     pub fn owner(&self, kid: &str) -> Option<KidOwner> {
         self.index.load().get(kid).cloned()
