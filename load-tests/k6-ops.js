@@ -37,7 +37,9 @@ export default function () {
     token = mint('doctor', encrypted, 600);
   }
   const res = http.get(`${GW}/doctors/patients/p-100/records`, { headers: { Authorization: `Bearer ${token}` }, tags: { name: 'records' } });
-  check(res, { 'valid token 200': (r) => r.status === 200 });
+  if (!check(res, { 'valid token 200': (r) => r.status === 200 })) {
+    console.error(`valid ${encrypted ? 'JWE' : 'JWS'} token refused: ${res.status} ${res.body}`);
+  }
   if (encrypted) {
     jweRequests.add(1);
   }

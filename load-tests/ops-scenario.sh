@@ -94,7 +94,10 @@ grep -E "checks_succeeded|checks_failed|http_reqs|http_req_failed|http_req_durat
 ROTATIONS=$(curl -s "http://127.0.0.1:$KMS/metrics" | awk '/^kms_rotations_total/ {s+=$2} END {print s+0}')
 RELOADS=$(curl -s "http://127.0.0.1:$ADMIN/metrics" | awk '/^gateway_config_reloads_total\{result="ok"\}/ {print $2}')
 echo "rotations during the run: $ROTATIONS; config reloads: ${RELOADS:-0}; revocation latency: ${ELAPSED_MS} ms"
-if [ "$K6_OK" != 0 ]; then echo "FAIL: k6 thresholds (every valid-token request must be 200)" >&2; tail -30 "$WORK/k6.txt" >&2; exit 1; fi
+if [ "$K6_OK" != 0 ]; then
+  echo "FAIL: k6 thresholds (every valid-token request must be 200)" >&2
+  grep -E "refused:" "$WORK/k6.txt" | head -5 >&2; tail -30 "$WORK/k6.txt" >&2; tail -20 "$WORK/gw.log" >&2; exit 1
+fi
 [ "${RELOADS:-0}" -ge 1 ] || { echo "FAIL: the reload did not happen" >&2; exit 1; }
 [ "$ROTATIONS" -ge 2 ] || { echo "FAIL: fewer rotations than expected" >&2; exit 1; }
 echo "ops scenario passed: 0 failed requests with valid tokens during rotation, reload and revocation"

@@ -76,6 +76,7 @@ pub struct KeyFetcher {
     dstore: Arc<DecryptionStore>,
     dsources: HashMap<String, DecryptionSource>,
     client: reqwest::Client,
+    fetch_timeout: Duration,
     metrics: Metrics,
 }
 
@@ -99,7 +100,17 @@ impl KeyFetcher {
             .iter()
             .filter_map(|t| t.encryption.as_ref().map(|e| (t.id.clone(), e.keys.clone())))
             .collect();
-        Ok(Self { tenant_labels: config.tenant_labels, store, sources, dstore, dsources, client, metrics })
+        let fetch_timeout = config.keys.fetch_timeout;
+        Ok(Self {
+            tenant_labels: config.tenant_labels,
+            store,
+            sources,
+            dstore,
+            dsources,
+            client,
+            fetch_timeout,
+            metrics,
+        })
     }
 
     /// GETs a JWKS document (with a bearer credential on the sidecar channel), bounded
@@ -182,16 +193,15 @@ impl KeyFetcher {
     }
 
     /// A JWE named a `kid` no tenant holds: refetch, concurrently, every JWE tenant whose
-    /// unknown-`kid` cooldown allows it. Returns whether any fetch succeeded.
+    /// unknown-`kid` cooldown allows it (or wait for its fetch in flight). Returns
+    /// whether any tenant's keys may have changed.
     pub async fn refetch_unknown_decryption_kid(&self) -> bool {
         let now = now();
-        let fetches = self.dstore.tenants().iter().filter_map(|tenant| {
-            let slot = self.dstore.store().try_refetch(tenant, now)?;
-            Some(async move {
-                let ok = self.refresh_decryption(tenant, "unknown_kid").await.is_ok();
-                drop(slot);
-                ok
-            })
+        let fetches = self.dstore.tenants().iter().map(|tenant| async move {
+            match self.dstore.store().try_refetch(tenant, now) {
+                Some(_slot) => self.refresh_decryption(tenant, "unknown_kid").await.is_ok(),
+                None => self.wait_for_fetch(self.dstore.store(), tenant).await,
+            }
         });
         futures_util::future::join_all(fetches).await.into_iter().any(|ok| ok)
     }
@@ -231,13 +241,28 @@ impl KeyFetcher {
         }
     }
 
-    /// Unknown-`kid` refetch: at most one per tenant at a time and per cooldown.
-    /// Returns whether a fetch ran and succeeded.
+    /// Unknown-`kid` refetch: at most one per tenant at a time and per cooldown. A
+    /// request that finds a fetch already in flight (scheduled, or another request's)
+    /// waits for it rather than being refused with keys about to arrive. Returns
+    /// whether the keys may have changed.
     pub async fn refetch_unknown_kid(&self, tenant: &str) -> bool {
-        let Some(_slot) = self.store.try_refetch(tenant, now()) else {
+        match self.store.try_refetch(tenant, now()) {
+            Some(_slot) => self.refresh(tenant, "unknown_kid").await.is_ok(),
+            None => self.wait_for_fetch(&self.store, tenant).await,
+        }
+    }
+
+    /// Waits (bounded by the fetch timeout) while a fetch of `tenant` is in flight in
+    /// `store`; returns whether there was one.
+    async fn wait_for_fetch<S>(&self, store: &KeyStore<S>, tenant: &str) -> bool {
+        if !store.fetching(tenant) {
             return false;
-        };
-        self.refresh(tenant, "unknown_kid").await.is_ok()
+        }
+        let deadline = tokio::time::Instant::now() + self.fetch_timeout;
+        while store.fetching(tenant) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
     }
 
     /// Loads every tenant once (signing and decryption keys); returns the tenants that

@@ -88,17 +88,24 @@ impl Gateway {
         let path = req.uri.path();
         let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
         let started = Instant::now();
-        let first = decide_guarded(rt, method, path, &auth);
-        let refetched = match &first {
-            Err(Refusal { refetch: Some(Refetch::Signing(tenant)), .. }) => {
-                rt.fetcher.refetch_unknown_kid(tenant).await
+        // A nested JWE can name a new decryption key and, inside, a new signing key (both
+        // rotated at once): each kind of key gets one refetch.
+        let mut outcome = decide_guarded(rt, method, path, &auth);
+        let mut done: Vec<Refetch> = Vec::new();
+        while let Err(Refusal { refetch: Some(want), .. }) = &outcome {
+            if done.contains(want) {
+                break;
             }
-            Err(Refusal { refetch: Some(Refetch::Decryption), .. }) => {
-                rt.fetcher.refetch_unknown_decryption_kid().await
+            let refetched = match want {
+                Refetch::Signing(tenant) => rt.fetcher.refetch_unknown_kid(tenant).await,
+                Refetch::Decryption => rt.fetcher.refetch_unknown_decryption_kid().await,
+            };
+            if !refetched {
+                break;
             }
-            _ => false,
-        };
-        let outcome = if refetched { decide_guarded(rt, method, path, &auth) } else { first };
+            done.push(want.clone());
+            outcome = decide_guarded(rt, method, path, &auth);
+        }
         if let Ok(a) = &outcome {
             if let Some(t) = a.permit.token() {
                 let alg = t.alg().map_or("unsigned", |a| a.as_str());
@@ -223,8 +230,10 @@ impl ProxyHttp for Gateway {
         if status > 0 {
             let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
             // The connection is not reused after a proxy failure: say so, so clients do not
-            // send their next request into a closing socket.
-            let _ = write_json(session, status, &[("connection", "close")], body).await;
+            // send their next request into a closing socket. Pingora writes the
+            // `Connection` header from its keep-alive state, so that state is what to set.
+            session.set_keepalive(None);
+            let _ = write_json(session, status, &[], body).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }

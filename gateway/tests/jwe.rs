@@ -403,6 +403,15 @@ async fn sidecar_channel_and_emergency_rotation() {
     let (status, body) = get(old).await;
     assert_eq!(status, 401, "{body}");
     assert!(["key_unknown", "token_revoked"].contains(&body["reason"].as_str().unwrap()), "{body}");
+
+    // Both of h2's keys replaced at once: the first nested token under the new pair
+    // needs a decryption-key refetch and then a signing-key refetch, in one request.
+    for key_use in ["enc", "sig"] {
+        let body = json!({"tenant": "h2", "use": key_use, "emergency": true});
+        assert_eq!(sidecar.admin("/admin/rotate-key", body).await, 200);
+    }
+    let (status, body) = get(mint("h2").await).await;
+    assert_eq!(status, 200, "both new keys fetched for one request: {body}");
 }
 
 /// Scheduled rotations of encryption (and signing) keys: every nested token minted

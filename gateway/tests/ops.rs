@@ -149,6 +149,7 @@ async fn slow_upstream_times_out_with_504() {
     let http = reqwest::Client::new();
     let resp = http.get(gw.url("/echo?sleep_ms=2000")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(resp.status(), 504);
+    assert_eq!(resp.headers()["connection"], "close", "the client must not reuse this connection");
     assert_eq!(resp.json::<Value>().await.unwrap()["reason"], "upstream_timeout");
     assert_eq!(http.get(gw.url("/echo?sleep_ms=10")).bearer_auth(&token).send().await.unwrap().status(), 200);
 }

@@ -194,6 +194,11 @@ impl<S> KeyStore<S> {
         self.snapshot.load_full()
     }
 
+    /// Whether a fetch of the tenant's keys is in flight.
+    pub fn fetching(&self, tenant: &str) -> bool {
+        self.state.get(tenant).is_some_and(|st| st.in_flight.load(Ordering::Acquire))
+    }
+
     /// Seconds since the tenant's keys were fetched, if loaded.
     pub fn age(&self, tenant: &str, now: i64) -> Option<i64> {
         self.snapshot.load().get(tenant).map(|k| now - k.fetched_at)
@@ -270,7 +275,9 @@ mod tests {
         let store: KeyStore = KeyStore::new(["a"], POLICY);
         let slot = store.try_refetch("a", 100).expect("first refetch allowed");
         assert!(store.try_refetch("a", 200).is_none(), "one in flight at a time");
+        assert!(store.fetching("a"));
         drop(slot);
+        assert!(!store.fetching("a"));
         assert!(store.try_refetch("a", 105).is_none(), "cooldown");
         assert!(store.try_refetch("a", 110).is_some(), "after cooldown");
         assert!(store.try_refetch("zzz", 500).is_none(), "unknown tenant never fetches");
