@@ -406,6 +406,9 @@ async fn sidecar_channel_and_emergency_rotation() {
 
     // Both of h2's keys replaced at once: the first nested token under the new pair
     // needs a decryption-key refetch and then a signing-key refetch, in one request.
+    // A JWE kid names no tenant, so h1's unknown-kid refetch above refetched every JWE
+    // tenant and started h2's cooldown too: let it pass first (1 s, whole seconds).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     for key_use in ["enc", "sig"] {
         let body = json!({"tenant": "h2", "use": key_use, "emergency": true});
         assert_eq!(sidecar.admin("/admin/rotate-key", body).await, 200);
