@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Brings up the whole stack on loopback with the shipped config (conf/gateway.yaml
-# and conf/kms.yaml; when the kms-sidecar binary has no `serve` command yet, the
-# gateway uses conf/gateway-local.yaml with the fixed test keys instead):
+# and conf/kms.yaml):
 #   kms-sidecar  127.0.0.1:8081 (JWKS, issuing, admin)  127.0.0.1:8082 (gateway channel)
 #   upstreams    127.0.0.1:9101-9104 (patient, doctor, lab, insurance)
 #   gateway      127.0.0.1:8080 (proxy)  127.0.0.1:9090 (healthz, readyz, metrics)
@@ -15,7 +14,6 @@ PROFILE=${PROFILE:-debug}
 scripts/deps.sh
 if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
 BIN=target/$PROFILE
-if "$BIN/kms-sidecar" --help 2>/dev/null | grep -qw serve; then MODE=sidecar; else MODE=local; fi
 mkdir -p .demo/logs
 for port in 8080 8081 8082 9090 9101 9102 9103 9104; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
@@ -37,25 +35,15 @@ wait_for() { # url name
   echo "$2 did not come up; see .demo/logs/$2.log" >&2; tail -20 ".demo/logs/$2.log" >&2; exit 1
 }
 
-GATEWAY_CONF=conf/gateway-local.yaml
-if [ "$MODE" = sidecar ]; then
-  GATEWAY_CONF=conf/gateway.yaml
-  "$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
-  wait_for http://127.0.0.1:8081/healthz kms-sidecar
-fi
+"$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
+wait_for http://127.0.0.1:8081/healthz kms-sidecar
 "$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9101/healthz upstreams
-RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config "$GATEWAY_CONF" >.demo/logs/gateway.log 2>&1 & pids+=($!)
+RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config conf/gateway.yaml >.demo/logs/gateway.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9090/readyz gateway
-echo "stack up ($MODE keys): gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090$([ "$MODE" = sidecar ] && echo '  sidecar http://127.0.0.1:8081')"
+echo "stack up: gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090  sidecar http://127.0.0.1:8081"
 
-mint() { # --tenant T --sub S --role R
-  if [ "$MODE" = sidecar ]; then "$BIN/kms-sidecar" mint "$@"; return; fi
-  local tenant=$2 sub=$4 role=$6 key=rsa-a.pem alg=RS256
-  [ "$tenant" = hospital-b ] && key=ec-a.pem alg=ES256
-  "$BIN/mint-test-token" --key $key --kid "$tenant-test" --alg $alg --tenant "$tenant" \
-    --issuer "https://kms.local/$tenant" --aud medapi --sub "$sub" --role "$role" --ttl 900
-}
+mint() { "$BIN/kms-sidecar" mint "$@"; }
 show() { # expected-status description curl-args...
   local want=$1 what=$2; shift 2
   local out status
@@ -73,18 +61,16 @@ show 403 "patient p-100 reads p-101's records" -H "Authorization: Bearer $PATIEN
 show 200 "hospital-b doctor reads a hospital-b patient" -H "Authorization: Bearer $DOCTOR_B" http://127.0.0.1:8080/doctors/patients/p-200/records || ok=false
 show 401 "no token" http://127.0.0.1:8080/patients/p-100/records || ok=false
 show 401 "forged token (signature of another key)" -H "Authorization: Bearer ${PATIENT%.*}.$(printf 'x%.0s' $(seq 342))" http://127.0.0.1:8080/patients/p-100/records || ok=false
-if [ "$MODE" = sidecar ]; then
-  JTI=$(printf '%s' "$PATIENT" | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["jti"], c["exp"])')
-  curl -s -o /dev/null -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" \
-    -d "{\"tenant\":\"hospital-a\",\"jti\":\"${JTI% *}\",\"exp\":${JTI#* }}" http://127.0.0.1:8081/admin/revoke
-  sleep 0.3
-  show 401 "the same patient token after POST /admin/revoke" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-100/records || ok=false
-  INSURER=$(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m --encrypt)
-  show 200 "insurer with a one-time encrypted token (nested JWE)" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
-  show 401 "the same one-time token again" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
-  show 401 "a plain signed token on the JWE-only insurance route" -H "Authorization: Bearer $(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m)" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
-  show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
-fi
+JTI=$(printf '%s' "$PATIENT" | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["jti"], c["exp"])')
+curl -s -o /dev/null -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" \
+  -d "{\"tenant\":\"hospital-a\",\"jti\":\"${JTI% *}\",\"exp\":${JTI#* }}" http://127.0.0.1:8081/admin/revoke
+sleep 0.3
+show 401 "the same patient token after POST /admin/revoke" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-100/records || ok=false
+INSURER=$(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m --encrypt)
+show 200 "insurer with a one-time encrypted token (nested JWE)" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
+show 401 "the same one-time token again" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
+show 401 "a plain signed token on the JWE-only insurance route" -H "Authorization: Bearer $(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m)" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
+show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
 $ok || { echo "demo: an answer was not as expected" >&2; exit 1; }
 if [ "$SMOKE" = "--smoke" ]; then echo; echo "demo smoke run passed"; exit 0; fi
 echo; echo "Stack is running; mint more tokens as README.md shows. Ctrl-C stops it."

@@ -68,6 +68,40 @@ pub fn check_files(config: &Config) -> Vec<String> {
     out
 }
 
+/// Signing or decryption keys: how logs name them, which counter counts their
+/// fetches and which store keeps their refresh schedule.
+struct Kind<'a, S> {
+    what: &'static str,
+    counter: &'a prometheus::IntCounterVec,
+    store: &'a KeyStore<S>,
+}
+
+/// What a fetch reports about a parsed key set.
+trait Fetched {
+    /// Usable keys.
+    fn keys(&self) -> usize;
+    /// Why the others were skipped (never key material).
+    fn skipped(&self) -> &[String];
+}
+
+impl Fetched for KeySet {
+    fn keys(&self) -> usize {
+        self.len()
+    }
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+}
+
+impl Fetched for DecryptionKeySet {
+    fn keys(&self) -> usize {
+        self.len()
+    }
+    fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+}
+
 /// Loads tenant key sets and installs them in the store.
 pub struct KeyFetcher {
     tenant_labels: bool,
@@ -165,31 +199,10 @@ impl KeyFetcher {
     /// Fetches one tenant's decryption keys and installs them; on failure the old keys stay.
     pub async fn refresh_decryption(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
         let source = self.dsources.get(tenant).ok_or_else(|| anyhow::anyhow!("tenant has no encryption"))?;
-        let counter =
-            |result| self.metrics.decryption_key_fetches.with_label_values(&[self.label(tenant), trigger, result]);
-        let outcome = match self.load_decryption(source).await {
-            Ok((set, _)) if set.is_empty() => {
-                Err(anyhow::anyhow!("no usable decryption key ({} skipped)", set.skipped.len()))
-            }
-            other => other,
-        };
-        match outcome {
-            Ok((set, max_age)) => {
-                for why in &set.skipped {
-                    tracing::debug!(tenant, why, "decryption key skipped");
-                }
-                tracing::info!(tenant, trigger, keys = set.len(), "tenant decryption keys loaded");
-                self.dstore.install(tenant, set, now(), max_age);
-                counter("ok").inc();
-                Ok(())
-            }
-            Err(e) => {
-                self.dstore.store().record_failure(tenant, now());
-                counter("error").inc();
-                tracing::warn!(tenant, trigger, error = %e, "decryption key fetch failed; keeping last good keys");
-                Err(e)
-            }
-        }
+        let outcome = self.load_decryption(source).await;
+        let kind =
+            Kind { what: "decryption", counter: &self.metrics.decryption_key_fetches, store: self.dstore.store() };
+        self.settle(tenant, trigger, kind, outcome, |set, now, max_age| self.dstore.install(tenant, set, now, max_age))
     }
 
     /// A JWE named a `kid` no tenant holds: refetch, concurrently, every JWE tenant whose
@@ -217,28 +230,47 @@ impl KeyFetcher {
     /// Fetches one tenant's keys and installs them; on failure the old keys stay.
     pub async fn refresh(&self, tenant: &str, trigger: &'static str) -> anyhow::Result<()> {
         let source = self.sources.get(tenant).ok_or_else(|| anyhow::anyhow!("unknown tenant"))?;
-        match self.load(source).await {
+        let outcome = self.load(source).await;
+        let kind = Kind { what: "signing", counter: &self.metrics.key_fetches, store: &self.store };
+        self.settle(tenant, trigger, kind, outcome, |set, now, max_age| self.store.install(tenant, set, now, max_age))
+    }
+
+    /// Installs a fetched key set (`install`), or records the failure and keeps the
+    /// last good keys: a set without one usable key counts as a failure (`empty`).
+    /// Counts the outcome and logs it, never with key material.
+    fn settle<T: Fetched, S>(
+        &self,
+        tenant: &str,
+        trigger: &'static str,
+        kind: Kind<'_, S>,
+        outcome: anyhow::Result<(T, Option<i64>)>,
+        install: impl FnOnce(T, i64, Option<i64>),
+    ) -> anyhow::Result<()> {
+        let count = |result: &str| kind.counter.with_label_values(&[self.label(tenant), trigger, result]).inc();
+        let what = kind.what;
+        let error = match outcome {
+            Ok((set, _)) if set.keys() == 0 => {
+                count("empty");
+                anyhow::anyhow!("no usable {what} key ({} skipped)", set.skipped().len())
+            }
             Ok((set, max_age)) => {
-                if set.is_empty() {
-                    self.store.record_failure(tenant, now());
-                    self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "empty"]).inc();
-                    anyhow::bail!("no usable signing key ({} skipped)", set.skipped.len());
+                for why in set.skipped() {
+                    tracing::debug!(tenant, why, what, "key skipped");
                 }
-                for why in &set.skipped {
-                    tracing::debug!(tenant, why, "key skipped");
-                }
-                tracing::info!(tenant, trigger, keys = set.len(), "tenant keys loaded");
-                self.store.install(tenant, set, now(), max_age);
-                self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "ok"]).inc();
-                Ok(())
+                let keys = set.keys();
+                install(set, now(), max_age);
+                count("ok");
+                tracing::info!(tenant, trigger, keys, what, "tenant keys loaded");
+                return Ok(());
             }
             Err(e) => {
-                self.store.record_failure(tenant, now());
-                self.metrics.key_fetches.with_label_values(&[self.label(tenant), trigger, "error"]).inc();
-                tracing::warn!(tenant, trigger, error = %e, "tenant key fetch failed; keeping last good keys");
-                Err(e)
+                count("error");
+                e
             }
-        }
+        };
+        kind.store.record_failure(tenant, now());
+        tracing::warn!(tenant, trigger, what, error = %error, "tenant key fetch failed; keeping last good keys");
+        Err(error)
     }
 
     /// Unknown-`kid` refetch: at most one per tenant at a time and per cooldown. A

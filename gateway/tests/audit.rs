@@ -83,7 +83,13 @@ async fn decisions_are_audited_and_queryable_with_admin_auth() {
         let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
         assert!(!text.contains(sig) && !text.contains(&token[..30]));
     }
-    let rotated = std::fs::read_dir(audit.parent().unwrap()).unwrap().count();
+    // The writer thread works off the request path: wait for it to rotate.
+    let files = || std::fs::read_dir(audit.parent().unwrap()).unwrap().count();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while files() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rotated = files();
     assert!((2..=4).contains(&rotated), "current file plus at most `keep` rotated ones: {rotated}");
 
     let (_, all) = q("limit=5", Some(ADMIN)).await;

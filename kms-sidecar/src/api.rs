@@ -5,7 +5,7 @@
 use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
 use crate::service::{Kms, KmsError, MintRequest};
-use crate::store::{Revocation, TenantRecord};
+use crate::store::{Claim, Revocation, TenantRecord};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -31,6 +31,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Last revocation sequence number, watched by long-polling gateways.
     pub feed: tokio::sync::watch::Sender<u64>,
+    /// Most one-time token ids held at once.
+    pub one_time_capacity: u64,
 }
 
 type St = State<Arc<AppState>>;
@@ -278,6 +280,9 @@ async fn metrics(State(st): St) -> Response {
     for (tenant, key_use, age) in st.kms.current_ages(now()) {
         st.metrics.key_age.with_label_values(&[&tenant, key_use]).set(age);
     }
+    if let Ok(held) = st.kms.one_time_held() {
+        st.metrics.one_time_held.set(held as i64);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], st.metrics.render()).into_response()
 }
 
@@ -354,6 +359,39 @@ async fn revocation_feed(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"events": events, "cursor": cursor}))).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OneTimeRequest {
+    tenant: String,
+    issuer: String,
+    jti: String,
+    until: i64,
+}
+
+/// `POST /internal/v1/one-time`: the shared replay store of gateways side by side.
+/// 200 `{"first_use": true|false}`, or 507 `one_time_store_full` (fail closed). The
+/// claim is committed durably before the answer, off the async workers.
+async fn claim_one_time(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
+    let r: OneTimeRequest = parse_json(&body)?;
+    let kms = st.kms.clone();
+    let capacity = st.one_time_capacity;
+    let claim =
+        tokio::task::spawn_blocking(move || kms.claim_one_time(&r.tenant, &r.issuer, &r.jti, r.until, now(), capacity))
+            .await
+            .map_err(|e| KmsError::Internal(e.to_string()))??;
+    st.metrics.one_time.with_label_values(&[claim.as_str()]).inc();
+    let no_store = [(header::CACHE_CONTROL, "no-store")];
+    Ok(match claim {
+        Claim::Full => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            no_store,
+            Json(json!({"error": "one_time_store_full", "detail": "too many unexpired one-time ids"})),
+        )
+            .into_response(),
+        c => (no_store, Json(json!({"first_use": c == Claim::First}))).into_response(),
+    })
+}
+
 /// The public + admin router.
 pub fn public(st: Arc<AppState>) -> Router {
     let admin = Router::new()
@@ -379,6 +417,7 @@ pub fn internal(st: Arc<AppState>) -> Router {
     Router::new()
         .route("/internal/v1/tenants/{tenant}/decryption-keys", get(decryption_keys))
         .route("/internal/v1/revocations", get(revocation_feed))
+        .route("/internal/v1/one-time", post(claim_one_time))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(st.clone(), count))

@@ -97,6 +97,10 @@ pub struct KmsConfig {
     /// Tenants created at start-up when missing.
     #[serde(default)]
     pub tenants: Vec<TenantFile>,
+    /// Most unexpired one-time token ids held for gateways (default 1,000,000);
+    /// beyond it claims are refused (fail closed), never forgotten.
+    #[serde(default)]
+    pub one_time_capacity: Option<u64>,
 }
 
 /// Tenant algorithms the sidecar can sign with.
@@ -113,6 +117,9 @@ impl KmsConfig {
             if let Err(e) = validate_tenant(t) {
                 errs.push(format!("tenants[{i}].{e}"));
             }
+        }
+        if cfg.one_time_capacity == Some(0) {
+            errs.push("one_time_capacity: must be at least 1".into());
         }
         if cfg.jwks_max_age.is_some_and(|d| d.secs() < 1) {
             errs.push("jwks_max_age: must be at least 1s".into());

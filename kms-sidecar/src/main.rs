@@ -135,8 +135,14 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     let metrics = metrics::Metrics::new()?;
     let (feed, _) = tokio::sync::watch::channel(kms.last_revocation().map_err(|e| anyhow::anyhow!("{e}"))?);
-    let state =
-        Arc::new(api::AppState { kms: kms.clone(), admin_token, gateway_token, metrics: metrics.clone(), feed });
+    let state = Arc::new(api::AppState {
+        kms: kms.clone(),
+        admin_token,
+        gateway_token,
+        metrics: metrics.clone(),
+        feed,
+        one_time_capacity: cfg.one_time_capacity.unwrap_or(1_000_000),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {
         let public = tokio::net::TcpListener::bind(cfg.listen).await?;

@@ -16,6 +16,10 @@ pub struct Metrics {
     pub key_age: IntGaugeVec,
     /// Revocations recorded.
     pub revocations: prometheus::IntCounter,
+    /// One-time token claims by result (first, replayed, full).
+    pub one_time: IntCounterVec,
+    /// One-time token ids held (expired ones not yet swept included).
+    pub one_time_held: prometheus::IntGauge,
 }
 
 impl Metrics {
@@ -38,7 +42,12 @@ impl Metrics {
         registry.register(Box::new(key_age.clone()))?;
         let revocations = prometheus::IntCounter::new("kms_revocations_total", "Revocations recorded.")?;
         registry.register(Box::new(revocations.clone()))?;
-        Ok(Metrics { registry, requests, rotations, auth_failures, key_age, revocations })
+        let one_time =
+            IntCounterVec::new(Opts::new("kms_one_time_claims_total", "One-time token claims."), &["result"])?;
+        registry.register(Box::new(one_time.clone()))?;
+        let one_time_held = prometheus::IntGauge::new("kms_one_time_ids", "One-time token ids held.")?;
+        registry.register(Box::new(one_time_held.clone()))?;
+        Ok(Metrics { registry, requests, rotations, auth_failures, key_age, revocations, one_time, one_time_held })
     }
 
     /// Text exposition.

@@ -4,7 +4,7 @@
 
 use crate::crypto::{self, Alg, Imported};
 use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
-use crate::store::{KeyRecord, Revocation, Store, StoreError, TenantRecord};
+use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -356,6 +356,34 @@ impl Kms {
     /// The feed's last sequence number.
     pub fn last_revocation(&self) -> Result<u64, KmsError> {
         Ok(self.store.last_revocation()?)
+    }
+
+    /// Records a one-time token id for gateways side by side: the first claim of
+    /// `(tenant, issuer, jti)` wins, durably, until `until`; later ones are replays.
+    pub fn claim_one_time(
+        &self,
+        tenant: &str,
+        issuer: &str,
+        jti: &str,
+        until: i64,
+        now: i64,
+        capacity: u64,
+    ) -> Result<Claim, KmsError> {
+        if !self.read().tenants.contains_key(tenant) {
+            return Err(KmsError::UnknownTenant);
+        }
+        if [tenant, issuer, jti].iter().any(|s| s.is_empty() || s.len() > 512 || s.contains('\0')) {
+            return Err(KmsError::BadRequest("tenant, issuer and jti: 1 to 512 bytes, no NUL".into()));
+        }
+        if until < now {
+            return Err(KmsError::BadRequest("until is in the past".into()));
+        }
+        Ok(self.store.claim_one_time(&format!("{tenant}\0{issuer}\0{jti}"), until, now, capacity)?)
+    }
+
+    /// One-time ids the store holds.
+    pub fn one_time_held(&self) -> Result<u64, KmsError> {
+        Ok(self.store.one_time_held()?)
     }
 
     /// The private decryption JWKs the gateway must hold now.

@@ -6,7 +6,7 @@
 
 use crate::crypto::Sealer;
 use crate::keyring::Timeline;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use zeroize::Zeroizing;
@@ -15,6 +15,34 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("keys");
 const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocations");
+/// Used one-time token ids (`tenant \0 issuer \0 jti`) → until when they are held.
+const ONE_TIME: TableDefinition<&str, i64> = TableDefinition::new("one_time");
+/// The same ids ordered by expiry, for sweeping.
+const ONE_TIME_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("one_time_expiry");
+/// Expired one-time ids removed per claim (amortised sweeping, bounded work).
+const SWEEP_PER_CLAIM: usize = 8;
+
+/// What a one-time claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// First use: recorded durably until its expiry.
+    First,
+    /// Already used and not yet expired.
+    Replayed,
+    /// The store holds `capacity` unexpired ids: refused rather than forgetting one.
+    Full,
+}
+
+impl Claim {
+    /// Metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Claim::First => "first",
+            Claim::Replayed => "replayed",
+            Claim::Full => "full",
+        }
+    }
+}
 
 /// One entry of the revocation feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +178,8 @@ impl Store {
                     tx.open_table(TENANTS).map_err(db)?;
                     tx.open_table(KEYS).map_err(db)?;
                     tx.open_table(REVOCATIONS).map_err(db)?;
+                    tx.open_table(ONE_TIME).map_err(db)?;
+                    tx.open_table(ONE_TIME_EXPIRY).map_err(db)?;
                 }
                 tx.commit().map_err(db)?;
             }
@@ -226,6 +256,58 @@ impl Store {
         }
     }
 
+    /// Records a one-time token id until `until` if it is not held already, in one
+    /// durable transaction (redb serialises writers, so two claims of one id cannot
+    /// both see it absent). Each claim also removes a few expired ids, oldest first.
+    pub fn claim_one_time(&self, id: &str, until: i64, now: i64, capacity: u64) -> Result<Claim, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let (claim, swept) = {
+            let mut ids = tx.open_table(ONE_TIME).map_err(db)?;
+            let mut expiry = tx.open_table(ONE_TIME_EXPIRY).map_err(db)?;
+            let expired: Vec<(i64, String)> = expiry
+                .range(..(now, ""))
+                .map_err(db)?
+                .take(SWEEP_PER_CLAIM)
+                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+                .collect::<Result<_, _>>()
+                .map_err(db)?;
+            for (at, old) in &expired {
+                expiry.remove((*at, old.as_str())).map_err(db)?;
+                ids.remove(old.as_str()).map_err(db)?;
+            }
+            let held = ids.get(id).map_err(db)?.map(|v| v.value());
+            let claim = match held {
+                Some(t) if t >= now => Claim::Replayed,
+                _ if held.is_none() && ids.len().map_err(db)? >= capacity => Claim::Full,
+                _ => {
+                    if let Some(t) = held {
+                        expiry.remove((t, id)).map_err(db)?;
+                    }
+                    ids.insert(id, until).map_err(db)?;
+                    expiry.insert((until, id), ()).map_err(db)?;
+                    Claim::First
+                }
+            };
+            (claim, !expired.is_empty())
+        };
+        if claim == Claim::First || swept {
+            tx.commit().map_err(db)?;
+        } else {
+            tx.abort().map_err(db)?;
+        }
+        Ok(claim)
+    }
+
+    /// One-time ids held (expired ones not yet swept included).
+    pub fn one_time_held(&self) -> Result<u64, StoreError> {
+        let tx = self.db.begin_read().map_err(db)?;
+        match tx.open_table(ONE_TIME) {
+            Ok(t) => t.len().map_err(db),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(db(e)),
+        }
+    }
+
     /// Seals a private key for `kid`.
     pub fn seal(&self, kid: &str, pkcs8: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.sealer.seal(kid, pkcs8).map_err(db)
@@ -266,5 +348,43 @@ impl Store {
             }
         }
         tx.commit().map_err(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &Path) -> Store {
+        Store::open(dir, Sealer::new(&[7; 32]).unwrap(), true).unwrap()
+    }
+
+    #[test]
+    fn one_time_ids_are_held_until_expiry_bounded_and_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        assert_eq!(s.claim_one_time("a", 110, 100, 3).unwrap(), Claim::First);
+        assert_eq!(s.claim_one_time("a", 110, 105, 3).unwrap(), Claim::Replayed);
+        assert_eq!(s.claim_one_time("a", 110, 110, 3).unwrap(), Claim::Replayed, "held through its last second");
+        assert_eq!(s.claim_one_time("b", 200, 100, 3).unwrap(), Claim::First);
+        assert_eq!(s.claim_one_time("c", 200, 100, 3).unwrap(), Claim::First);
+        assert_eq!(s.claim_one_time("d", 200, 100, 3).unwrap(), Claim::Full, "full of unexpired ids: fail closed");
+        assert_eq!(s.claim_one_time("b", 200, 100, 3).unwrap(), Claim::Replayed, "a held id is still a replay");
+        // At 111 "a" has expired: the next claim sweeps it and fits.
+        assert_eq!(s.claim_one_time("d", 200, 111, 3).unwrap(), Claim::First);
+        assert_eq!(s.one_time_held().unwrap(), 3);
+        // Many expired ids are swept a few per claim, oldest first, and never grow the store.
+        let s2dir = tempfile::tempdir().unwrap();
+        let s2 = store(s2dir.path());
+        for i in 0..40 {
+            assert_eq!(s2.claim_one_time(&format!("x{i}"), 50 + i, 10, 100).unwrap(), Claim::First);
+        }
+        for i in 0..10 {
+            assert_eq!(s2.claim_one_time(&format!("y{i}"), 2000, 1000, 100).unwrap(), Claim::First);
+        }
+        assert_eq!(s2.one_time_held().unwrap(), 10, "50 claimed, 40 expired and swept 8 per claim");
+        drop(s);
+        let reopened = store(dir.path());
+        assert_eq!(reopened.claim_one_time("b", 200, 150, 3).unwrap(), Claim::Replayed, "durable");
     }
 }

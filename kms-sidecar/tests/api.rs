@@ -337,3 +337,49 @@ async fn nested_jwe_interoperates_for_both_key_management_algorithms() {
         }
     }
 }
+
+/// The shared one-time store on the gateway channel: only the gateway credential
+/// claims; of many concurrent claims of one id exactly one is first; a claim is
+/// durable before its answer (it survives SIGKILL and restart); an expired id may be
+/// claimed again; malformed and unknown-tenant claims get a clear 4xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_claims_are_atomic_and_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let claim = |kms: &Kms, body: Value, token: &'static str| {
+        let (http, url) = (http.clone(), format!("http://127.0.0.1:{}/internal/v1/one-time", kms.internal));
+        async move {
+            let r = http.post(url).bearer_auth(token).json(&body).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let id = |jti: &str, until: i64| json!({"tenant": "t-ec", "issuer": "https://kms.test/t-ec", "jti": jti, "until": until});
+    {
+        let kms = start(dir.path()).await;
+        assert_eq!(claim(&kms, id("a", now + 60), ADMIN).await.0, 401, "the admin credential is not the channel's");
+        let racers: Vec<_> = (0..16).map(|_| claim(&kms, id("raced", now + 60), GATEWAY)).collect();
+        let answers = futures_util::future::join_all(racers).await;
+        assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+        let firsts = answers.iter().filter(|(_, b)| b["first_use"] == true).count();
+        assert_eq!(firsts, 1, "exactly one concurrent claim is first: {answers:?}");
+        assert_eq!(claim(&kms, id("kept", now + 60), GATEWAY).await.1["first_use"], true);
+        assert_eq!(claim(&kms, id("short", now + 1), GATEWAY).await.1["first_use"], true);
+        let unknown = json!({"tenant": "nope", "issuer": "i", "jti": "j", "until": now + 60});
+        assert_eq!(claim(&kms, unknown, GATEWAY).await.0, 404);
+        assert_eq!(claim(&kms, id("", now + 60), GATEWAY).await.0, 400, "an empty jti");
+        assert_eq!(claim(&kms, id("old", now - 10), GATEWAY).await.0, 400, "already expired");
+        assert_eq!(claim(&kms, json!({"tenant": "t-ec"}), GATEWAY).await.0, 400);
+        // Dropped: SIGKILL, no clean shutdown.
+    }
+    let kms = start(dir.path()).await;
+    assert_eq!(claim(&kms, id("kept", now + 60), GATEWAY).await.1["first_use"], false, "durable across a crash");
+    assert_eq!(claim(&kms, id("raced", now + 60), GATEWAY).await.1["first_use"], false);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = claim(&kms, id("short", now + 60), GATEWAY).await;
+    assert_eq!((status, body["first_use"].as_bool()), (200, Some(true)), "held until its expiry and no longer");
+    let metrics = http.get(kms.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"kms_one_time_claims_total{result="replayed"} 2"#), "{metrics}");
+    assert!(metrics.contains("kms_one_time_ids 3"), "raced, kept, short (claimed again): {metrics}");
+}
