@@ -9,6 +9,7 @@ mod keys;
 mod metrics;
 mod proxy;
 mod reload;
+mod replay;
 mod revocation;
 mod runtime;
 mod upstream;

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub token_cache: IntGaugeVec,
     /// One-time token ids held (unexpired uses remembered).
     pub one_time_ids: IntGauge,
+    /// One-time id checks by answer: `first`, or the refusal reason.
+    pub one_time_checks: HistogramVec,
 }
 
 impl Metrics {
@@ -113,6 +115,15 @@ impl Metrics {
         let one_time_ids =
             IntGauge::new("gateway_one_time_ids", "One-time token ids remembered until their expiry (bounded).")?;
         registry.register(Box::new(one_time_ids.clone()))?;
+        let one_time_checks = HistogramVec::new(
+            HistogramOpts::new(
+                "gateway_one_time_check_seconds",
+                "One-time id checks (memory or shared store) by answer.",
+            )
+            .buckets(vec![1e-6, 1e-5, 1e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 1.0]),
+            &["result"],
+        )?;
+        registry.register(Box::new(one_time_checks.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -138,6 +149,7 @@ impl Metrics {
             revocation_feed_lag,
             token_cache,
             one_time_ids,
+            one_time_checks,
         })
     }
 

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
 use gateway_core::verify::Refetch;
-use gateway_core::{Allowed, AuthError, Refusal, VerifiedToken};
+use gateway_core::{Allowed, AuthError, Decision, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -68,7 +68,7 @@ fn request_id(session: &Session) -> String {
 /// `Engine::decide`, with any panic (a library bug reached by hostile input) turned
 /// into a 401 rather than a dropped connection. Decryption is guarded inside the core
 /// already; this is the second line.
-fn decide_guarded(rt: &Runtime, method: &str, path: &str, auth: &[&[u8]]) -> Result<Allowed, Refusal> {
+fn decide_guarded(rt: &Runtime, method: &str, path: &str, auth: &[&[u8]]) -> Result<Decision, Refusal> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.engine.decide(method, path, auth, now())))
         .unwrap_or_else(|_| {
             tracing::error!("panic while deciding a request; refused as token_malformed");
@@ -106,13 +106,24 @@ impl Gateway {
             done.push(want.clone());
             outcome = decide_guarded(rt, method, path, &auth);
         }
-        if let Ok(a) = &outcome {
-            if let Some(t) = a.permit.token() {
-                let alg = t.alg().map_or("unsigned", |a| a.as_str());
-                self.metrics.verify_seconds.with_label_values(&[alg]).observe(started.elapsed().as_secs_f64());
+        if let Some(t) = outcome.as_ref().ok().and_then(Decision::token) {
+            let alg = t.alg().map_or("unsigned", |a| a.as_str());
+            self.metrics.verify_seconds.with_label_values(&[alg]).observe(started.elapsed().as_secs_f64());
+        }
+        match outcome? {
+            Decision::Allowed(allowed) => Ok(allowed),
+            Decision::OneTime(once) => {
+                let started = Instant::now();
+                let outcome = rt.engine.admit(once, now()).await;
+                let result = match &outcome {
+                    Ok(_) => "first",
+                    Err(r) => r.denial.response().reason,
+                };
+                let elapsed = started.elapsed().as_secs_f64();
+                self.metrics.one_time_checks.with_label_values(&[result]).observe(elapsed);
+                outcome
             }
         }
-        outcome
     }
 }
 

@@ -5,9 +5,11 @@
 
 use crate::keys::KeyFetcher;
 use crate::metrics::Metrics;
+use crate::replay::SidecarReplayStore;
 use crate::upstream::{self, Pool};
 use arc_swap::ArcSwap;
 use gateway_core::engine::Shared;
+use gateway_core::replay::{MemoryReplayStore, ReplayStore};
 use gateway_core::tenant::Tenant;
 use gateway_core::{Config, Engine};
 use std::collections::HashMap;
@@ -38,14 +40,18 @@ impl Runtime {
     pub fn build(config: Config, previous: Option<&Runtime>, metrics: &Metrics) -> anyhow::Result<Runtime> {
         let required = config.required_tenants();
         let pools = upstream::build(&config.upstreams)?;
-        // Revocations and used one-time ids outlive a config: a reload must not forget them.
-        let mut shared = match previous {
-            Some(p) => {
-                Shared { revocations: p.engine.revocations.clone(), replay: p.engine.replay.clone(), observer: None }
-            }
-            None => Shared::new(&config),
+        // Revocations and used one-time ids outlive a config: a reload must not forget
+        // them (the one-time store is replaced only when its own settings change).
+        let replay: Arc<dyn ReplayStore> = match (previous, &config.replay_store) {
+            (Some(p), settings) if p.engine.config.replay_store == *settings => p.engine.replay.clone(),
+            (_, Some(settings)) => Arc::new(SidecarReplayStore::new(settings.clone())?),
+            (_, None) => Arc::new(MemoryReplayStore::new(config.replay_cache_size)),
         };
-        shared.observer = Some(Arc::new(crate::metrics::DecryptObserver(metrics.decrypt_seconds.clone())));
+        let shared = Shared {
+            revocations: previous.map(|p| p.engine.revocations.clone()).unwrap_or_default(),
+            replay,
+            observer: Some(Arc::new(crate::metrics::DecryptObserver(metrics.decrypt_seconds.clone()))),
+        };
         let engine = Arc::new(Engine::with_shared(config, shared));
         if let Some(prev) = previous {
             for t in &engine.config.tenants {

@@ -130,6 +130,7 @@ listen: 127.0.0.1:1
 admin_listen: 127.0.0.1:2
 auth: { replay_cache_size: 0 }
 decryption: { url_template: "http://127.0.0.1:3/keys" }
+replay_store: { url: "127.0.0.1:8082/internal/v1/one-time", token_env: T, token_file: /t, timeout: 1m }
 tenants:
   t1:
     issuer: i
@@ -154,6 +155,9 @@ routes:
     let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
     for want in [
         "auth.replay_cache_size",
+        "replay_store.url",
+        "replay_store",
+        "replay_store.timeout",
         "decryption.url_template",
         "decryption",
         "tenants.t1.encryption.key_management[1]",

@@ -121,6 +121,18 @@ pub struct RevocationSettings {
     pub poll_wait: Duration,
 }
 
+/// A shared one-time token store (the kms-sidecar's `/internal/v1/one-time`), for
+/// gateways side by side; absent, one-time ids are kept in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayStoreSettings {
+    /// Claim URL.
+    pub url: String,
+    /// Where the channel credential comes from.
+    pub token: AdminToken,
+    /// Longest wait for an answer (then 503 `replay_store_unavailable`).
+    pub timeout: Duration,
+}
+
 /// The validated configuration.
 #[derive(Debug)]
 pub struct Config {
@@ -156,6 +168,8 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// Revocation feed, if configured.
     pub revocation: Option<RevocationSettings>,
+    /// Shared one-time token store, if configured (else in memory).
+    pub replay_store: Option<ReplayStoreSettings>,
     /// Per-tenant metric labels (off: one `all` series, for large tenant counts).
     pub tenant_labels: bool,
 }
@@ -391,6 +405,16 @@ impl TryFrom<FileConfig> for Config {
             Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
         });
 
+        let replay_store = f.replay_store.as_ref().and_then(|r| {
+            check_url(&r.url, "replay_store.url", &mut errs);
+            let timeout = r.timeout.map_or(Duration::from_secs(1), |d| d.0);
+            if timeout.is_zero() || timeout > Duration::from_secs(10) {
+                errs.push("replay_store.timeout", "between 1ms and 10s");
+            }
+            let token = credential(&r.token_env, &r.token_file, "replay_store", &mut errs)?;
+            Some(ReplayStoreSettings { url: r.url.clone(), token, timeout })
+        });
+
         if f.auth.replay_cache_size == Some(0) {
             errs.push("auth.replay_cache_size", "must be at least 1");
         }
@@ -422,6 +446,7 @@ impl TryFrom<FileConfig> for Config {
             audit,
             admin_token,
             revocation,
+            replay_store,
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
         })
     }

@@ -2,7 +2,9 @@
 //! extraction, the route's encryption requirement, verification (decrypting a JWE
 //! first), revocation, policy, the header plan and finally the one-time check, in
 //! that order (so a refused request never uses up a one-time token). The Pingora glue
-//! calls [`Engine::decide`] once per request (twice after an unknown-`kid` refetch).
+//! calls [`Engine::decide`] once per request (again after an unknown-`kid` refetch);
+//! on a one-time route it gets a [`OneTime`], which only [`Engine::admit`] (the
+//! replay store's possibly remote check) turns into an [`Allowed`].
 
 use crate::config::Config;
 use crate::error::{AuthError, Denial};
@@ -11,7 +13,7 @@ use crate::jose::{self, Compact};
 use crate::jwe::store::DecryptionStore;
 use crate::keystore::KeyStore;
 use crate::policy::{self, Permit};
-use crate::replay::{FirstUse, MemoryReplayStore, ReplayStore};
+use crate::replay::{FirstUse, MemoryReplayStore, OneTimeId, ReplayStore};
 use crate::revocation::Revocations;
 use crate::route::{NoMatch, Route};
 use crate::verify::{Observer, Refetch, VerifiedToken, Verifier};
@@ -24,6 +26,41 @@ pub struct Allowed {
     pub permit: Permit,
     /// Header edits for the upstream request.
     pub headers: HeaderPlan,
+}
+
+/// What [`Engine::decide`] concluded for a request that passed every check.
+#[derive(Debug)]
+pub enum Decision {
+    /// Forward it.
+    Allowed(Allowed),
+    /// Forward it once its one-time id is recorded: see [`Engine::admit`].
+    OneTime(OneTime),
+}
+
+impl Decision {
+    /// The verified token (none on a public route).
+    pub fn token(&self) -> Option<&Arc<VerifiedToken>> {
+        match self {
+            Decision::Allowed(a) => a.permit.token(),
+            Decision::OneTime(o) => Some(&o.token),
+        }
+    }
+}
+
+/// A request on a one-time route that passed every other check. Its [`Allowed`] is
+/// only reachable through [`Engine::admit`], so no caller can skip the replay check.
+#[derive(Debug)]
+pub struct OneTime {
+    allowed: Allowed,
+    id: OneTimeId,
+    token: Arc<VerifiedToken>,
+}
+
+impl OneTime {
+    /// The id the replay store records.
+    pub fn id(&self) -> &OneTimeId {
+        &self.id
+    }
 }
 
 /// A request the gateway answers itself.
@@ -118,23 +155,37 @@ impl Engine {
         Self { config, verifier, keys, dkeys, revocations: shared.revocations, replay: shared.replay }
     }
 
-    /// Records a one-time token's use; refuses a second one (until `exp` + leeway,
-    /// as long as the token itself could pass).
-    fn first_use(&self, token: &VerifiedToken, now: i64) -> Result<(), AuthError> {
+    /// The id a one-time token is recorded under: `(tenant, issuer, jti)` until `exp`
+    /// plus leeway (as long as the token itself could pass).
+    fn one_time_id(&self, token: &VerifiedToken) -> Result<OneTimeId, AuthError> {
         let claims = token.claims();
         let jti = claims.str("jti").ok_or_else(|| AuthError::ClaimMissing("jti".into()))?;
         let exp = claims.exp().ok_or_else(|| AuthError::ClaimMissing("exp".into()))?;
         let tenant = token.tenant();
-        let until = exp.saturating_add(self.config.verify.leeway);
-        match self.replay.first_use(&tenant.id, &tenant.issuer, jti, until, now) {
-            FirstUse::Yes => Ok(()),
-            FirstUse::Replayed => Err(AuthError::TokenReplayed),
-            FirstUse::Full => Err(AuthError::ReplayStoreFull),
-        }
+        Ok(OneTimeId {
+            tenant: tenant.id.clone(),
+            issuer: tenant.issuer.clone(),
+            jti: jti.to_owned(),
+            until: exp.saturating_add(self.config.verify.leeway),
+        })
+    }
+
+    /// Records a one-time request's id in the replay store (which may be remote) and
+    /// allows it the first time; a second use is `token_replayed`, a full or
+    /// unreachable store a 503 (fails closed).
+    pub async fn admit(&self, once: OneTime, now: i64) -> Result<Allowed, Refusal> {
+        let error = match self.replay.first_use(&once.id, now).await {
+            FirstUse::Yes => return Ok(once.allowed),
+            FirstUse::Replayed => AuthError::TokenReplayed,
+            FirstUse::Full => AuthError::ReplayStoreFull,
+            FirstUse::Unavailable => AuthError::ReplayStoreUnavailable,
+        };
+        let route = once.allowed.permit.route().route.clone();
+        Err(Refusal { denial: error.into(), route: Some(route), refetch: None, token: Some(once.token) })
     }
 
     /// Decides one request at time `now` (seconds since the epoch).
-    pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Allowed, Refusal> {
+    pub fn decide(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Decision, Refusal> {
         let refuse = |denial: Denial, route: Option<Arc<Route>>| Refusal { denial, route, refetch: None, token: None };
         let matched = self.config.router.find(method, path).map_err(|e| {
             refuse(
@@ -150,7 +201,7 @@ impl Engine {
         if route.public {
             let headers =
                 header::plan(&self.config.headers, None, fwd).map_err(|e| refuse(e.into(), Some(route.clone())))?;
-            return Ok(Allowed { permit: policy::permit_public(matched), headers });
+            return Ok(Decision::Allowed(Allowed { permit: policy::permit_public(matched), headers }));
         }
         let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
         if route.require_encrypted && jose::classify(token) == Ok(Compact::Jws) {
@@ -169,11 +220,14 @@ impl Engine {
             .map_err(|d| Refusal { token: Some(verified.clone()), ..refuse(d, Some(route.clone())) })?;
         let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
             .map_err(|e| refuse(e.into(), Some(route.clone())))?;
-        if route.one_time {
-            self.first_use(&verified, now)
-                .map_err(|e| Refusal { token: Some(verified.clone()), ..refuse(e.into(), Some(route.clone())) })?;
+        let allowed = Allowed { permit, headers };
+        if !route.one_time {
+            return Ok(Decision::Allowed(allowed));
         }
-        Ok(Allowed { permit, headers })
+        match self.one_time_id(&verified) {
+            Ok(id) => Ok(Decision::OneTime(OneTime { allowed, id, token: verified })),
+            Err(e) => Err(Refusal { token: Some(verified), ..refuse(e.into(), Some(route)) }),
+        }
     }
 }
 

@@ -35,6 +35,9 @@ pub enum AuthError {
     /// The one-time token store is full of unexpired ids (refused, fails closed).
     #[error("replay store full")]
     ReplayStoreFull,
+    /// The shared one-time token store did not answer (refused, fails closed).
+    #[error("replay store unavailable")]
+    ReplayStoreUnavailable,
     /// A header member we refuse (`crit`, `b64`, `jku`, `x5u`, `jwk`, `x5c`, bad `typ`).
     #[error("header member not supported: {0}")]
     HeaderUnsupported(&'static str),
@@ -152,6 +155,9 @@ impl Denial {
                 AuthError::ReplayStoreFull => {
                     DenialResponse { status: 503, reason: "replay_store_full", www_authenticate: None }
                 }
+                AuthError::ReplayStoreUnavailable => {
+                    DenialResponse { status: 503, reason: "replay_store_unavailable", www_authenticate: None }
+                }
                 AuthError::HeaderUnsupported(_) => auth("header_unsupported"),
                 AuthError::AlgorithmNotAllowed => auth("algorithm_not_allowed"),
                 AuthError::KeyUnknown => auth("key_unknown"),
@@ -210,6 +216,7 @@ mod tests {
             (AuthError::TenantMismatch.into(), 401, "tenant_mismatch"),
             (AuthError::TokenReplayed.into(), 401, "token_replayed"),
             (AuthError::ReplayStoreFull.into(), 503, "replay_store_full"),
+            (AuthError::ReplayStoreUnavailable.into(), 503, "replay_store_unavailable"),
             (AuthError::HeaderUnsupported("crit").into(), 401, "header_unsupported"),
             (AuthError::AlgorithmNotAllowed.into(), 401, "algorithm_not_allowed"),
             (AuthError::KeyUnknown.into(), 401, "key_unknown"),

@@ -29,7 +29,7 @@ pub mod verify;
 
 pub use alg::Algorithm;
 pub use config::{Config, ConfigError};
-pub use engine::{Allowed, Engine, Refusal};
+pub use engine::{Allowed, Decision, Engine, OneTime, Refusal};
 pub use error::{AuthError, Denial, PolicyError};
 pub use key::{KeyError, KeySet, VerifyingKey};
 pub use keystore::KeyStore;

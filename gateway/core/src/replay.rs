@@ -1,13 +1,17 @@
-//! One-time tokens: a `jti` may pass once. The store is behind a small trait so a
-//! shared store (e.g. Redis `SET NX EX`) can back it when several gateways run side
-//! by side; the in-memory one is sharded, keyed by tenant, issuer and `jti` (never
-//! by the token string, which ECDSA malleability can change), keeps each entry until
-//! the token's `exp` and no longer (a shard sweeps its expired entries as soon as its
-//! earliest one expires), and is bounded: when full it refuses (fails closed) rather
-//! than forgetting an unexpired `jti`.
+//! One-time tokens: a `jti` may pass once. The store is behind a small trait whose
+//! check is a future, so a shared store over the network (the kms-sidecar's
+//! `/internal/v1/one-time`, or Redis `SET NX EX`) can back it when several gateways
+//! run side by side without blocking a worker. Ids are keyed by tenant, issuer and
+//! `jti` (never by the token string, which ECDSA malleability can change). The
+//! in-memory store is sharded, keeps each entry until the token's `exp` and no longer
+//! (a shard sweeps its expired entries as soon as its earliest one expires), and is
+//! bounded: when full it refuses (fails closed) rather than forgetting an unexpired
+//! `jti`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::Mutex;
 
 /// What a replay check says.
@@ -19,12 +23,30 @@ pub enum FirstUse {
     Replayed,
     /// The store is full of unexpired entries; refuse rather than risk a replay.
     Full,
+    /// A shared store could not answer; refuse rather than risk a replay.
+    Unavailable,
 }
+
+/// What a one-time token is recorded under, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OneTimeId {
+    /// Tenant id.
+    pub tenant: String,
+    /// The tenant's issuer.
+    pub issuer: String,
+    /// The token's `jti`.
+    pub jti: String,
+    /// Held until then (the token's `exp` plus leeway), seconds.
+    pub until: i64,
+}
+
+/// A store's answer, possibly still on its way.
+pub type Check<'a> = Pin<Box<dyn Future<Output = FirstUse> + Send + 'a>>;
 
 /// A store of used one-time token ids.
 pub trait ReplayStore: Send + Sync + std::fmt::Debug {
-    /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
-    fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse;
+    /// Atomically records `id` until `id.until` if absent.
+    fn first_use<'a>(&'a self, id: &'a OneTimeId, now: i64) -> Check<'a>;
 
     /// Ids held, when the store can tell cheaply (for metrics).
     fn held(&self) -> Option<usize> {
@@ -78,8 +100,9 @@ impl MemoryReplayStore {
     }
 }
 
-impl ReplayStore for MemoryReplayStore {
-    fn first_use(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
+impl MemoryReplayStore {
+    /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
+    pub fn record(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
         let key = (tenant.to_owned(), issuer.to_owned(), jti.to_owned());
         let shard = &self.shards[(self.hasher.hash_one(&key) as usize) % self.shards.len()];
         let mut shard = match shard.lock() {
@@ -101,6 +124,12 @@ impl ReplayStore for MemoryReplayStore {
         shard.earliest = shard.earliest.min(exp);
         FirstUse::Yes
     }
+}
+
+impl ReplayStore for MemoryReplayStore {
+    fn first_use<'a>(&'a self, id: &'a OneTimeId, now: i64) -> Check<'a> {
+        Box::pin(std::future::ready(self.record(&id.tenant, &id.issuer, &id.jti, id.until, now)))
+    }
 
     fn held(&self) -> Option<usize> {
         Some(self.len())
@@ -115,12 +144,12 @@ mod tests {
     #[test]
     fn once_until_exp_and_namespaced() {
         let s = MemoryReplayStore::new(100);
-        assert_eq!(s.first_use("t1", "i", "j1", 110, 100), FirstUse::Yes);
-        assert_eq!(s.first_use("t1", "i", "j1", 110, 105), FirstUse::Replayed);
-        assert_eq!(s.first_use("t2", "i", "j1", 110, 105), FirstUse::Yes, "other tenant");
-        assert_eq!(s.first_use("t1", "i2", "j1", 110, 105), FirstUse::Yes, "other issuer");
+        assert_eq!(s.record("t1", "i", "j1", 110, 100), FirstUse::Yes);
+        assert_eq!(s.record("t1", "i", "j1", 110, 105), FirstUse::Replayed);
+        assert_eq!(s.record("t2", "i", "j1", 110, 105), FirstUse::Yes, "other tenant");
+        assert_eq!(s.record("t1", "i2", "j1", 110, 105), FirstUse::Yes, "other issuer");
         // After exp the token itself is expired; the entry may be reused/swept.
-        assert_eq!(s.first_use("t1", "i", "j1", 200, 111), FirstUse::Yes);
+        assert_eq!(s.record("t1", "i", "j1", 200, 111), FirstUse::Yes);
     }
 
     #[test]
@@ -128,14 +157,14 @@ mod tests {
         let s = MemoryReplayStore::new(16);
         let mut full = 0;
         for i in 0..64 {
-            if s.first_use("t", "i", &format!("j{i}"), 1000, 0) == FirstUse::Full {
+            if s.record("t", "i", &format!("j{i}"), 1000, 0) == FirstUse::Full {
                 full += 1;
             }
         }
         assert!(full > 0 && s.len() <= 16, "bounded: {}", s.len());
         // Once those expire, new ids fit again: memory does not grow with time.
         for i in 0..16 {
-            assert_ne!(s.first_use("t", "i", &format!("k{i}"), 3000, 2000), FirstUse::Replayed);
+            assert_ne!(s.record("t", "i", &format!("k{i}"), 3000, 2000), FirstUse::Replayed);
         }
         assert!(s.len() <= 16);
     }
@@ -144,12 +173,12 @@ mod tests {
     fn expired_ids_are_dropped_once_they_expire_not_when_full() {
         let s = MemoryReplayStore::new(1000);
         for i in 0..100 {
-            assert_eq!(s.first_use("t", "i", &format!("a{i}"), 110, 100), FirstUse::Yes);
+            assert_eq!(s.record("t", "i", &format!("a{i}"), 110, 100), FirstUse::Yes);
         }
         assert_eq!(s.held(), Some(100));
         // Past their exp, each shard drops them on its next use.
         for i in 0..200 {
-            s.first_use("t", "i", &format!("b{i}"), 300, 111);
+            s.record("t", "i", &format!("b{i}"), 300, 111);
         }
         assert_eq!(s.held(), Some(200), "only the unexpired ids are held");
     }
@@ -162,7 +191,7 @@ mod tests {
             let handles: Vec<_> = (0..8)
                 .map(|_| {
                     let (s, jti) = (s.clone(), jti.clone());
-                    std::thread::spawn(move || s.first_use("t", "i", &jti, 100, 1))
+                    std::thread::spawn(move || s.record("t", "i", &jti, 100, 1))
                 })
                 .collect();
             let wins = handles.into_iter().map(|h| h.join().unwrap()).filter(|r| *r == FirstUse::Yes).count();

@@ -56,6 +56,26 @@ pub struct FileConfig {
     /// Where JWE-enabled tenants' private decryption keys come from.
     #[serde(default)]
     pub decryption: Option<DecryptionFile>,
+    /// A shared one-time token store (default: in memory).
+    #[serde(default)]
+    pub replay_store: Option<ReplayStoreFile>,
+}
+
+/// `replay_store:` section: the kms-sidecar's one-time endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayStoreFile {
+    /// Claim URL (the sidecar's `/internal/v1/one-time`).
+    pub url: String,
+    /// Environment variable holding the gateway channel credential.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the gateway channel credential.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Longest wait for an answer (default 1s).
+    #[serde(default)]
+    pub timeout: Option<Dur>,
 }
 
 /// `decryption:` section: the sidecar's gateway channel.

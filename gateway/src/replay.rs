@@ -1,0 +1,58 @@
+//! The shared one-time token store: gateways side by side record one-time ids in
+//! the kms-sidecar (`POST /internal/v1/one-time` on its gateway channel), which
+//! answers whether this was the id's first use after committing it durably. Any
+//! failure (timeout, refused connection, unexpected answer) is `Unavailable`: the
+//! request is refused with a 503 rather than risk a replay.
+
+use crate::revocation::read_token;
+use gateway_core::config::ReplayStoreSettings;
+use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
+use serde_json::json;
+
+/// A [`ReplayStore`] backed by the kms-sidecar.
+#[derive(Debug)]
+pub struct SidecarReplayStore {
+    settings: ReplayStoreSettings,
+    client: reqwest::Client,
+}
+
+impl SidecarReplayStore {
+    /// A store for these settings (connections to the sidecar are kept alive).
+    pub fn new(settings: ReplayStoreSettings) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        Ok(Self { settings, client })
+    }
+
+    async fn claim(&self, id: &OneTimeId) -> anyhow::Result<FirstUse> {
+        let token =
+            read_token(&self.settings.token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
+        let body = json!({"tenant": id.tenant, "issuer": id.issuer, "jti": id.jti, "until": id.until});
+        let resp = self.client.post(&self.settings.url).bearer_auth(token.as_str()).json(&body).send().await?;
+        match resp.status().as_u16() {
+            200 => {}
+            507 => return Ok(FirstUse::Full),
+            other => anyhow::bail!("HTTP {other}"),
+        }
+        let answer: serde_json::Value = resp.json().await?;
+        match answer["first_use"].as_bool() {
+            Some(true) => Ok(FirstUse::Yes),
+            Some(false) => Ok(FirstUse::Replayed),
+            None => anyhow::bail!("answer without first_use"),
+        }
+    }
+}
+
+impl ReplayStore for SidecarReplayStore {
+    fn first_use<'a>(&'a self, id: &'a OneTimeId, _now: i64) -> Check<'a> {
+        Box::pin(async move {
+            self.claim(id).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, tenant = %id.tenant, "shared one-time store did not answer; refusing");
+                FirstUse::Unavailable
+            })
+        })
+    }
+}
