@@ -2,7 +2,7 @@
 # Bounded load run on loopback (k6) during which keys rotate (signing and encryption
 # keys, scheduled and manual), the gateway's config is reloaded (SIGHUP) and a token
 # is revoked. Half the traffic carries nested JWE tokens, and one-time insurer JWEs
-# are each used twice. Passes only if every request with a valid token got 200, every
+# are each used twice (their ids recorded in the sidecar's shared store). Passes only if every request with a valid token got 200, every
 # second use of a one-time token got 401 token_replayed, and the revoked token was
 # refused within one second of the revoke call. Usage: load-tests/ops-scenario.sh [seconds=12]
 set -euo pipefail
@@ -57,6 +57,7 @@ routes:
   - { name: $1, path: "/doctors/patients/{patient_id}/records", methods: [GET], upstream: doctor, allow: [ { role: doctor } ] }
   - { name: insurance, path: "/insurance/patients/{patient_id}/summary", methods: [GET], upstream: insurance, require_encrypted: true, one_time: true, max_token_lifetime: 5m, allow: [ { role: insurer } ] }
 revocation: { feed_url: "http://127.0.0.1:$CHAN/internal/v1/revocations", token_env: KMS_GATEWAY_TOKEN, poll_wait: 10s }
+replay_store: { url: "http://127.0.0.1:$CHAN/internal/v1/one-time", token_env: KMS_GATEWAY_TOKEN }
 YAML
 }
 gateway_conf records-v1 >"$WORK/gw.yaml"

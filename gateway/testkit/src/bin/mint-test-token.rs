@@ -4,11 +4,13 @@
 //! With `--encrypt-to KEYS.jwks --jwe-alg RSA-OAEP-256 --jwe-enc A256GCM` the token is
 //! wrapped in a nested JWE to the first key of that private JWKS (josekit);
 //! `--write-enc-keys DIR` writes fresh `enc-rsa.jwks`, `enc-ec.jwks` and both in
-//! `enc-all.jwks` there.
+//! `enc-all.jwks` there. `--count N` prints N tokens, one per line, each with its own
+//! `jti` (one-time load tests).
 
 use clap::Parser;
 use jsonwebtoken::Algorithm;
 use serde_json::json;
+use std::io::Write;
 use testkit::jwe::EncKey;
 
 #[derive(Parser)]
@@ -38,6 +40,9 @@ struct Args {
     jwe_alg: String,
     #[arg(long, default_value = "A256GCM")]
     jwe_enc: String,
+    /// Tokens to print, one per line, each with its own `jti`.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
     /// Write fresh encryption keys (`enc-rsa.jwks`, kid enc-rsa; `enc-ec.jwks`, kid enc-ec) and exit.
     #[arg(long)]
     write_enc_keys: Option<std::path::PathBuf>,
@@ -65,20 +70,23 @@ fn main() {
         }
     };
     let key = testkit::TestKey::load(&a.key, &a.kid, alg);
-    let now = testkit::now();
-    let claims = json!({
-        "iss": a.issuer.unwrap_or_else(|| format!("https://issuer.test/{}", a.tenant)),
-        "aud": a.aud, "sub": a.sub, "role": a.role, "tenant_id": a.tenant,
-        "iat": now, "nbf": now, "exp": now + a.ttl, "jti": format!("test-{now}-{}", std::process::id()),
+    let enc = a.encrypt_to.as_ref().map(|path| {
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path).expect("read JWKS")).expect("JWKS");
+        EncKey::from_jwk(&doc["keys"][0])
     });
-    let token = key.mint(&claims);
-    match &a.encrypt_to {
-        None => println!("{token}"),
-        Some(path) => {
-            let doc: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(path).expect("read JWKS")).expect("JWKS");
-            let enc = EncKey::from_jwk(&doc["keys"][0]);
-            println!("{}", enc.wrap(&a.jwe_alg, &a.jwe_enc, &token));
-        }
+    let now = testkit::now();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for n in 0..a.count {
+        let claims = json!({
+            "iss": a.issuer.clone().unwrap_or_else(|| format!("https://issuer.test/{}", a.tenant)),
+            "aud": a.aud, "sub": a.sub, "role": a.role, "tenant_id": a.tenant,
+            "iat": now, "nbf": now, "exp": now + a.ttl, "jti": format!("test-{now}-{}-{n}", std::process::id()),
+        });
+        let token = key.mint(&claims);
+        let line = match &enc {
+            None => token,
+            Some(enc) => enc.wrap(&a.jwe_alg, &a.jwe_enc, &token),
+        };
+        writeln!(out, "{line}").expect("write token");
     }
 }
