@@ -4,6 +4,7 @@
 
 use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
+use crate::one_time::OneTimeWriter;
 use crate::service::{Kms, KmsError, MintRequest};
 use crate::store::{Claim, Revocation, TenantRecord};
 use axum::body::Body;
@@ -31,8 +32,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Last revocation sequence number, watched by long-polling gateways.
     pub feed: tokio::sync::watch::Sender<u64>,
-    /// Most one-time token ids held at once.
-    pub one_time_capacity: u64,
+    /// Group-committing writer of one-time claims.
+    pub one_time: OneTimeWriter,
 }
 
 type St = State<Arc<AppState>>;
@@ -52,6 +53,7 @@ impl IntoResponse for KmsError {
             KmsError::UnknownTenant => error(StatusCode::NOT_FOUND, "unknown_tenant", self.to_string()),
             KmsError::BadRequest(m) => error(StatusCode::BAD_REQUEST, "bad_request", m.clone()),
             KmsError::Conflict(m) => error(StatusCode::CONFLICT, "conflict", m.clone()),
+            KmsError::Busy(m) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", m.clone()),
             KmsError::Internal(m) => {
                 tracing::error!(error = %m, "internal error");
                 error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
@@ -370,15 +372,11 @@ struct OneTimeRequest {
 
 /// `POST /internal/v1/one-time`: the shared replay store of gateways side by side.
 /// 200 `{"first_use": true|false}`, or 507 `one_time_store_full` (fail closed). The
-/// claim is committed durably before the answer, off the async workers.
+/// claim is committed durably before the answer (group commit, see `one_time`).
 async fn claim_one_time(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let r: OneTimeRequest = parse_json(&body)?;
-    let kms = st.kms.clone();
-    let capacity = st.one_time_capacity;
-    let claim =
-        tokio::task::spawn_blocking(move || kms.claim_one_time(&r.tenant, &r.issuer, &r.jti, r.until, now(), capacity))
-            .await
-            .map_err(|e| KmsError::Internal(e.to_string()))??;
+    let key = st.kms.one_time_key(&r.tenant, &r.issuer, &r.jti, r.until, now())?;
+    let claim = st.one_time.claim(key, r.until).await?;
     st.metrics.one_time.with_label_values(&[claim.as_str()]).inc();
     let no_store = [(header::CACHE_CONTROL, "no-store")];
     Ok(match claim {

@@ -11,6 +11,7 @@ mod der;
 mod ecdh;
 mod keyring;
 mod metrics;
+mod one_time;
 mod service;
 mod store;
 
@@ -141,7 +142,7 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         gateway_token,
         metrics: metrics.clone(),
         feed,
-        one_time_capacity: cfg.one_time_capacity.unwrap_or(1_000_000),
+        one_time: one_time::OneTimeWriter::start(kms.clone(), cfg.one_time_capacity.unwrap_or(1_000_000))?,
     });
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     rt.block_on(async move {

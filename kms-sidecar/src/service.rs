@@ -23,6 +23,9 @@ pub enum KmsError {
     /// 409.
     #[error("{0}")]
     Conflict(String),
+    /// 503: overloaded, try again.
+    #[error("{0}")]
+    Busy(String),
     /// 500 (store or crypto failure).
     #[error("{0}")]
     Internal(String),
@@ -358,17 +361,16 @@ impl Kms {
         Ok(self.store.last_revocation()?)
     }
 
-    /// Records a one-time token id for gateways side by side: the first claim of
-    /// `(tenant, issuer, jti)` wins, durably, until `until`; later ones are replays.
-    pub fn claim_one_time(
+    /// Checks a one-time claim and returns the id it is stored under
+    /// (`tenant \0 issuer \0 jti`).
+    pub fn one_time_key(
         &self,
         tenant: &str,
         issuer: &str,
         jti: &str,
         until: i64,
         now: i64,
-        capacity: u64,
-    ) -> Result<Claim, KmsError> {
+    ) -> Result<String, KmsError> {
         if !self.read().tenants.contains_key(tenant) {
             return Err(KmsError::UnknownTenant);
         }
@@ -378,7 +380,18 @@ impl Kms {
         if until < now {
             return Err(KmsError::BadRequest("until is in the past".into()));
         }
-        Ok(self.store.claim_one_time(&format!("{tenant}\0{issuer}\0{jti}"), until, now, capacity)?)
+        Ok(format!("{tenant}\0{issuer}\0{jti}"))
+    }
+
+    /// Records one-time ids for gateways side by side, in one durable transaction:
+    /// the first claim of an id wins until its `until`; later ones are replays.
+    pub fn claim_one_time_batch(
+        &self,
+        claims: &[(&str, i64)],
+        now: i64,
+        capacity: u64,
+    ) -> Result<Vec<Claim>, KmsError> {
+        Ok(self.store.claim_one_time_batch(claims, now, capacity)?)
     }
 
     /// One-time ids the store holds.

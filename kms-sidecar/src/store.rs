@@ -256,46 +256,65 @@ impl Store {
         }
     }
 
-    /// Records a one-time token id until `until` if it is not held already, in one
-    /// durable transaction (redb serialises writers, so two claims of one id cannot
-    /// both see it absent). Each claim also removes a few expired ids, oldest first.
+    /// Records a one-time token id until `until` if it is not held already; see
+    /// [`Store::claim_one_time_batch`].
+    #[cfg(test)]
     pub fn claim_one_time(&self, id: &str, until: i64, now: i64, capacity: u64) -> Result<Claim, StoreError> {
+        Ok(self.claim_one_time_batch(&[(id, until)], now, capacity)?[0])
+    }
+
+    /// Records each `(id, until)` not held already, in order, in one durable
+    /// transaction (group commit: one fsync for the batch). redb serialises writers,
+    /// so two claims of one id, in one batch or in two, never both see it absent.
+    /// Each claim also removes a few expired ids, oldest first.
+    pub fn claim_one_time_batch(
+        &self,
+        claims: &[(&str, i64)],
+        now: i64,
+        capacity: u64,
+    ) -> Result<Vec<Claim>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
-        let (claim, swept) = {
+        let mut changed = false;
+        let mut out = Vec::with_capacity(claims.len());
+        {
             let mut ids = tx.open_table(ONE_TIME).map_err(db)?;
             let mut expiry = tx.open_table(ONE_TIME_EXPIRY).map_err(db)?;
-            let expired: Vec<(i64, String)> = expiry
-                .range(..(now, ""))
-                .map_err(db)?
-                .take(SWEEP_PER_CLAIM)
-                .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-                .collect::<Result<_, _>>()
-                .map_err(db)?;
-            for (at, old) in &expired {
-                expiry.remove((*at, old.as_str())).map_err(db)?;
-                ids.remove(old.as_str()).map_err(db)?;
-            }
-            let held = ids.get(id).map_err(db)?.map(|v| v.value());
-            let claim = match held {
-                Some(t) if t >= now => Claim::Replayed,
-                _ if held.is_none() && ids.len().map_err(db)? >= capacity => Claim::Full,
-                _ => {
-                    if let Some(t) = held {
-                        expiry.remove((t, id)).map_err(db)?;
-                    }
-                    ids.insert(id, until).map_err(db)?;
-                    expiry.insert((until, id), ()).map_err(db)?;
-                    Claim::First
+            for &(id, until) in claims {
+                let expired: Vec<(i64, String)> = expiry
+                    .range(..(now, ""))
+                    .map_err(db)?
+                    .take(SWEEP_PER_CLAIM)
+                    .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
+                    .collect::<Result<_, _>>()
+                    .map_err(db)?;
+                for (at, old) in &expired {
+                    expiry.remove((*at, old.as_str())).map_err(db)?;
+                    ids.remove(old.as_str()).map_err(db)?;
                 }
-            };
-            (claim, !expired.is_empty())
-        };
-        if claim == Claim::First || swept {
+                changed |= !expired.is_empty();
+                let held = ids.get(id).map_err(db)?.map(|v| v.value());
+                let claim = match held {
+                    Some(t) if t >= now => Claim::Replayed,
+                    _ if held.is_none() && ids.len().map_err(db)? >= capacity => Claim::Full,
+                    _ => {
+                        if let Some(t) = held {
+                            expiry.remove((t, id)).map_err(db)?;
+                        }
+                        ids.insert(id, until).map_err(db)?;
+                        expiry.insert((until, id), ()).map_err(db)?;
+                        changed = true;
+                        Claim::First
+                    }
+                };
+                out.push(claim);
+            }
+        }
+        if changed {
             tx.commit().map_err(db)?;
         } else {
             tx.abort().map_err(db)?;
         }
-        Ok(claim)
+        Ok(out)
     }
 
     /// One-time ids held (expired ones not yet swept included).
@@ -383,6 +402,9 @@ mod tests {
             assert_eq!(s2.claim_one_time(&format!("y{i}"), 2000, 1000, 100).unwrap(), Claim::First);
         }
         assert_eq!(s2.one_time_held().unwrap(), 10, "50 claimed, 40 expired and swept 8 per claim");
+        // One batch, one transaction: a repeated id is first once, then a replay.
+        let got = s2.claim_one_time_batch(&[("z", 2000), ("y0", 2000), ("z", 2000), ("w", 2000)], 1000, 100).unwrap();
+        assert_eq!(got, [Claim::First, Claim::Replayed, Claim::Replayed, Claim::First]);
         drop(s);
         let reopened = store(dir.path());
         assert_eq!(reopened.claim_one_time("b", 200, 150, 3).unwrap(), Claim::Replayed, "durable");
