@@ -4,7 +4,8 @@
 //! Pingora at 0.8.0 or later (request smuggling and cache-key advisories), every
 //! `pingora-*` crate on one release, jsonwebtoken at 10.3.0 or later
 //! (CVE-2026-25537), and no `rsa` crate (Marvin timing side channel,
-//! RUSTSEC-2023-0071).
+//! RUSTSEC-2023-0071). And no build profile aborts on panic: a library panic on
+//! hostile input must stay catchable and become a 401.
 
 fn packages() -> Vec<(String, (u64, u64, u64))> {
     let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
@@ -36,4 +37,18 @@ fn locked_dependencies_avoid_the_known_advisories() {
         assert!(v >= (10, 3, 0), "jsonwebtoken {v:?} carries CVE-2026-25537");
     }
     assert!(versions("rsa").is_empty(), "the rsa crate (RUSTSEC-2023-0071) must not be in the build");
+}
+
+#[test]
+fn no_profile_aborts_on_panic() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let manifest = std::fs::read_to_string(format!("{root}/Cargo.toml")).unwrap();
+    assert!(manifest.contains("[profile.release]"), "the workspace manifest was read");
+    let config = std::fs::read_to_string(format!("{root}/.cargo/config.toml")).unwrap_or_default();
+    for line in manifest.lines().chain(config.lines()).map(|l| l.split('#').next().unwrap_or("").replace(' ', "")) {
+        assert!(
+            !line.contains("panic=\"abort\"") && !line.contains("panic=abort"),
+            "{line}: with panic = abort, catch_unwind cannot turn a library panic into a 401"
+        );
+    }
 }
