@@ -90,3 +90,39 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
         assert!(t.await.unwrap().iter().all(|c| *c == 200));
     }
 }
+
+/// Used one-time ids outlive a reload (the in-memory store is carried over): a
+/// token used before SIGHUP is still a replay after it, on the new config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_time_ids_survive_a_reload() {
+    let (key, server, echo) = support::keyed_stack().await;
+    let once = "routes:\n  - name: once\n    prefix: /once\n    upstream: echo\n    one_time: true\n";
+    let config = standard_config(&server.url_template(), echo.addr, "").replace("routes:\n", once);
+    let gw = Gateway::start(&config).await;
+    let http = reqwest::Client::new();
+    let get = |path: &'static str, token: String| {
+        let (http, url) = (http.clone(), gw.url(path));
+        async move {
+            let r = http.get(url).bearer_auth(token).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null)["reason"].clone())
+        }
+    };
+    let mut c = claims("t1", "u-1", json!("doctor"));
+    c["jti"] = json!("once-across-reload");
+    let used = key.mint(&c);
+    assert_eq!(get("/once/a", used.clone()).await.0, 200);
+
+    let later = "routes:\n  - name: later\n    prefix: /later\n    upstream: echo\n    one_time: true\n";
+    let updated = std::fs::read_to_string(gw.config_path()).unwrap().replacen("routes:\n", later, 1);
+    std::fs::write(gw.config_path(), &updated).unwrap();
+    gw.hup();
+    let fresh = key.mint(&claims("t1", "u-2", json!("doctor")));
+    wait_for("new route", || {
+        let token = key.mint(&claims("t1", "probe", json!("doctor")));
+        let probe = get("/later/x", token);
+        async move { probe.await.0 != 404 }
+    })
+    .await;
+    assert_eq!(get("/once/a", used).await, (401, json!("token_replayed")), "remembered across the reload");
+    assert_eq!(get("/once/a", fresh).await.0, 200);
+}
