@@ -205,12 +205,13 @@ impl KeyFetcher {
         self.settle(tenant, trigger, kind, outcome, |set, now, max_age| self.dstore.install(tenant, set, now, max_age))
     }
 
-    /// A JWE named a `kid` no tenant holds: refetch, concurrently, every JWE tenant whose
-    /// unknown-`kid` cooldown allows it (or wait for its fetch in flight). Returns
-    /// whether any tenant's keys may have changed.
-    pub async fn refetch_unknown_decryption_kid(&self) -> bool {
+    /// A JWE named a `kid` no tenant holds: refetch, concurrently, the tenants the
+    /// `kid` names (`<tenant>-...`, else every JWE tenant) whose unknown-`kid` cooldown
+    /// allows it (or wait for its fetch in flight). Returns whether any tenant's keys
+    /// may have changed.
+    pub async fn refetch_unknown_decryption_kid(&self, kid: &str) -> bool {
         let now = now();
-        let fetches = self.dstore.tenants().iter().map(|tenant| async move {
+        let fetches = self.dstore.candidates(kid).into_iter().map(|tenant| async move {
             match self.dstore.store().try_refetch(tenant, now) {
                 Some(_slot) => self.refresh_decryption(tenant, "unknown_kid").await.is_ok(),
                 None => self.wait_for_fetch(self.dstore.store(), tenant).await,

@@ -98,7 +98,7 @@ impl Gateway {
             }
             let refetched = match want {
                 Refetch::Signing(tenant) => rt.fetcher.refetch_unknown_kid(tenant).await,
-                Refetch::Decryption => rt.fetcher.refetch_unknown_decryption_kid().await,
+                Refetch::Decryption(kid) => rt.fetcher.refetch_unknown_decryption_kid(kid).await,
             };
             if !refetched {
                 break;

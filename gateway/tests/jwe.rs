@@ -404,17 +404,23 @@ async fn sidecar_channel_and_emergency_rotation() {
     assert_eq!(status, 401, "{body}");
     assert!(["key_unknown", "token_revoked"].contains(&body["reason"].as_str().unwrap()), "{body}");
 
-    // Both of h2's keys replaced at once: the first nested token under the new pair
-    // needs a decryption-key refetch and then a signing-key refetch, in one request.
-    // A JWE kid names no tenant, so h1's unknown-kid refetch above refetched every JWE
-    // tenant and started h2's cooldown too: let it pass first (1 s, whole seconds).
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    // Both of h2's keys replaced at once, right after h1's: the first nested token under
+    // the new pair needs a decryption-key refetch and then a signing-key refetch, in one
+    // request. h1's unknown kids (`h1-enc-...`) refetched h1 alone, so h2's cooldown
+    // (1 s) is untouched and nothing has to wait.
+    let metrics = || {
+        let (http, url) = (http.clone(), gw.admin_url("/metrics"));
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let h2_refetches = r#"gateway_decryption_key_fetches_total{result="ok",tenant="h2",trigger="unknown_kid"}"#;
+    assert!(!metrics().await.contains(h2_refetches), "h1's new kids never refetched h2");
     for key_use in ["enc", "sig"] {
         let body = json!({"tenant": "h2", "use": key_use, "emergency": true});
         assert_eq!(sidecar.admin("/admin/rotate-key", body).await, 200);
     }
     let (status, body) = get(mint("h2").await).await;
     assert_eq!(status, 200, "both new keys fetched for one request: {body}");
+    assert!(metrics().await.contains(&format!("{h2_refetches} 1")), "one refetch of h2 alone");
 }
 
 /// Scheduled rotations of encryption (and signing) keys: every nested token minted

@@ -87,8 +87,9 @@ impl VerifiedToken {
 pub enum Refetch {
     /// This tenant's signing keys.
     Signing(String),
-    /// Decryption keys: no tenant holds the JWE's `kid` (so any might have it now).
-    Decryption,
+    /// Decryption keys: no tenant holds this JWE `kid` (so a tenant it names, or any
+    /// tenant, might have it now).
+    Decryption(String),
 }
 
 /// What a failed lookup needs from the caller: whether an unknown-`kid` refetch may help.
@@ -270,7 +271,10 @@ impl Verifier {
         let tenant_id = match dkeys.owner(&header.kid) {
             Some(KidOwner::Tenant(t)) => t,
             Some(KidOwner::Ambiguous) => return Err(AuthError::KeyUnknown.into()),
-            None => return Err(Refused { error: AuthError::KeyUnknown, refetch: Some(Refetch::Decryption) }),
+            None => {
+                let refetch = Some(Refetch::Decryption(header.kid.clone()));
+                return Err(Refused { error: AuthError::KeyUnknown, refetch });
+            }
         };
         let tenant = self.tenants.get(&*tenant_id).ok_or(AuthError::TenantUnknown)?;
         let settings = tenant.encryption.as_ref().ok_or(AuthError::EncryptionUnsupported)?;

@@ -166,7 +166,7 @@ fn keys_and_algorithms_are_the_tenants_own() {
     // An unknown kid: a decryption-key refetch may help.
     let stranger = EncKey::p256("nobody");
     let r = f.verifier.verify(&stranger.wrap("ECDH-ES", "A128GCM", &inner), &f.keys, &f.dkeys, NOW).unwrap_err();
-    assert_eq!((r.error, r.refetch), (AuthError::KeyUnknown, Some(Refetch::Decryption)));
+    assert_eq!((r.error, r.refetch), (AuthError::KeyUnknown, Some(Refetch::Decryption("nobody".into()))));
     // Another key under t1's kid: decryption fails, one opaque reason.
     let impostor = EncKey::p256("t1-ec");
     let inner1 = f.rs.mint(&claims("t1"));

@@ -46,6 +46,25 @@ impl DecryptionStore {
         &self.tenants
     }
 
+    /// The tenants an unknown `kid` may belong to: those whose id followed by `-` starts
+    /// it (the sidecar names keys `<tenant>-enc-<random>`), else every JWE tenant. So
+    /// one tenant's new key does not spend the other tenants' unknown-`kid` cooldowns.
+    /// The `kid` is the client's, so this only narrows a refetch; ownership is still
+    /// decided by the fetched keys alone.
+    pub fn candidates(&self, kid: &str) -> Vec<&str> {
+        let named: Vec<&str> = self
+            .tenants
+            .iter()
+            .filter(|t| kid.strip_prefix(t.as_str()).is_some_and(|rest| rest.starts_with('-')))
+            .map(String::as_str)
+            .collect();
+        if named.is_empty() {
+            self.tenants.iter().map(String::as_str).collect()
+        } else {
+            named
+        }
+    }
+
     /// The underlying key store (schedule, refetch gating, staleness).
     pub fn store(&self) -> &KeyStore<DecryptionKeySet> {
         &self.keys
@@ -124,6 +143,17 @@ mod tests {
         let set = DecryptionKeySet::from_jwks(format!(r#"{{"keys":[{}]}}"#, keys.join(",")).as_bytes()).unwrap();
         assert!(set.skipped.is_empty(), "{:?}", set.skipped);
         set
+    }
+
+    #[test]
+    fn an_unknown_kid_narrows_its_refetch_to_the_tenants_it_names() {
+        let store = DecryptionStore::new(["h1", "h2", "h2-lab"], POLICY);
+        assert_eq!(store.candidates("h1-enc-0a1b"), ["h1"]);
+        assert_eq!(store.candidates("h2-enc-0a1b"), ["h2"]);
+        assert_eq!(store.candidates("h2-lab-enc-1"), ["h2", "h2-lab"], "both prefixes may own it");
+        assert_eq!(store.candidates("h1"), ["h1", "h2", "h2-lab"], "no `<tenant>-` prefix: every tenant");
+        assert_eq!(store.candidates("h1x-enc"), ["h1", "h2", "h2-lab"]);
+        assert_eq!(store.candidates(""), ["h1", "h2", "h2-lab"]);
     }
 
     #[test]
