@@ -375,8 +375,8 @@ struct OneTimeRequest {
 /// claim is committed durably before the answer (group commit, see `one_time`).
 async fn claim_one_time(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let r: OneTimeRequest = parse_json(&body)?;
-    let key = st.kms.one_time_key(&r.tenant, &r.issuer, &r.jti, r.until, now())?;
-    let claim = st.one_time.claim(key, r.until).await?;
+    let key = st.kms.one_time_key(&r.tenant, &r.issuer, &r.jti)?;
+    let claim = st.one_time.claim(key, Kms::one_time_until(r.until, now())).await?;
     st.metrics.one_time.with_label_values(&[claim.as_str()]).inc();
     let no_store = [(header::CACHE_CONTROL, "no-store")];
     Ok(match claim {

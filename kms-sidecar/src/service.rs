@@ -95,6 +95,9 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
     }
 }
 
+/// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
+pub const ONE_TIME_SKEW: i64 = 300;
+
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = SystemRandom::new().fill(&mut b);
@@ -363,24 +366,21 @@ impl Kms {
 
     /// Checks a one-time claim and returns the id it is stored under
     /// (`tenant \0 issuer \0 jti`).
-    pub fn one_time_key(
-        &self,
-        tenant: &str,
-        issuer: &str,
-        jti: &str,
-        until: i64,
-        now: i64,
-    ) -> Result<String, KmsError> {
+    pub fn one_time_key(&self, tenant: &str, issuer: &str, jti: &str) -> Result<String, KmsError> {
         if !self.read().tenants.contains_key(tenant) {
             return Err(KmsError::UnknownTenant);
         }
         if [tenant, issuer, jti].iter().any(|s| s.is_empty() || s.len() > 512 || s.contains('\0')) {
             return Err(KmsError::BadRequest("tenant, issuer and jti: 1 to 512 bytes, no NUL".into()));
         }
-        if until < now {
-            return Err(KmsError::BadRequest("until is in the past".into()));
-        }
         Ok(format!("{tenant}\0{issuer}\0{jti}"))
+    }
+
+    /// How long a one-time id is held: until the gateway's `until`, but at least
+    /// [`ONE_TIME_SKEW`] from now, so a gateway whose clock runs behind ours (and
+    /// still accepts the token) can never replay an id we already let expire.
+    pub fn one_time_until(until: i64, now: i64) -> i64 {
+        until.max(now.saturating_add(ONE_TIME_SKEW))
     }
 
     /// Records one-time ids for gateways side by side, in one durable transaction:
