@@ -8,12 +8,17 @@ use crate::revocation::read_token;
 use gateway_core::config::ReplayStoreSettings;
 use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
 use serde_json::json;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// A [`ReplayStore`] backed by the kms-sidecar.
 #[derive(Debug)]
 pub struct SidecarReplayStore {
     settings: ReplayStoreSettings,
     client: reqwest::Client,
+    /// When a failure was last logged (seconds), and failures since: at most one
+    /// warning per second however many requests the outage refuses.
+    last_warning: AtomicI64,
+    unlogged: AtomicU64,
 }
 
 impl SidecarReplayStore {
@@ -24,7 +29,7 @@ impl SidecarReplayStore {
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { settings, client })
+        Ok(Self { settings, client, last_warning: AtomicI64::new(0), unlogged: AtomicU64::new(0) })
     }
 
     async fn claim(&self, id: &OneTimeId) -> anyhow::Result<FirstUse> {
@@ -50,7 +55,15 @@ impl ReplayStore for SidecarReplayStore {
     fn first_use<'a>(&'a self, id: &'a OneTimeId, _now: i64) -> Check<'a> {
         Box::pin(async move {
             self.claim(id).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, tenant = %id.tenant, "shared one-time store did not answer; refusing");
+                let (now, last) = (crate::keys::now(), self.last_warning.load(Ordering::Relaxed));
+                let unlogged = self.unlogged.fetch_add(1, Ordering::Relaxed);
+                if now > last
+                    && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+                {
+                    self.unlogged.store(0, Ordering::Relaxed);
+                    tracing::warn!(error = %e, tenant = %id.tenant, earlier_failures = unlogged,
+                        "shared one-time store did not answer; refusing one-time requests");
+                }
                 FirstUse::Unavailable
             })
         })
