@@ -26,7 +26,8 @@ fn bench(c: &mut Criterion) {
     let allow = JweAllow::default();
     let payload = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwLTEwMCJ9.".repeat(8);
     let mut g = c.benchmark_group("jwe");
-    for (name, kid) in [("RSA-OAEP-256", "rsa"), ("ECDH-ES", "ec"), ("ECDH-ES+A256KW", "ec")] {
+    for (name, kid) in [("RSA-OAEP-256", "rsa"), ("ECDH-ES", "ec"), ("ECDH-ES+A128KW", "ec"), ("ECDH-ES+A256KW", "ec")]
+    {
         let mut h = JweHeader::new();
         h.set_content_encryption("A256GCM");
         h.set_key_id(kid);
@@ -34,6 +35,7 @@ fn bench(c: &mut Criterion) {
         let enc: Box<dyn jwe::JweEncrypter> = match name {
             "RSA-OAEP-256" => Box::new(jwe::RSA_OAEP_256.encrypter_from_jwk(&public).unwrap()),
             "ECDH-ES" => Box::new(jwe::ECDH_ES.encrypter_from_jwk(&public).unwrap()),
+            "ECDH-ES+A128KW" => Box::new(jwe::ECDH_ES_A128KW.encrypter_from_jwk(&public).unwrap()),
             _ => Box::new(jwe::ECDH_ES_A256KW.encrypter_from_jwk(&public).unwrap()),
         };
         let token = jwe::serialize_compact(payload.as_bytes(), &h, enc.as_ref()).unwrap();
@@ -108,7 +110,7 @@ fn nested(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime
     let jws = rs.mint(&claims);
     assert!(verifier.verify(&jws, &keys, &dkeys, NOW).is_ok());
     g.bench_function("verify/JWS RS256", |b| b.iter(|| verifier.verify(black_box(&jws), &keys, &dkeys, NOW).unwrap()));
-    for (alg, key) in [("RSA-OAEP-256", &rsa), ("ECDH-ES", &ec), ("ECDH-ES+A256KW", &ec)] {
+    for (alg, key) in [("RSA-OAEP-256", &rsa), ("ECDH-ES", &ec), ("ECDH-ES+A128KW", &ec), ("ECDH-ES+A256KW", &ec)] {
         let token = key.wrap(alg, "A256GCM", &jws);
         assert!(verifier.verify(&token, &keys, &dkeys, NOW).is_ok());
         g.bench_function(format!("decrypt_and_verify/{alg}"), |b| {
