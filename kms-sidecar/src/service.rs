@@ -96,7 +96,7 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
 }
 
 /// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
-pub const ONE_TIME_SKEW: i64 = 300;
+pub const ONE_TIME_SKEW: i64 = 60;
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -376,11 +376,12 @@ impl Kms {
         Ok(format!("{tenant}\0{issuer}\0{jti}"))
     }
 
-    /// How long a one-time id is held: until the gateway's `until`, but at least
-    /// [`ONE_TIME_SKEW`] from now, so a gateway whose clock runs behind ours (and
-    /// still accepts the token) can never replay an id we already let expire.
+    /// How long a one-time id is held: the gateway's `until` (the token's `exp` plus
+    /// leeway, by the gateway's clock), or now if that has passed by ours, plus
+    /// [`ONE_TIME_SKEW`]: a gateway whose clock lags ours by up to that much, and so
+    /// still accepts the token, can never replay an id we already let go.
     pub fn one_time_until(until: i64, now: i64) -> i64 {
-        until.max(now.saturating_add(ONE_TIME_SKEW))
+        until.max(now).saturating_add(ONE_TIME_SKEW)
     }
 
     /// Records one-time ids for gateways side by side, in one durable transaction:
@@ -487,5 +488,17 @@ impl Kms {
         self.store.commit(&[], &upserts, &[], &[])?;
         self.reload()?;
         Ok(kid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_time_ids_are_held_past_expiry_for_clock_skew() {
+        assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + ONE_TIME_SKEW, "until, plus the skew allowance");
+        assert_eq!(Kms::one_time_until(900, 1_000), 1_000 + ONE_TIME_SKEW, "already past by our clock: from now");
+        assert_eq!(Kms::one_time_until(i64::MAX, 0), i64::MAX, "no overflow");
     }
 }

@@ -340,8 +340,8 @@ async fn nested_jwe_interoperates_for_both_key_management_algorithms() {
 
 /// The shared one-time store on the gateway channel: only the gateway credential
 /// claims; of many concurrent claims of one id exactly one is first; a claim is
-/// durable before its answer (it survives SIGKILL and restart); ids are held at least
-/// for the clock-skew allowance; malformed and unknown-tenant claims get a clear 4xx.
+/// durable before its answer (it survives SIGKILL and restart); ids are held past
+/// their expiry for the clock-skew allowance; malformed and unknown-tenant claims get a clear 4xx.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_claims_are_atomic_and_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
@@ -378,7 +378,8 @@ async fn one_time_claims_are_atomic_and_survive_a_crash() {
     let kms = start(dir.path()).await;
     assert_eq!(claim(&kms, id("kept", now + 60), GATEWAY).await.1["first_use"], false, "durable across a crash");
     assert_eq!(claim(&kms, id("raced", now + 60), GATEWAY).await.1["first_use"], false);
-    // Held past its own expiry for the clock-skew allowance (expiry itself: store unit test).
+    // Held past its own expiry for the clock-skew allowance (60 s; expiry itself: the
+    // store's unit test).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(claim(&kms, id("short", now + 60), GATEWAY).await.1["first_use"], false);
     let metrics = http.get(kms.url("/metrics")).send().await.unwrap().text().await.unwrap();
