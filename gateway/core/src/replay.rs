@@ -98,9 +98,7 @@ impl MemoryReplayStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-}
 
-impl MemoryReplayStore {
     /// Atomically records `(tenant, issuer, jti)` until `exp` if absent.
     pub fn record(&self, tenant: &str, issuer: &str, jti: &str, exp: i64, now: i64) -> FirstUse {
         let key = (tenant.to_owned(), issuer.to_owned(), jti.to_owned());
