@@ -9,6 +9,8 @@ use gateway_core::config::ReplayStoreSettings;
 use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::RwLock;
+use zeroize::Zeroizing;
 
 /// A [`ReplayStore`] backed by the kms-sidecar.
 #[derive(Debug)]
@@ -19,6 +21,9 @@ pub struct SidecarReplayStore {
     /// warning per second however many requests the outage refuses.
     last_warning: AtomicI64,
     unlogged: AtomicU64,
+    /// The channel credential, read once and again only when the sidecar refuses it
+    /// (so a rotated credential file is picked up without a read per request).
+    credential: RwLock<Option<Zeroizing<String>>>,
 }
 
 impl SidecarReplayStore {
@@ -29,14 +34,37 @@ impl SidecarReplayStore {
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
-        Ok(Self { settings, client, last_warning: AtomicI64::new(0), unlogged: AtomicU64::new(0) })
+        Ok(Self {
+            settings,
+            client,
+            last_warning: AtomicI64::new(0),
+            unlogged: AtomicU64::new(0),
+            credential: RwLock::new(None),
+        })
+    }
+
+    /// The cached channel credential, or (`reread`, or none cached) a fresh read.
+    fn credential(&self, reread: bool) -> anyhow::Result<Zeroizing<String>> {
+        if !reread {
+            if let Some(token) = self.credential.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                return Ok(token.clone());
+            }
+        }
+        let token =
+            read_token(&self.settings.token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
+        *self.credential.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
+        Ok(token)
     }
 
     async fn claim(&self, id: &OneTimeId) -> anyhow::Result<FirstUse> {
-        let token =
-            read_token(&self.settings.token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
         let body = json!({"tenant": id.tenant, "issuer": id.issuer, "jti": id.jti, "until": id.until});
-        let resp = self.client.post(&self.settings.url).bearer_auth(token.as_str()).json(&body).send().await?;
+        let send = |token: Zeroizing<String>| {
+            self.client.post(&self.settings.url).bearer_auth(token.as_str()).json(&body).send()
+        };
+        let mut resp = send(self.credential(false)?).await?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            resp = send(self.credential(true)?).await?;
+        }
         match resp.status().as_u16() {
             200 => {}
             507 => return Ok(FirstUse::Full),
