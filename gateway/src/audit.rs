@@ -1,51 +1,122 @@
-//! The audit trail: every decision becomes one JSON line, handed to a writer thread
-//! through a bounded queue so a slow disk never slows or blocks a request (records
-//! that do not fit are counted in `gateway_audit_dropped_total`, never silently
-//! lost). The file rotates by size (`file.1` .. `file.N`), and the admin endpoint
-//! queries the retained files by `jti`, subject, tenant and time range.
+//! The audit trail, in two file sets so unauthenticated traffic can never push out
+//! the record of an access to patient data:
+//!
+//! - the authenticated trail (`audit.file`): every decision about a verified token,
+//!   allowed or refused (policy, revocation, lifetime, one-time use). Never sampled.
+//! - the anonymous trail (`audit.anonymous.file`): public routes and refusals before
+//!   any token was verified (no token, a bad one, no route). Rate-limited (a token
+//!   bucket, `rate`/`burst`); records left out are counted in
+//!   `gateway_audit_sampled_out_total` and the next record written says how many.
+//!
+//! Each trail has its own bounded queue and writer thread, so a slow disk never slows
+//! a request and a flood on one never fills the other's queue. A record not written
+//! for any reason (queue full, write or rotation failure, larger than a file) is
+//! counted in `gateway_audit_dropped_total`. Rotation by size is exact: before the
+//! record that would take the file past `max_bytes`, the file becomes `file.1` (..
+//! `file.N`). Files are created `0600` (and an existing one is set to it), directories
+//! `0700`. The admin endpoint queries one trail's retained files by `jti`, subject,
+//! tenant, request ids and time range.
 
-use gateway_core::audit::{AuditQuery, AuditRecord};
-use gateway_core::config::AuditSettings;
+use crate::metrics::Metrics;
+use gateway_core::audit::{AnonymousLimit, AuditQuery, AuditRecord, Trail};
+use gateway_core::config::{AuditFiles, AuditSettings};
 use prometheus::IntCounter;
-use std::fs::{File, OpenOptions};
+use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::time::Instant;
 
 /// Handle to the audit trail.
 pub struct AuditLog {
+    authenticated: Sink,
+    anonymous: Sink,
+    limit: AnonymousLimit,
+    epoch: Instant,
+    max_path_bytes: usize,
+    dropped: IntCounter,
+    sampled_out: IntCounter,
+}
+
+/// One trail's queue and files.
+struct Sink {
     tx: SyncSender<AuditRecord>,
     path: PathBuf,
     keep: usize,
-    dropped: IntCounter,
+}
+
+/// Leave to write one record, from [`AuditLog::admit`].
+pub struct Admission {
+    trail: Trail,
+    sampled_out: u64,
 }
 
 impl AuditLog {
-    /// Opens (creating) the file and starts the writer thread.
-    pub fn start(settings: &AuditSettings, written: IntCounter, dropped: IntCounter) -> std::io::Result<AuditLog> {
-        let path = PathBuf::from(&settings.file);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = open_append(&path)?;
-        let (tx, rx) = sync_channel(settings.queue);
-        let writer = Writer { path: path.clone(), file, max_bytes: settings.max_bytes, keep: settings.keep, written };
-        std::thread::Builder::new().name("audit writer".into()).spawn(move || writer.run(rx))?;
-        Ok(AuditLog { tx, path, keep: settings.keep, dropped })
+    /// Opens (creating) both trails' files and starts their writer threads.
+    pub fn start(settings: &AuditSettings, metrics: &Metrics) -> std::io::Result<AuditLog> {
+        let sink = |files: &AuditFiles, name: &str| -> std::io::Result<Sink> {
+            let writer = Writer::open(files, metrics.audit_written.clone(), metrics.audit_dropped.clone())?;
+            let (tx, rx) = sync_channel(files.queue);
+            std::thread::Builder::new().name(name.into()).spawn(move || writer.run(rx))?;
+            Ok(Sink { tx, path: PathBuf::from(&files.file), keep: files.keep })
+        };
+        Ok(AuditLog {
+            authenticated: sink(&settings.authenticated, "audit writer")?,
+            anonymous: sink(&settings.anonymous, "anonymous audit writer")?,
+            limit: AnonymousLimit::new(settings.anonymous_rate, settings.anonymous_burst),
+            epoch: Instant::now(),
+            max_path_bytes: settings.max_path_bytes,
+            dropped: metrics.audit_dropped.clone(),
+            sampled_out: metrics.audit_sampled_out.clone(),
+        })
     }
 
-    /// Queues a record without blocking; a full queue drops it and counts the drop.
-    pub fn record(&self, r: AuditRecord) {
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(r) {
+    /// Whether a decision is recorded: always when a verified token was involved; an
+    /// anonymous one within the rate limit (else counted as sampled out). Called before
+    /// the record is built, so a flood costs no allocation.
+    pub fn admit(&self, verified: bool) -> Option<Admission> {
+        let trail = Trail::of(verified);
+        if trail == Trail::Authenticated {
+            return Some(Admission { trail, sampled_out: 0 });
+        }
+        match self.limit.admit(self.epoch.elapsed().as_nanos() as u64) {
+            Some(sampled_out) => Some(Admission { trail, sampled_out }),
+            None => {
+                self.sampled_out.inc();
+                None
+            }
+        }
+    }
+
+    /// The longest recorded path, in bytes.
+    pub fn max_path_bytes(&self) -> usize {
+        self.max_path_bytes
+    }
+
+    /// Queues an admitted record without blocking; one that cannot be queued is counted.
+    pub fn record(&self, admission: Admission, mut r: AuditRecord) {
+        let sink = match admission.trail {
+            Trail::Authenticated => &self.authenticated,
+            Trail::Anonymous => {
+                r.sampled_out = (admission.sampled_out > 0).then_some(admission.sampled_out);
+                &self.anonymous
+            }
+        };
+        if sink.tx.try_send(r).is_err() {
             self.dropped.inc();
         }
     }
 
-    /// Matching retained records, newest first, at most `q.limit()`.
+    /// Matching retained records of the queried trail, newest first, at most `q.limit()`.
     pub fn query(&self, q: &AuditQuery) -> std::io::Result<Vec<AuditRecord>> {
+        let sink = match q.trail.unwrap_or_default() {
+            Trail::Authenticated => &self.authenticated,
+            Trail::Anonymous => &self.anonymous,
+        };
         let mut out = Vec::new();
         // Newest file first; within a file, lines are oldest first.
-        let files = std::iter::once(self.path.clone()).chain((1..=self.keep).map(|i| rotated(&self.path, i)));
+        let files = std::iter::once(sink.path.clone()).chain((1..=sink.keep).map(|i| rotated(&sink.path, i)));
         for path in files {
             let Ok(f) = File::open(&path) else { continue };
             let mut hits: Vec<AuditRecord> = BufReader::new(f)
@@ -65,8 +136,14 @@ impl AuditLog {
     }
 }
 
+/// Opens `path` for appending, created `0600`; an existing regular file is set to `0600`.
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new().create(true).append(true).open(path)
+    let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() && meta.permissions().mode() & 0o777 != 0o600 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }
 
 fn rotated(path: &Path, i: usize) -> PathBuf {
@@ -75,41 +152,119 @@ fn rotated(path: &Path, i: usize) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// One trail's writer: appends records, rotating before the one that would not fit.
 struct Writer {
     path: PathBuf,
-    file: File,
+    file: Option<File>,
+    /// Bytes in the current file.
+    size: u64,
     max_bytes: u64,
     keep: usize,
     written: IntCounter,
+    dropped: IntCounter,
+    /// Set while writes fail, so a failure is logged once, not per record.
+    failing: bool,
 }
 
 impl Writer {
+    fn open(files: &AuditFiles, written: IntCounter, dropped: IntCounter) -> std::io::Result<Writer> {
+        let path = PathBuf::from(&files.file);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        }
+        let file = open_append(&path)?;
+        let size = file.metadata()?.len();
+        Ok(Writer {
+            path,
+            file: Some(file),
+            size,
+            max_bytes: files.max_bytes,
+            keep: files.keep,
+            written,
+            dropped,
+            failing: false,
+        })
+    }
+
     fn run(mut self, rx: Receiver<AuditRecord>) {
         let mut buf = Vec::with_capacity(64 * 1024);
         while let Ok(first) = rx.recv() {
-            buf.clear();
-            let mut n = 0;
+            let mut pending = 0;
             for r in std::iter::once(first).chain(rx.try_iter().take(1024)) {
-                if serde_json::to_writer(&mut buf, &r).is_ok() {
-                    buf.push(b'\n');
-                    n += 1;
+                let start = buf.len();
+                if serde_json::to_writer(&mut buf, &r).is_err() {
+                    buf.truncate(start);
+                    self.dropped.inc();
+                    continue;
+                }
+                buf.push(b'\n');
+                let line = (buf.len() - start) as u64;
+                if line > self.max_bytes {
+                    buf.truncate(start);
+                    self.dropped.inc();
+                    tracing::error!(bytes = line, "audit record larger than audit max_bytes; dropped");
+                    continue;
+                }
+                let before = self.size + start as u64;
+                if before > 0 && before + line > self.max_bytes {
+                    let tail = buf.split_off(start);
+                    self.flush(&mut buf, pending);
+                    pending = 0;
+                    if let Err(e) = self.rotate() {
+                        self.dropped.inc();
+                        self.failed("audit rotation failed; record dropped", &e);
+                        continue;
+                    }
+                    buf = tail;
+                }
+                pending += 1;
+            }
+            self.flush(&mut buf, pending);
+        }
+    }
+
+    /// Appends `buf` (`n` records) and clears it; on failure the records are counted
+    /// as dropped and the file is reopened for the next batch.
+    fn flush(&mut self, buf: &mut Vec<u8>, n: u64) {
+        if n == 0 {
+            buf.clear();
+            return;
+        }
+        let result = match self.file.as_mut() {
+            Some(f) => f.write_all(buf),
+            None => Err(std::io::Error::other("audit file not open")),
+        };
+        match result {
+            Ok(()) => {
+                self.size += buf.len() as u64;
+                self.written.inc_by(n);
+                if self.failing {
+                    self.failing = false;
+                    tracing::info!("audit writes succeed again");
                 }
             }
-            if let Err(e) = self.file.write_all(&buf).and_then(|_| self.file.flush()) {
-                tracing::error!(error = %e, "audit write failed");
-                continue;
+            Err(e) => {
+                self.dropped.inc_by(n);
+                self.failed("audit write failed; records dropped", &e);
+                // A partial write leaves the size unknown: reopen and read it back.
+                self.file = open_append(&self.path).ok();
+                self.size = self.file.as_ref().and_then(|f| f.metadata().ok()).map_or(self.max_bytes, |m| m.len());
             }
-            self.written.inc_by(n);
-            if self.file.metadata().map(|m| m.len()).unwrap_or(0) >= self.max_bytes {
-                if let Err(e) = self.rotate() {
-                    tracing::error!(error = %e, "audit rotation failed");
-                }
-            }
+        }
+        buf.clear();
+    }
+
+    fn failed(&mut self, what: &str, e: &std::io::Error) {
+        if !self.failing {
+            self.failing = true;
+            tracing::error!(error = %e, path = %self.path.display(), "{what}");
         }
     }
 
     fn rotate(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()?;
+        if let Some(f) = &self.file {
+            f.sync_data()?;
+        }
         for i in (1..self.keep).rev() {
             let from = rotated(&self.path, i);
             if from.exists() {
@@ -121,7 +276,8 @@ impl Writer {
         } else {
             std::fs::remove_file(&self.path)?;
         }
-        self.file = open_append(&self.path)?;
+        self.file = Some(open_append(&self.path)?);
+        self.size = 0;
         Ok(())
     }
 }

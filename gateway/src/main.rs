@@ -102,11 +102,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         );
     }
     let audit = match &first.engine.config.audit {
-        Some(settings) => Some(Arc::new(audit::AuditLog::start(
-            settings,
-            metrics.audit_written.clone(),
-            metrics.audit_dropped.clone(),
-        )?)),
+        Some(settings) => Some(Arc::new(audit::AuditLog::start(settings, &metrics)?)),
         None => None,
     };
     let admin_token = match &first.engine.config.admin_token {

@@ -29,8 +29,10 @@ pub struct Metrics {
     pub reloads: IntCounterVec,
     /// Audit records written.
     pub audit_written: IntCounter,
-    /// Audit records dropped because the queue was full.
+    /// Audit records not written: queue full, write or rotation failure, too large.
     pub audit_dropped: IntCounter,
+    /// Anonymous audit records left out by the anonymous trail's rate limit.
+    pub audit_sampled_out: IntCounter,
     /// Admin requests refused for a missing or wrong credential.
     pub admin_auth_failures: IntCounter,
     /// Revocation entries held.
@@ -91,8 +93,15 @@ impl Metrics {
             IntCounterVec::new(Opts::new("gateway_config_reloads_total", "Config reloads by result."), &["result"])?;
         registry.register(Box::new(reloads.clone()))?;
         let audit_written = IntCounter::new("gateway_audit_records_total", "Audit records written.")?;
-        let audit_dropped =
-            IntCounter::new("gateway_audit_dropped_total", "Audit records dropped because the queue was full.")?;
+        let audit_dropped = IntCounter::new(
+            "gateway_audit_dropped_total",
+            "Audit records not written: queue full, write or rotation failure, or larger than a file.",
+        )?;
+        let audit_sampled_out = IntCounter::new(
+            "gateway_audit_sampled_out_total",
+            "Anonymous audit records left out by the anonymous trail's rate limit.",
+        )?;
+        registry.register(Box::new(audit_sampled_out.clone()))?;
         let admin_auth_failures =
             IntCounter::new("gateway_admin_auth_failures_total", "Admin requests with a missing or wrong credential.")?;
         registry.register(Box::new(audit_written.clone()))?;
@@ -143,6 +152,7 @@ impl Metrics {
             reloads,
             audit_written,
             audit_dropped,
+            audit_sampled_out,
             admin_auth_failures,
             revocations,
             revocation_feed_up,

@@ -12,13 +12,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
+use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::verify::Refetch;
 use gateway_core::{Allowed, AuthError, Decision, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 /// The gateway proxy.
@@ -40,29 +41,26 @@ pub struct Ctx {
     headers: HeaderPlan,
     reason: Option<&'static str>,
     token: Option<Arc<VerifiedToken>>,
-    request_id: String,
+    /// The gateway's own id of this request (forwarded upstream as `X-Request-Id`).
+    request_id: RequestId,
+    /// The client's `X-Request-Id`, when short and plain: audited, not forwarded.
+    client_request_id: Option<String>,
+    /// The client's address.
+    client_ip: Option<IpAddr>,
     tried: Vec<Backend>,
 }
 
-/// The client's `X-Request-Id` when it is short and plain, else a fresh one.
-fn request_id(session: &Session) -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let given = session.req_header().headers.get("x-request-id").and_then(|v| v.to_str().ok());
-    match given {
-        Some(id)
-            if !id.is_empty()
-                && id.len() <= 64
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
-        {
-            id.to_owned()
-        }
-        _ => {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let t =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-            format!("{t:016x}-{:08x}-{n:x}", std::process::id())
-        }
-    }
+/// The process's request ids: a counter after the process start time in nanoseconds.
+static REQUEST_IDS: LazyLock<RequestIds> = LazyLock::new(|| {
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    RequestIds::new(start)
+});
+
+/// The client's `X-Request-Id` when short and plain. It is audited beside the
+/// gateway's own id (made in `new_ctx`), never used in its place: clients can repeat one.
+fn client_request_id_header(session: &Session) -> Option<String> {
+    let given = session.req_header().headers.get("x-request-id")?;
+    client_request_id(given.as_bytes()).map(str::to_owned)
 }
 
 /// `Engine::decide`, with any panic (a library bug reached by hostile input) turned
@@ -152,14 +150,17 @@ impl ProxyHttp for Gateway {
             headers: HeaderPlan::default(),
             reason: None,
             token: None,
-            request_id: String::new(),
+            request_id: REQUEST_IDS.next(),
+            client_request_id: None,
+            client_ip: None,
             tried: Vec::new(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rt = ctx.rt.clone();
-        ctx.request_id = request_id(session);
+        ctx.client_request_id = client_request_id_header(session);
+        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
         match self.decide(&rt, session).await {
             Ok(allowed) => {
                 let route = &allowed.permit.route().route;
@@ -272,29 +273,47 @@ impl ProxyHttp for Gateway {
             "request"
         );
         if let Some(audit) = &self.audit {
-            let req = session.req_header();
-            // The audited identity is only extracted when there is an audit trail.
-            let who = ctx.token.take().map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
-            audit.record(AuditRecord {
-                time_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-                request_id: std::mem::take(&mut ctx.request_id),
-                tenant: (!who.tenant.is_empty()).then_some(who.tenant),
-                subject: who.subject,
-                role: who.role,
-                jti: who.jti,
-                kid: who.kid,
-                token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
-                route: ctx.route.clone(),
-                method: req.method.to_string(),
-                path: req.uri.path().to_owned(),
-                decision: decision.to_owned(),
-                reason: ctx.reason.map(str::to_owned),
-                status,
-                upstream: ctx.upstream.clone(),
-                latency_us: ctx.started.elapsed().as_micros() as u64,
-            });
+            let token = ctx.token.take();
+            if let Some(admission) = audit.admit(token.is_some()) {
+                audit.record(admission, audit_record(session, ctx, token, status, decision, audit.max_path_bytes()));
+            }
         }
+    }
+}
+
+/// The audit record of a finished request: the token's audited fields only, the
+/// path capped at `max_path` with token-shaped segments redacted.
+fn audit_record(
+    session: &Session,
+    ctx: &Ctx,
+    token: Option<Arc<VerifiedToken>>,
+    status: u16,
+    decision: &str,
+    max_path: usize,
+) -> AuditRecord {
+    let req = session.req_header();
+    let who = token.map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
+    let (path, path_truncated) = gateway_core::audit::recorded_path(req.uri.path(), max_path);
+    AuditRecord {
+        time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        request_id: ctx.request_id.as_str().to_owned(),
+        client_request_id: ctx.client_request_id.clone(),
+        client_ip: ctx.client_ip,
+        tenant: (!who.tenant.is_empty()).then_some(who.tenant),
+        subject: who.subject,
+        role: who.role,
+        jti: who.jti,
+        kid: who.kid,
+        token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
+        route: ctx.route.clone(),
+        method: req.method.to_string(),
+        path,
+        path_truncated,
+        decision: decision.to_owned(),
+        reason: ctx.reason.map(str::to_owned),
+        status,
+        upstream: ctx.upstream.clone(),
+        latency_us: ctx.started.elapsed().as_micros() as u64,
+        sampled_out: None,
     }
 }

@@ -1,10 +1,18 @@
 //! The audit record: one structured line per decision, allowed or refused, with
-//! exactly these fields and never a token, key or any other claim; and the query
-//! filter the admin endpoint applies to retained records.
+//! exactly these fields and never a token, key or any other claim; the two trails
+//! records go to (decisions about a verified token, and anonymous ones, kept and
+//! rate-limited apart so the second can never displace the first); the recorded
+//! path (capped, tokens redacted); and the query filter the admin endpoint applies
+//! to retained records.
+
+mod limit;
+
+pub use limit::AnonymousLimit;
 
 use crate::verify::VerifiedToken;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// Who made a request, as far as the audit trail records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,13 +51,19 @@ impl Identity {
     }
 }
 
-/// One decision, as written to the audit trail.
+/// One decision, as written to the audit trail. Fields missing from older lines read
+/// as their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct AuditRecord {
     /// Milliseconds since the epoch.
     pub time_ms: i64,
-    /// Request id (also forwarded upstream as `X-Request-Id`).
+    /// The gateway's own request id, unique per request (forwarded upstream as `X-Request-Id`).
     pub request_id: String,
+    /// The client's `X-Request-Id`, when short and plain (not unique: clients choose it).
+    pub client_request_id: Option<String>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
     /// Tenant id, when a token was verified.
     pub tenant: Option<String>,
     /// `sub`, when a token was verified.
@@ -66,8 +80,11 @@ pub struct AuditRecord {
     pub route: Option<String>,
     /// HTTP method.
     pub method: String,
-    /// Path without the query string.
+    /// Path without the query string, token-shaped segments redacted, capped (see
+    /// [`recorded_path`]).
     pub path: String,
+    /// Whether `path` was cut at the cap.
+    pub path_truncated: bool,
     /// `allow` or `deny`.
     pub decision: String,
     /// Refusal reason code, when refused or failed upstream.
@@ -78,6 +95,65 @@ pub struct AuditRecord {
     pub upstream: Option<String>,
     /// Total latency in microseconds.
     pub latency_us: u64,
+    /// Anonymous trail only: records the rate limit left out just before this one.
+    pub sampled_out: Option<u64>,
+}
+
+/// Which trail a record belongs to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trail {
+    /// A verified token was involved: allowed, or refused after verification
+    /// (policy, revocation, lifetime, one-time use). Never sampled.
+    #[default]
+    Authenticated,
+    /// No verified token: public routes and refusals before verification (no or bad
+    /// token, unknown route). Kept in its own files and rate-limited.
+    Anonymous,
+}
+
+impl Trail {
+    /// The trail of a decision, by whether a verified token was involved.
+    pub fn of(verified: bool) -> Trail {
+        if verified {
+            Trail::Authenticated
+        } else {
+            Trail::Anonymous
+        }
+    }
+}
+
+/// What replaces a token-shaped path segment in the recorded path.
+pub const REDACTED: &str = "[token]";
+
+/// Whether a path segment looks like a compact JWS or JWE (`eyJ...`, base64url parts
+/// separated by 2 or 4 dots).
+fn looks_like_token(seg: &str) -> bool {
+    seg.len() >= 16
+        && seg.starts_with("eyJ")
+        && matches!(seg.bytes().filter(|&b| b == b'.').count(), 2 | 4)
+        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// The path as recorded: token-shaped segments replaced by [`REDACTED`], then cut to at
+/// most `cap` bytes (at a character boundary); the flag says whether it was cut.
+pub fn recorded_path(path: &str, cap: usize) -> (String, bool) {
+    let mut out = String::with_capacity(path.len().min(cap + 1));
+    for (i, seg) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if looks_like_token(seg) { REDACTED } else { seg });
+        if out.len() > cap {
+            let mut end = cap;
+            while !out.is_char_boundary(end) {
+                end -= 1;
+            }
+            out.truncate(end);
+            return (out, true);
+        }
+    }
+    (out, false)
 }
 
 /// A query over retained records: every given field must match; `limit` caps the answer.
@@ -90,6 +166,12 @@ pub struct AuditQuery {
     pub subject: Option<String>,
     /// Exact tenant.
     pub tenant: Option<String>,
+    /// Exact gateway request id.
+    pub request_id: Option<String>,
+    /// Exact client request id.
+    pub client_request_id: Option<String>,
+    /// The trail searched: `authenticated` (default) or `anonymous`.
+    pub trail: Option<Trail>,
     /// Earliest `time_ms`, inclusive.
     pub from_ms: Option<i64>,
     /// Latest `time_ms`, inclusive.
@@ -105,6 +187,8 @@ impl AuditQuery {
         eq(&self.jti, &r.jti)
             && eq(&self.subject, &r.subject)
             && eq(&self.tenant, &r.tenant)
+            && self.request_id.as_ref().is_none_or(|w| *w == r.request_id)
+            && eq(&self.client_request_id, &r.client_request_id)
             && self.from_ms.is_none_or(|f| r.time_ms >= f)
             && self.to_ms.is_none_or(|t| r.time_ms <= t)
     }
@@ -134,5 +218,49 @@ mod tests {
         assert!(AuditQuery { from_ms: Some(1000), to_ms: Some(1000), ..Default::default() }.matches(&r));
         assert!(!AuditQuery { from_ms: Some(1001), ..Default::default() }.matches(&r));
         assert_eq!(AuditQuery { limit: Some(5000), ..Default::default() }.limit(), 1000);
+        let r = AuditRecord { request_id: "g-1".into(), client_request_id: Some("c".into()), ..Default::default() };
+        assert!(AuditQuery { request_id: Some("g-1".into()), ..Default::default() }.matches(&r));
+        assert!(!AuditQuery { request_id: Some("c".into()), ..Default::default() }.matches(&r));
+        assert!(AuditQuery { client_request_id: Some("c".into()), ..Default::default() }.matches(&r));
+    }
+
+    #[test]
+    fn query_trail_parses() {
+        let q: AuditQuery = serde_json::from_str(r#"{"trail":"anonymous"}"#).unwrap();
+        assert_eq!(q.trail, Some(Trail::Anonymous));
+        assert!(serde_json::from_str::<AuditQuery>(r#"{"trail":"other"}"#).is_err());
+        assert_eq!(Trail::of(true), Trail::Authenticated);
+        assert_eq!(Trail::of(false), Trail::Anonymous);
+    }
+
+    #[test]
+    fn recorded_paths() {
+        let jws = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJwIn0.c2lnbmF0dXJl";
+        let jwe = "eyJhbGciOiJkaXIifQ..aXY.Y2lwaGVy.dGFn";
+        for (path, cap, want, cut) in [
+            ("/patients/p-1/records", 1024, "/patients/p-1/records", false),
+            ("/a/bcdef", 5, "/a/bc", true),
+            ("/a/bc", 5, "/a/bc", false),
+            ("/é", 2, "/", true),
+        ] {
+            assert_eq!(recorded_path(path, cap), (want.to_owned(), cut), "{path}");
+        }
+        assert_eq!(recorded_path(&format!("/x/{jws}/y"), 1024).0, "/x/[token]/y");
+        assert_eq!(recorded_path(&format!("/{jwe}"), 1024).0, "/[token]");
+        // Redacted before the cut: no piece of a token survives a cut through it.
+        let (p, cut) = recorded_path(&format!("/x/{jws}"), 6);
+        assert_eq!((p.as_str(), cut), ("/x/[to", true));
+        let long = format!("/{}", "a".repeat(65_000));
+        let (p, cut) = recorded_path(&long, 1024);
+        assert_eq!((p.len(), cut), (1024, true));
+        // Not token-shaped: kept.
+        assert_eq!(recorded_path("/eyJ.short", 64).0, "/eyJ.short");
+    }
+
+    #[test]
+    fn older_lines_still_parse() {
+        let line = r#"{"time_ms":1,"request_id":"r","method":"GET","path":"/","decision":"allow","status":200,"latency_us":3}"#;
+        let r: AuditRecord = serde_json::from_str(line).unwrap();
+        assert_eq!((r.status, r.path_truncated, r.client_ip), (200, false, None));
     }
 }

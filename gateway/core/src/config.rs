@@ -2,6 +2,7 @@
 //! then converted into validated types. Every problem is reported with its field
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
+mod audit;
 pub mod file;
 mod route;
 mod tenant;
@@ -88,16 +89,32 @@ pub struct Upstream {
     pub retries: usize,
 }
 
-/// Audit trail settings.
+/// Audit trail settings: the authenticated trail (decisions about a verified token,
+/// never sampled) and the anonymous one, in files of their own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSettings {
-    /// JSON-lines file.
+    /// The authenticated trail.
+    pub authenticated: AuditFiles,
+    /// The anonymous trail (no verified token): public routes and early refusals.
+    pub anonymous: AuditFiles,
+    /// Anonymous records a second, on average, beyond which they are left out (counted).
+    pub anonymous_rate: u32,
+    /// Anonymous records written at once before `anonymous_rate` applies.
+    pub anonymous_burst: u32,
+    /// The longest recorded path, in bytes; longer ones are cut and marked.
+    pub max_path_bytes: usize,
+}
+
+/// One trail's file set and queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditFiles {
+    /// JSON-lines file; rotated ones are `file.1` .. `file.keep`.
     pub file: String,
-    /// Rotation size.
+    /// No file ever grows past this many bytes.
     pub max_bytes: u64,
     /// Rotated files kept.
     pub keep: usize,
-    /// Queue capacity.
+    /// Queue capacity between requests and this trail's writer.
     pub queue: usize,
 }
 
@@ -375,24 +392,7 @@ impl TryFrom<FileConfig> for Config {
 
         let routes = route::routes(&f, &mut errs);
 
-        let audit = f.audit.as_ref().map(|a| {
-            if a.file.is_empty() {
-                errs.push("audit.file", "must not be empty");
-            }
-            let s = AuditSettings {
-                file: a.file.clone(),
-                max_bytes: a.max_bytes.unwrap_or(10 << 20),
-                keep: a.keep.unwrap_or(5),
-                queue: a.queue.unwrap_or(10_000),
-            };
-            if s.max_bytes < 4096 {
-                errs.push("audit.max_bytes", "must be at least 4096");
-            }
-            if s.queue == 0 {
-                errs.push("audit.queue", "must be at least 1");
-            }
-            s
-        });
+        let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
         let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
 
         let revocation = f.revocation.as_ref().and_then(|r| {

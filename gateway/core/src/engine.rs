@@ -219,7 +219,7 @@ impl Engine {
         let permit = policy::authorize(matched, verified.clone(), method, &self.config.role_claim)
             .map_err(|d| Refusal { token: Some(verified.clone()), ..refuse(d, Some(route.clone())) })?;
         let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
-            .map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            .map_err(|e| Refusal { token: Some(verified.clone()), ..refuse(e.into(), Some(route.clone())) })?;
         let allowed = Allowed { permit, headers };
         if !route.one_time {
             return Ok(Decision::Allowed(allowed));

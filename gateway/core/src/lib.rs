@@ -22,6 +22,7 @@ pub mod keystore;
 mod pem_key;
 pub mod policy;
 pub mod replay;
+pub mod request_id;
 pub mod revocation;
 pub mod route;
 pub mod tenant;

@@ -150,13 +150,13 @@ pub struct RevocationFile {
     pub poll_wait: Option<Dur>,
 }
 
-/// `audit:` section.
+/// `audit:` section: the authenticated trail's files, and `anonymous:` for the rest.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditFile {
-    /// Append-only JSON-lines file.
+    /// Append-only JSON-lines file of decisions about a verified token.
     pub file: String,
-    /// Rotate when the file reaches this many bytes.
+    /// No file grows past this many bytes (rotation before the write that would).
     #[serde(default)]
     pub max_bytes: Option<u64>,
     /// Rotated files kept (`file.1` .. `file.N`).
@@ -165,6 +165,36 @@ pub struct AuditFile {
     /// Bounded queue between requests and the writer.
     #[serde(default)]
     pub queue: Option<usize>,
+    /// The longest recorded path, in bytes.
+    #[serde(default)]
+    pub max_path_bytes: Option<usize>,
+    /// The anonymous trail.
+    #[serde(default)]
+    pub anonymous: Option<AnonymousAuditFile>,
+}
+
+/// `audit.anonymous:`: records without a verified token, in their own files, rate-limited.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnonymousAuditFile {
+    /// Its own JSON-lines file (default `<audit.file>.anonymous`).
+    #[serde(default)]
+    pub file: Option<String>,
+    /// As `audit.max_bytes`, for this file set (default the same).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// As `audit.keep` (default the same).
+    #[serde(default)]
+    pub keep: Option<usize>,
+    /// Its own queue.
+    #[serde(default)]
+    pub queue: Option<usize>,
+    /// Records a second, on average.
+    #[serde(default)]
+    pub rate: Option<u32>,
+    /// Records at once before `rate` applies.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// `admin:` section: where the bearer credential for admin endpoints comes from.
