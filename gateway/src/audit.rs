@@ -25,8 +25,10 @@ use std::fs::{DirBuilder, File, OpenOptions, Permissions};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Handle to the audit trail.
 pub struct AuditLog {
@@ -42,6 +44,8 @@ pub struct AuditLog {
 /// One trail's queue and files.
 struct Sink {
     tx: SyncSender<AuditRecord>,
+    /// Records queued and not yet written or counted as dropped.
+    pending: Arc<AtomicUsize>,
     path: PathBuf,
     keep: usize,
 }
@@ -56,10 +60,12 @@ impl AuditLog {
     /// Opens (creating) both trails' files and starts their writer threads.
     pub fn start(settings: &AuditSettings, metrics: &Metrics) -> std::io::Result<AuditLog> {
         let sink = |files: &AuditFiles, name: &str| -> std::io::Result<Sink> {
+            let pending = Arc::new(AtomicUsize::new(0));
             let writer = Writer::open(files, metrics.audit_written.clone(), metrics.audit_dropped.clone())?;
             let (tx, rx) = sync_channel(files.queue);
-            std::thread::Builder::new().name(name.into()).spawn(move || writer.run(rx))?;
-            Ok(Sink { tx, path: PathBuf::from(&files.file), keep: files.keep })
+            let left = pending.clone();
+            std::thread::Builder::new().name(name.into()).spawn(move || writer.run(rx, &left))?;
+            Ok(Sink { tx, pending, path: PathBuf::from(&files.file), keep: files.keep })
         };
         Ok(AuditLog {
             authenticated: sink(&settings.authenticated, "audit writer")?,
@@ -103,8 +109,27 @@ impl AuditLog {
                 &self.anonymous
             }
         };
+        sink.pending.fetch_add(1, Ordering::SeqCst);
         if sink.tx.try_send(r).is_err() {
+            sink.pending.fetch_sub(1, Ordering::SeqCst);
             self.dropped.inc();
+        }
+    }
+
+    /// At shutdown, after the proxy has stopped: waits up to `within` for both writers
+    /// to finish what is queued; what is still queued then is counted as dropped and
+    /// logged.
+    pub fn drain(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let queued =
+            || self.authenticated.pending.load(Ordering::SeqCst) + self.anonymous.pending.load(Ordering::SeqCst);
+        while queued() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lost = queued();
+        if lost > 0 {
+            self.dropped.inc_by(lost as u64);
+            tracing::error!(records = lost, "audit records still queued at exit; dropped");
         }
     }
 
@@ -186,11 +211,15 @@ impl Writer {
         })
     }
 
-    fn run(mut self, rx: Receiver<AuditRecord>) {
+    /// Writes what arrives on `rx`; `queued` is lowered by each record once it is
+    /// written or counted as dropped.
+    fn run(mut self, rx: Receiver<AuditRecord>, queued: &AtomicUsize) {
         let mut buf = Vec::with_capacity(64 * 1024);
         while let Ok(first) = rx.recv() {
             let mut pending = 0;
-            for r in std::iter::once(first).chain(rx.try_iter().take(1024)) {
+            let batch: Vec<AuditRecord> = std::iter::once(first).chain(rx.try_iter().take(1024)).collect();
+            let handled = batch.len();
+            for r in batch {
                 let start = buf.len();
                 if serde_json::to_writer(&mut buf, &r).is_err() {
                     buf.truncate(start);
@@ -220,6 +249,7 @@ impl Writer {
                 pending += 1;
             }
             self.flush(&mut buf, pending);
+            queued.fetch_sub(handled, Ordering::SeqCst);
         }
     }
 
@@ -279,5 +309,68 @@ impl Writer {
         self.file = Some(open_append(&self.path)?);
         self.size = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(dir: &Path, queue: usize) -> (AuditLog, Metrics) {
+        let files =
+            |name: &str| AuditFiles { file: dir.join(name).display().to_string(), max_bytes: 1 << 20, keep: 10, queue };
+        let settings = AuditSettings {
+            authenticated: files("a.jsonl"),
+            anonymous: files("n.jsonl"),
+            anonymous_rate: 1,
+            anonymous_burst: 1,
+            max_path_bytes: 1024,
+        };
+        let metrics = Metrics::new().unwrap();
+        (AuditLog::start(&settings, &metrics).unwrap(), metrics)
+    }
+
+    /// Lines in `name` and its rotated files.
+    fn lines(dir: &Path, name: &str) -> u64 {
+        let base = dir.join(name);
+        std::iter::once(base.clone())
+            .chain((1..=10).map(|i| rotated(&base, i)))
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|t| t.lines().count() as u64)
+            .sum()
+    }
+
+    fn record(i: usize) -> AuditRecord {
+        AuditRecord { request_id: i.to_string(), subject: Some("p-1".into()), ..Default::default() }
+    }
+
+    #[test]
+    fn drain_waits_for_every_queued_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, metrics) = log(dir.path(), 100_000);
+        for i in 0..20_000 {
+            audit.record(audit.admit(true).unwrap(), record(i));
+        }
+        audit.drain(Duration::from_secs(10));
+        assert_eq!(lines(dir.path(), "a.jsonl"), 20_000);
+        assert_eq!((metrics.audit_written.get(), metrics.audit_dropped.get()), (20_000, 0));
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (audit, metrics) = log(dir.path(), 1);
+        for i in 0..20_000 {
+            audit.record(audit.admit(true).unwrap(), record(i));
+        }
+        audit.drain(Duration::from_secs(10));
+        let (written, dropped) = (metrics.audit_written.get(), metrics.audit_dropped.get());
+        assert!(dropped > 0, "a queue of 1 under a burst of 20000");
+        assert_eq!(written + dropped, 20_000);
+        assert_eq!(lines(dir.path(), "a.jsonl"), written);
+        // The anonymous trail's limit (1 a second, burst 1) admits one, then counts.
+        assert!(audit.admit(false).is_some());
+        assert!(audit.admit(false).is_none());
+        assert_eq!(metrics.audit_sampled_out.get(), 1);
     }
 }

@@ -148,7 +148,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         admin::Admin {
             rt: rt.clone(),
             metrics: metrics.clone(),
-            audit,
+            audit: audit.clone(),
             token: admin_token,
             feed: revocation_settings.as_ref().map(|_| feed_status.clone()),
         },
@@ -166,5 +166,10 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
     server.add_service(background_service("config reload", reload::Reloader { path: cli.config, rt, metrics }));
     tracing::info!(%listen, %admin_listen, "gateway starting");
-    server.run_forever();
+    server.run(pingora::server::RunArgs::default());
+    // Every request has finished: let the audit writers finish what is queued.
+    if let Some(audit) = audit {
+        audit.drain(std::time::Duration::from_secs(5));
+    }
+    Ok(())
 }

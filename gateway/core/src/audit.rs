@@ -126,13 +126,10 @@ impl Trail {
 /// What replaces a token-shaped path segment in the recorded path.
 pub const REDACTED: &str = "[token]";
 
-/// Whether a path segment looks like a compact JWS or JWE (`eyJ...`, base64url parts
-/// separated by 2 or 4 dots).
+/// Whether a path segment looks like a JOSE object or a part of one: base64url JSON
+/// (`eyJ...`, at least 16 bytes), with or without (percent-encoded) dots.
 fn looks_like_token(seg: &str) -> bool {
-    seg.len() >= 16
-        && seg.starts_with("eyJ")
-        && matches!(seg.bytes().filter(|&b| b == b'.').count(), 2 | 4)
-        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    seg.len() >= 16 && seg.starts_with("eyJ") && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.%".contains(&b))
 }
 
 /// The path as recorded: token-shaped segments replaced by [`REDACTED`], then cut to at
@@ -247,6 +244,9 @@ mod tests {
         }
         assert_eq!(recorded_path(&format!("/x/{jws}/y"), 1024).0, "/x/[token]/y");
         assert_eq!(recorded_path(&format!("/{jwe}"), 1024).0, "/[token]");
+        let encoded = jws.replace('.', "%2E");
+        assert_eq!(recorded_path(&format!("/{encoded}/a"), 1024).0, "/[token]/a");
+        assert_eq!(recorded_path("/eyJzdWIiOiJwLTEwMCJ9", 1024).0, "/[token]", "a bare claims part");
         // Redacted before the cut: no piece of a token survives a cut through it.
         let (p, cut) = recorded_path(&format!("/x/{jws}"), 6);
         assert_eq!((p.as_str(), cut), ("/x/[to", true));
