@@ -244,7 +244,7 @@ impl Writer {
                         self.failed("audit rotation failed; record dropped", &e);
                         continue;
                     }
-                    buf = tail;
+                    buf.extend_from_slice(&tail);
                 }
                 pending += 1;
             }
