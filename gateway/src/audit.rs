@@ -5,8 +5,9 @@
 //!   allowed or refused (policy, revocation, lifetime, one-time use). Never sampled.
 //! - the anonymous trail (`audit.anonymous.file`): public routes and refusals before
 //!   any token was verified (no token, a bad one, no route). Rate-limited (a token
-//!   bucket, `rate`/`burst`); records left out are counted in
-//!   `gateway_audit_sampled_out_total` and the next record written says how many.
+//!   bucket of `rate`/`burst` for refusals and another for public-route passes, so
+//!   busy public probes never hide refused attempts); records left out are counted
+//!   in `gateway_audit_sampled_out_total` and the next record written says how many.
 //!
 //! Each trail has its own bounded queue and writer thread, so a slow disk never slows
 //! a request and a flood on one never fills the other's queue. A record not written
@@ -34,7 +35,10 @@ use std::time::{Duration, Instant};
 pub struct AuditLog {
     authenticated: Sink,
     anonymous: Sink,
-    limit: AnonymousLimit,
+    /// Anonymous refusals.
+    limit_refused: AnonymousLimit,
+    /// Anonymous passes (public routes).
+    limit_passed: AnonymousLimit,
     epoch: Instant,
     max_path_bytes: usize,
     dropped: IntCounter,
@@ -70,7 +74,8 @@ impl AuditLog {
         Ok(AuditLog {
             authenticated: sink(&settings.authenticated, "audit writer")?,
             anonymous: sink(&settings.anonymous, "anonymous audit writer")?,
-            limit: AnonymousLimit::new(settings.anonymous_rate, settings.anonymous_burst),
+            limit_refused: AnonymousLimit::new(settings.anonymous_rate, settings.anonymous_burst),
+            limit_passed: AnonymousLimit::new(settings.anonymous_rate, settings.anonymous_burst),
             epoch: Instant::now(),
             max_path_bytes: settings.max_path_bytes,
             dropped: metrics.audit_dropped.clone(),
@@ -79,14 +84,15 @@ impl AuditLog {
     }
 
     /// Whether a decision is recorded: always when a verified token was involved; an
-    /// anonymous one within the rate limit (else counted as sampled out). Called before
-    /// the record is built, so a flood costs no allocation.
-    pub fn admit(&self, verified: bool) -> Option<Admission> {
+    /// anonymous one within its kind's rate limit (`refused` or not), else counted as
+    /// sampled out. Called before the record is built, so a flood costs no allocation.
+    pub fn admit(&self, verified: bool, refused: bool) -> Option<Admission> {
         let trail = Trail::of(verified);
         if trail == Trail::Authenticated {
             return Some(Admission { trail, sampled_out: 0 });
         }
-        match self.limit.admit(self.epoch.elapsed().as_nanos() as u64) {
+        let limit = if refused { &self.limit_refused } else { &self.limit_passed };
+        match limit.admit(self.epoch.elapsed().as_nanos() as u64) {
             Some(sampled_out) => Some(Admission { trail, sampled_out }),
             None => {
                 self.sampled_out.inc();
@@ -349,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (audit, metrics) = log(dir.path(), 100_000);
         for i in 0..20_000 {
-            audit.record(audit.admit(true).unwrap(), record(i));
+            audit.record(audit.admit(true, false).unwrap(), record(i));
         }
         audit.drain(Duration::from_secs(10));
         assert_eq!(lines(dir.path(), "a.jsonl"), 20_000);
@@ -361,16 +367,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (audit, metrics) = log(dir.path(), 1);
         for i in 0..20_000 {
-            audit.record(audit.admit(true).unwrap(), record(i));
+            audit.record(audit.admit(true, false).unwrap(), record(i));
         }
         audit.drain(Duration::from_secs(10));
         let (written, dropped) = (metrics.audit_written.get(), metrics.audit_dropped.get());
         assert!(dropped > 0, "a queue of 1 under a burst of 20000");
         assert_eq!(written + dropped, 20_000);
         assert_eq!(lines(dir.path(), "a.jsonl"), written);
-        // The anonymous trail's limit (1 a second, burst 1) admits one, then counts.
-        assert!(audit.admit(false).is_some());
-        assert!(audit.admit(false).is_none());
+        // The anonymous refusals' limit (1 a second, burst 1) admits one, then counts.
+        assert!(audit.admit(false, true).is_some());
+        assert!(audit.admit(false, true).is_none());
         assert_eq!(metrics.audit_sampled_out.get(), 1);
+        // Public-route passes have their own bucket: refusals did not use it up.
+        assert!(audit.admit(false, false).is_some());
+        assert!(audit.admit(false, false).is_none());
+        assert_eq!(metrics.audit_sampled_out.get(), 2);
     }
 }

@@ -274,7 +274,7 @@ impl ProxyHttp for Gateway {
         );
         if let Some(audit) = &self.audit {
             let token = ctx.token.take();
-            if let Some(admission) = audit.admit(token.is_some()) {
+            if let Some(admission) = audit.admit(token.is_some(), decision == "deny") {
                 audit.record(admission, audit_record(session, ctx, token, status, decision, audit.max_path_bytes()));
             }
         }

@@ -242,6 +242,12 @@ async fn an_anonymous_flood_never_displaces_a_patients_records() {
         .await
     );
     assert!(carried <= metric(&gw, "gateway_audit_sampled_out_total").await);
+    // Public-route passes have their own bucket: the flood of refusals did not use it up.
+    assert_eq!(http.get(gw.url("/public/ping")).send().await.unwrap().status(), 200);
+    assert!(
+        wait_for(5, async || { query(&gw, "trail=anonymous&limit=1000").await.iter().any(|r| r["route"] == "public") })
+            .await
+    );
 
     let sig = &token[token.rfind('.').unwrap() + 1..];
     for f in std::fs::read_dir(dir.path()).unwrap() {

@@ -97,7 +97,8 @@ pub struct AuditSettings {
     pub authenticated: AuditFiles,
     /// The anonymous trail (no verified token): public routes and early refusals.
     pub anonymous: AuditFiles,
-    /// Anonymous records a second, on average, beyond which they are left out (counted).
+    /// Anonymous records a second, on average, beyond which they are left out (counted);
+    /// refusals and public-route passes each have a bucket of this size.
     pub anonymous_rate: u32,
     /// Anonymous records written at once before `anonymous_rate` applies.
     pub anonymous_burst: u32,
