@@ -2,12 +2,16 @@
 //! the core's key store, on schedule in a Pingora background service, once at start-up,
 //! and on demand after an unknown `kid`. JWE-enabled tenants' private decryption keys
 //! come the same way from the sidecar's authenticated channel (or a local file) into
-//! the decryption store; the fetched bytes are wiped after parsing.
+//! the decryption store. Every fetch is bounded: `keys.max_fetch_bytes` (checked on
+//! `Content-Length`, then counted chunk by chunk, aborting as soon as it is passed)
+//! and `keys.fetch_timeout` for the whole fetch, body included. The fetched bytes are
+//! held in wiped memory and wiped after parsing.
 
 use crate::metrics::Metrics;
 use crate::revocation::read_token;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
+use bytes::Bytes;
 use gateway_core::config::Config;
 use gateway_core::jwe::keys::DecryptionKeySet;
 use gateway_core::jwe::store::DecryptionStore;
@@ -17,17 +21,138 @@ use gateway_core::KeySet;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// Seconds since the epoch: the only wall-clock read, handed to the core.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
-/// Largest JWKS document accepted from a source.
-const MAX_JWKS_BYTES: usize = 1 << 20;
+/// Why a key source could not be loaded. Messages name the source and the problem,
+/// never key material or document content.
+#[derive(Debug, thiserror::Error)]
+pub enum KeySourceError {
+    /// The key set is larger than `keys.max_fetch_bytes` (announced or streamed).
+    #[error("key set larger than {limit} bytes (keys.max_fetch_bytes)")]
+    TooLarge {
+        /// The cap.
+        limit: usize,
+    },
+    /// The whole fetch did not finish within `keys.fetch_timeout`.
+    #[error("no complete answer within {0:?} (keys.fetch_timeout)")]
+    Timeout(Duration),
+    /// The source answered with a non-success status.
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    /// Connecting, sending or receiving failed.
+    #[error("{0}")]
+    Transport(String),
+    /// A local file could not be read.
+    #[error("{path}: {error}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// The sidecar channel credential could not be read.
+    #[error("channel credential not available")]
+    Credential,
+    /// The document is not a usable key set.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl KeySourceError {
+    /// The `result` label of the fetch counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            KeySourceError::TooLarge { .. } => "too_large",
+            KeySourceError::Timeout(_) => "timeout",
+            _ => "error",
+        }
+    }
+
+    fn transport(e: reqwest::Error, timeout: Duration) -> Self {
+        if e.is_timeout() {
+            KeySourceError::Timeout(timeout)
+        } else {
+            KeySourceError::Transport(e.to_string())
+        }
+    }
+}
+
+/// A response body collected under a size cap into wiped memory. It grows by copying
+/// into a fresh `Zeroizing` buffer (the old one is wiped), never by reallocating in
+/// place, so no copy of the key set is left behind in freed memory. The received
+/// chunks are kept until the body is dropped and wiped then where no one else holds
+/// them (the HTTP client's own receive buffers are out of reach).
+struct CappedBody {
+    buf: Zeroizing<Vec<u8>>,
+    limit: usize,
+    spent: Vec<Bytes>,
+}
+
+impl CappedBody {
+    fn new(limit: usize, announced: Option<u64>) -> Self {
+        let capacity = announced.map_or(16 << 10, |l| usize::try_from(l).unwrap_or(usize::MAX)).min(limit);
+        Self { buf: Zeroizing::new(Vec::with_capacity(capacity)), limit, spent: Vec::new() }
+    }
+
+    /// Appends a chunk, or fails as soon as the total passes the cap.
+    fn push(&mut self, chunk: Bytes) -> Result<(), KeySourceError> {
+        let needed = self.buf.len().saturating_add(chunk.len());
+        if needed > self.limit {
+            self.spent.push(chunk);
+            return Err(KeySourceError::TooLarge { limit: self.limit });
+        }
+        if needed > self.buf.capacity() {
+            let capacity = needed.max(self.buf.capacity().saturating_mul(2)).min(self.limit);
+            let mut bigger = Zeroizing::new(Vec::with_capacity(capacity));
+            bigger.extend_from_slice(&self.buf);
+            self.buf = bigger;
+        }
+        self.buf.extend_from_slice(&chunk);
+        self.spent.push(chunk);
+        Ok(())
+    }
+
+    fn into_inner(mut self) -> Zeroizing<Vec<u8>> {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+impl Drop for CappedBody {
+    fn drop(&mut self) {
+        for chunk in self.spent.drain(..) {
+            if let Ok(mut owned) = chunk.try_into_mut() {
+                owned.as_mut().zeroize();
+            }
+        }
+    }
+}
+
+/// Reads a local key file into wiped memory, refusing one larger than `limit` bytes.
+pub fn read_capped(path: &str, limit: usize) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+    let fail = |error: String| KeySourceError::File { path: path.to_owned(), error };
+    let file = std::fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    let len = file.metadata().map_err(|e| fail(e.to_string()))?.len();
+    if len > limit as u64 {
+        return Err(KeySourceError::TooLarge { limit });
+    }
+    // Room for the whole file and one byte more, so reading never reallocates
+    // (unless the file grows meanwhile, which the cap then catches).
+    let mut buf = Zeroizing::new(Vec::with_capacity(len as usize + 1));
+    file.take(limit as u64 + 1).read_to_end(&mut buf).map_err(|e| fail(e.to_string()))?;
+    if buf.len() > limit {
+        return Err(KeySourceError::TooLarge { limit });
+    }
+    Ok(buf)
+}
 
 /// Parses a local key file: JWKS when it looks like JSON, PEM otherwise.
 fn parse_file(bytes: &[u8], kid: Option<&str>) -> Result<KeySet, gateway_core::KeyError> {
@@ -38,13 +163,16 @@ fn parse_file(bytes: &[u8], kid: Option<&str>) -> Result<KeySet, gateway_core::K
     }
 }
 
-/// Loads every file key source now (check mode), returning `field path: problem` lines.
+/// Loads every file key source now (JWKS, PEM keys and certificates, private JWKS),
+/// as start-up would, returning `field path: problem` lines.
 pub fn check_files(config: &Config) -> Vec<String> {
+    let limit = config.keys.max_fetch_bytes;
     let mut out = Vec::new();
     for t in &config.tenants {
         if let KeySource::File { path, kid } = &t.keys {
             let field = format!("tenants.{}.keys.file", t.id);
-            match std::fs::read(path) {
+            match read_capped(path, limit) {
+                Err(KeySourceError::File { error, .. }) => out.push(format!("{field}: {path}: {error}")),
                 Err(e) => out.push(format!("{field}: {path}: {e}")),
                 Ok(bytes) => match parse_file(&bytes, kid.as_deref()) {
                     Err(e) => out.push(format!("{field}: {path}: {e}")),
@@ -55,7 +183,8 @@ pub fn check_files(config: &Config) -> Vec<String> {
         }
         if let Some(DecryptionSource::File(path)) = t.encryption.as_ref().map(|e| &e.keys) {
             let field = format!("tenants.{}.encryption.keys.file", t.id);
-            match std::fs::read(path).map(Zeroizing::new) {
+            match read_capped(path, limit) {
+                Err(KeySourceError::File { error, .. }) => out.push(format!("{field}: {path}: {error}")),
                 Err(e) => out.push(format!("{field}: {path}: {e}")),
                 Ok(bytes) => match DecryptionKeySet::from_jwks(&bytes) {
                     Err(e) => out.push(format!("{field}: {path}: {e}")),
@@ -66,6 +195,19 @@ pub fn check_files(config: &Config) -> Vec<String> {
         }
     }
     out
+}
+
+/// Reads and validates a config file the way `--check` does and a reload must: the
+/// YAML with every field error, then every key file it names. `Err` lists every
+/// problem, one `field path: problem` per line.
+pub fn load_checked(path: &Path) -> Result<Config, String> {
+    let config = Config::from_file(path).map_err(|e| e.to_string())?;
+    let problems = check_files(&config);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems.join("\n"))
+    }
 }
 
 /// Signing or decryption keys: how logs name them, which counter counts their
@@ -111,6 +253,7 @@ pub struct KeyFetcher {
     dsources: HashMap<String, DecryptionSource>,
     client: reqwest::Client,
     fetch_timeout: Duration,
+    max_bytes: usize,
     metrics: Metrics,
 }
 
@@ -134,7 +277,6 @@ impl KeyFetcher {
             .iter()
             .filter_map(|t| t.encryption.as_ref().map(|e| (t.id.clone(), e.keys.clone())))
             .collect();
-        let fetch_timeout = config.keys.fetch_timeout;
         Ok(Self {
             tenant_labels: config.tenant_labels,
             store,
@@ -142,58 +284,85 @@ impl KeyFetcher {
             dstore,
             dsources,
             client,
-            fetch_timeout,
+            fetch_timeout: config.keys.fetch_timeout,
+            max_bytes: config.keys.max_fetch_bytes,
             metrics,
         })
     }
 
-    /// GETs a JWKS document (with a bearer credential on the sidecar channel), bounded
-    /// in size; returns the body (wiped when dropped) and its `max-age`.
-    async fn get(&self, url: &str, bearer: Option<&str>) -> anyhow::Result<(Zeroizing<Vec<u8>>, Option<i64>)> {
+    /// GETs a key set (with a bearer credential on the sidecar channel) within
+    /// `keys.fetch_timeout` for the whole exchange and `keys.max_fetch_bytes`;
+    /// returns the body (wiped when dropped) and its `max-age`.
+    async fn get(&self, url: &str, bearer: Option<&str>) -> Result<(Zeroizing<Vec<u8>>, Option<i64>), KeySourceError> {
+        tokio::time::timeout(self.fetch_timeout, self.download(url, bearer))
+            .await
+            .unwrap_or(Err(KeySourceError::Timeout(self.fetch_timeout)))
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<i64>), KeySourceError> {
+        let failed = |e| KeySourceError::transport(e, self.fetch_timeout);
         let mut req = self.client.get(url).header("accept", "application/json");
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await?;
+        let mut resp = req.send().await.map_err(failed)?;
         if !resp.status().is_success() {
-            anyhow::bail!("HTTP {}", resp.status());
+            return Err(KeySourceError::Status(resp.status()));
         }
         let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
-        if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
-            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        if resp.content_length().is_some_and(|l| l > self.max_bytes as u64) {
+            return Err(KeySourceError::TooLarge { limit: self.max_bytes });
         }
-        let body = Zeroizing::new(resp.bytes().await?.to_vec());
-        if body.len() > MAX_JWKS_BYTES {
-            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        let mut body = CappedBody::new(self.max_bytes, resp.content_length());
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            // On `TooLarge` the response is dropped here: the connection closes and
+            // nothing more is read.
+            body.push(chunk)?;
         }
-        Ok((body, max_age))
+        // The connection goes first (no idle pooling), so the chunks can be wiped.
+        drop(resp);
+        Ok((body.into_inner(), max_age))
     }
 
-    async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
+    async fn read_file(&self, path: &str) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+        let (path, limit) = (path.to_owned(), self.max_bytes);
+        tokio::task::spawn_blocking(move || read_capped(&path, limit))
+            .await
+            .map_err(|e| KeySourceError::Transport(e.to_string()))?
+    }
+
+    async fn load(&self, source: &KeySource) -> Result<(KeySet, Option<i64>), KeySourceError> {
+        let invalid = |e: gateway_core::KeyError| KeySourceError::Invalid(e.to_string());
         match source {
             KeySource::Url(url) => {
                 let (body, max_age) = self.get(url, None).await?;
-                Ok((KeySet::from_jwks(&body)?, max_age))
+                Ok((KeySet::from_jwks(&body).map_err(invalid)?, max_age))
             }
             KeySource::File { path, kid } => {
-                let bytes = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-                let set = parse_file(&bytes, kid.as_deref()).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let bytes = self.read_file(path).await?;
+                let set = parse_file(&bytes, kid.as_deref())
+                    .map_err(|e| KeySourceError::File { path: path.clone(), error: e.to_string() })?;
                 Ok((set, None))
             }
         }
     }
 
-    async fn load_decryption(&self, source: &DecryptionSource) -> anyhow::Result<(DecryptionKeySet, Option<i64>)> {
+    async fn load_decryption(
+        &self,
+        source: &DecryptionSource,
+    ) -> Result<(DecryptionKeySet, Option<i64>), KeySourceError> {
         let (body, max_age) = match source {
             DecryptionSource::Url { url, token } => {
-                let token = read_token(token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
+                let token = read_token(token).ok_or(KeySourceError::Credential)?;
                 self.get(url, Some(&token)).await?
             }
-            DecryptionSource::File(path) => {
-                (Zeroizing::new(tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?), None)
-            }
+            DecryptionSource::File(path) => (self.read_file(path).await?, None),
         };
-        Ok((DecryptionKeySet::from_jwks(&body).map_err(|e| anyhow::anyhow!("{e}"))?, max_age))
+        Ok((DecryptionKeySet::from_jwks(&body).map_err(KeySourceError::Invalid)?, max_age))
     }
 
     /// Fetches one tenant's decryption keys and installs them; on failure the old keys stay.
@@ -244,7 +413,7 @@ impl KeyFetcher {
         tenant: &str,
         trigger: &'static str,
         kind: Kind<'_, S>,
-        outcome: anyhow::Result<(T, Option<i64>)>,
+        outcome: Result<(T, Option<i64>), KeySourceError>,
         install: impl FnOnce(T, i64, Option<i64>),
     ) -> anyhow::Result<()> {
         let count = |result: &str| kind.counter.with_label_values(&[self.label(tenant), trigger, result]).inc();
@@ -265,8 +434,8 @@ impl KeyFetcher {
                 return Ok(());
             }
             Err(e) => {
-                count("error");
-                e
+                count(e.label());
+                e.into()
             }
         };
         kind.store.record_failure(tenant, now());
