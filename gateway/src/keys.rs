@@ -527,3 +527,39 @@ impl BackgroundService for KeyRefresher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capped_body_takes_chunks_up_to_the_cap_and_no_further() {
+        let mut body = CappedBody::new(64 << 10, None);
+        assert_eq!(body.buf.capacity(), 16 << 10);
+        body.push(Bytes::from(vec![b'a'; 20 << 10])).unwrap();
+        assert_eq!(body.buf.capacity(), 32 << 10, "doubled");
+        body.push(Bytes::from(vec![b'b'; 40 << 10])).unwrap();
+        assert_eq!(body.buf.capacity(), 64 << 10, "grown to the cap, never past it");
+        let err = body.push(Bytes::from(vec![b'c'; 5 << 10])).unwrap_err();
+        assert_eq!(err.label(), "too_large");
+        assert_eq!(err.to_string(), "key set larger than 65536 bytes (keys.max_fetch_bytes)");
+
+        let mut body = CappedBody::new(10, Some(1 << 40));
+        assert_eq!(body.buf.capacity(), 10, "an announced length never sizes past the cap");
+        body.push(Bytes::from(b"{\"keys\":[]}"[..10].to_vec())).unwrap();
+        assert_eq!(&body.into_inner()[..], b"{\"keys\":[]");
+    }
+
+    #[test]
+    fn key_files_are_read_up_to_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.json");
+        std::fs::write(&path, [b'x'; 100]).unwrap();
+        let path = path.to_str().unwrap();
+        assert_eq!(read_capped(path, 100).unwrap().len(), 100);
+        assert!(matches!(read_capped(path, 99), Err(KeySourceError::TooLarge { limit: 99 })));
+        let missing = dir.path().join("none").to_str().unwrap().to_owned();
+        let err = read_capped(&missing, 100).unwrap_err();
+        assert!(matches!(err, KeySourceError::File { .. }) && err.label() == "error", "{err}");
+    }
+}
