@@ -345,6 +345,59 @@ async fn a_reload_with_a_missing_or_garbage_key_file_keeps_the_old_runtime() {
     assert_eq!(status(&http, &gw, &token).await, 200);
 }
 
+/// The private decryption JWKS from the sidecar channel goes through the same
+/// bounded fetch: a huge one is `too_large` for the decryption-key counter too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_decryption_key_set_is_refused_the_same_way() {
+    let (key, echo) = (key(), testkit::EchoServer::start().await);
+    let jwks = KeyServer::start(Mode::Good(testkit::jwks(&[&key]))).await;
+    let channel = KeyServer::start(Mode::Huge).await;
+    let dir = tempfile::tempdir().unwrap();
+    let credential = dir.path().join("channel.token");
+    std::fs::write(&credential, "gateway-channel-credential").unwrap();
+    let keys = format!("{{ url: \"{}\" }}\n    encryption: {{ keys: {{ url: \"{}\" }} }}", jwks.url(), channel.url());
+    let extra = format!("  startup: not_ready\ndecryption:\n  token_file: {}", credential.display());
+    let gw = Gateway::start(&config(&extra, &keys, echo.addr)).await;
+    let http = reqwest::Client::new();
+    let text = metrics(&http, &gw).await;
+    assert!(
+        text.contains(r#"gateway_decryption_key_fetches_total{result="too_large",tenant="t1",trigger="startup"} 1"#),
+        "{text}"
+    );
+    wait_for("the channel server to see the connection closed", || async { !channel.served().is_empty() }).await;
+    assert!(channel.served()[0].cut && channel.served()[0].sent < 17 << 20, "{:?}", channel.served());
+    assert!(!gw.log().contains(FILLER));
+}
+
+/// A reload that points a tenant serving now at a key source that fails (here: too
+/// large) is refused too, rather than leaving the tenant without keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_to_a_failing_key_url_keeps_the_tenant_serving() {
+    let (key, echo) = (key(), testkit::EchoServer::start().await);
+    let good = KeyServer::start(Mode::Good(testkit::jwks(&[&key]))).await;
+    let huge = KeyServer::start(Mode::Huge).await;
+    let keys = format!("{{ url: \"{}\" }}", good.url());
+    let gw = Gateway::start(&config("", &keys, echo.addr)).await;
+    let http = reqwest::Client::new();
+    let token = key.mint(&claims("t1", "u-1", json!("doctor")));
+    assert_eq!(status(&http, &gw, &token).await, 200);
+
+    let original = std::fs::read_to_string(gw.config_path()).unwrap();
+    std::fs::write(gw.config_path(), original.replace(&good.url(), &huge.url())).unwrap();
+    gw.hup();
+    wait_for("a refused reload", || {
+        let (http, url) = (http.clone(), gw.admin_url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            text.contains(r#"gateway_config_reloads_total{result="error"} 1"#)
+        }
+    })
+    .await;
+    assert_eq!(status(&http, &gw, &token).await, 200, "the old runtime and its keys stay");
+    let log = gw.log();
+    assert!(log.contains("tenants.t1.keys: the new key source failed: key set larger than"), "{log}");
+}
+
 /// `--check` (the same validation as a reload) refuses a tenant id too long for
 /// `<tenant>-...` key ids, and a key file above `keys.max_fetch_bytes`, naming
 /// each field path.
