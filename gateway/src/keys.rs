@@ -2,7 +2,15 @@
 //! the core's key store, on schedule in a Pingora background service, once at start-up,
 //! and on demand after an unknown `kid`. JWE-enabled tenants' private decryption keys
 //! come the same way from the sidecar's authenticated channel (or a local file) into
-//! the decryption store; the fetched bytes are wiped after parsing.
+//! the decryption store. Every fetch is bounded: `keys.max_fetch_bytes` (checked on
+//! `Content-Length`, then counted chunk by chunk, aborting as soon as it is passed)
+//! and `keys.fetch_timeout` for the whole fetch, body included. The fetched bytes are
+//! held in wiped memory and wiped after parsing.
+
+mod source;
+
+pub use source::{load_checked, KeySourceError};
+use source::{parse_file, read_capped, CappedBody};
 
 use crate::metrics::Metrics;
 use crate::revocation::read_token;
@@ -24,48 +32,6 @@ use zeroize::Zeroizing;
 /// Seconds since the epoch: the only wall-clock read, handed to the core.
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Largest JWKS document accepted from a source.
-const MAX_JWKS_BYTES: usize = 1 << 20;
-
-/// Parses a local key file: JWKS when it looks like JSON, PEM otherwise.
-fn parse_file(bytes: &[u8], kid: Option<&str>) -> Result<KeySet, gateway_core::KeyError> {
-    if bytes.trim_ascii_start().starts_with(b"{") {
-        KeySet::from_jwks(bytes)
-    } else {
-        KeySet::from_pem(bytes, kid)
-    }
-}
-
-/// Loads every file key source now (check mode), returning `field path: problem` lines.
-pub fn check_files(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in &config.tenants {
-        if let KeySource::File { path, kid } = &t.keys {
-            let field = format!("tenants.{}.keys.file", t.id);
-            match std::fs::read(path) {
-                Err(e) => out.push(format!("{field}: {path}: {e}")),
-                Ok(bytes) => match parse_file(&bytes, kid.as_deref()) {
-                    Err(e) => out.push(format!("{field}: {path}: {e}")),
-                    Ok(set) if set.is_empty() => out.push(format!("{field}: {path}: no usable signing key")),
-                    Ok(_) => {}
-                },
-            }
-        }
-        if let Some(DecryptionSource::File(path)) = t.encryption.as_ref().map(|e| &e.keys) {
-            let field = format!("tenants.{}.encryption.keys.file", t.id);
-            match std::fs::read(path).map(Zeroizing::new) {
-                Err(e) => out.push(format!("{field}: {path}: {e}")),
-                Ok(bytes) => match DecryptionKeySet::from_jwks(&bytes) {
-                    Err(e) => out.push(format!("{field}: {path}: {e}")),
-                    Ok(set) if set.is_empty() => out.push(format!("{field}: {path}: no usable decryption key")),
-                    Ok(_) => {}
-                },
-            }
-        }
-    }
-    out
 }
 
 /// Signing or decryption keys: how logs name them, which counter counts their
@@ -111,6 +77,7 @@ pub struct KeyFetcher {
     dsources: HashMap<String, DecryptionSource>,
     client: reqwest::Client,
     fetch_timeout: Duration,
+    max_bytes: usize,
     metrics: Metrics,
 }
 
@@ -134,7 +101,6 @@ impl KeyFetcher {
             .iter()
             .filter_map(|t| t.encryption.as_ref().map(|e| (t.id.clone(), e.keys.clone())))
             .collect();
-        let fetch_timeout = config.keys.fetch_timeout;
         Ok(Self {
             tenant_labels: config.tenant_labels,
             store,
@@ -142,58 +108,85 @@ impl KeyFetcher {
             dstore,
             dsources,
             client,
-            fetch_timeout,
+            fetch_timeout: config.keys.fetch_timeout,
+            max_bytes: config.keys.max_fetch_bytes,
             metrics,
         })
     }
 
-    /// GETs a JWKS document (with a bearer credential on the sidecar channel), bounded
-    /// in size; returns the body (wiped when dropped) and its `max-age`.
-    async fn get(&self, url: &str, bearer: Option<&str>) -> anyhow::Result<(Zeroizing<Vec<u8>>, Option<i64>)> {
+    /// GETs a key set (with a bearer credential on the sidecar channel) within
+    /// `keys.fetch_timeout` for the whole exchange and `keys.max_fetch_bytes`;
+    /// returns the body (wiped when dropped) and its `max-age`.
+    async fn get(&self, url: &str, bearer: Option<&str>) -> Result<(Zeroizing<Vec<u8>>, Option<i64>), KeySourceError> {
+        tokio::time::timeout(self.fetch_timeout, self.download(url, bearer))
+            .await
+            .unwrap_or(Err(KeySourceError::Timeout(self.fetch_timeout)))
+    }
+
+    async fn download(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+    ) -> Result<(Zeroizing<Vec<u8>>, Option<i64>), KeySourceError> {
+        let failed = |e| KeySourceError::transport(e, self.fetch_timeout);
         let mut req = self.client.get(url).header("accept", "application/json");
         if let Some(token) = bearer {
             req = req.bearer_auth(token);
         }
-        let resp = req.send().await?;
+        let mut resp = req.send().await.map_err(failed)?;
         if !resp.status().is_success() {
-            anyhow::bail!("HTTP {}", resp.status());
+            return Err(KeySourceError::Status(resp.status()));
         }
         let max_age = resp.headers().get("cache-control").and_then(|v| v.to_str().ok()).and_then(parse_max_age);
-        if resp.content_length().is_some_and(|l| l as usize > MAX_JWKS_BYTES) {
-            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        if resp.content_length().is_some_and(|l| l > self.max_bytes as u64) {
+            return Err(KeySourceError::TooLarge { limit: self.max_bytes });
         }
-        let body = Zeroizing::new(resp.bytes().await?.to_vec());
-        if body.len() > MAX_JWKS_BYTES {
-            anyhow::bail!("JWKS larger than {MAX_JWKS_BYTES} bytes");
+        let mut body = CappedBody::new(self.max_bytes, resp.content_length());
+        while let Some(chunk) = resp.chunk().await.map_err(failed)? {
+            // On `TooLarge` the response is dropped here: the connection closes and
+            // nothing more is read.
+            body.push(chunk)?;
         }
-        Ok((body, max_age))
+        // The connection goes first (no idle pooling), so the chunks can be wiped.
+        drop(resp);
+        Ok((body.into_inner(), max_age))
     }
 
-    async fn load(&self, source: &KeySource) -> anyhow::Result<(KeySet, Option<i64>)> {
+    async fn read_file(&self, path: &str) -> Result<Zeroizing<Vec<u8>>, KeySourceError> {
+        let (path, limit) = (path.to_owned(), self.max_bytes);
+        tokio::task::spawn_blocking(move || read_capped(&path, limit))
+            .await
+            .map_err(|e| KeySourceError::Transport(e.to_string()))?
+    }
+
+    async fn load(&self, source: &KeySource) -> Result<(KeySet, Option<i64>), KeySourceError> {
+        let invalid = |e: gateway_core::KeyError| KeySourceError::Invalid(e.to_string());
         match source {
             KeySource::Url(url) => {
                 let (body, max_age) = self.get(url, None).await?;
-                Ok((KeySet::from_jwks(&body)?, max_age))
+                Ok((KeySet::from_jwks(&body).map_err(invalid)?, max_age))
             }
             KeySource::File { path, kid } => {
-                let bytes = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
-                let set = parse_file(&bytes, kid.as_deref()).map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                let bytes = self.read_file(path).await?;
+                let set = parse_file(&bytes, kid.as_deref())
+                    .map_err(|e| KeySourceError::File { path: path.clone(), error: e.to_string() })?;
                 Ok((set, None))
             }
         }
     }
 
-    async fn load_decryption(&self, source: &DecryptionSource) -> anyhow::Result<(DecryptionKeySet, Option<i64>)> {
+    async fn load_decryption(
+        &self,
+        source: &DecryptionSource,
+    ) -> Result<(DecryptionKeySet, Option<i64>), KeySourceError> {
         let (body, max_age) = match source {
             DecryptionSource::Url { url, token } => {
-                let token = read_token(token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
+                let token = read_token(token).ok_or(KeySourceError::Credential)?;
                 self.get(url, Some(&token)).await?
             }
-            DecryptionSource::File(path) => {
-                (Zeroizing::new(tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{path}: {e}"))?), None)
-            }
+            DecryptionSource::File(path) => (self.read_file(path).await?, None),
         };
-        Ok((DecryptionKeySet::from_jwks(&body).map_err(|e| anyhow::anyhow!("{e}"))?, max_age))
+        Ok((DecryptionKeySet::from_jwks(&body).map_err(KeySourceError::Invalid)?, max_age))
     }
 
     /// Fetches one tenant's decryption keys and installs them; on failure the old keys stay.
@@ -244,7 +237,7 @@ impl KeyFetcher {
         tenant: &str,
         trigger: &'static str,
         kind: Kind<'_, S>,
-        outcome: anyhow::Result<(T, Option<i64>)>,
+        outcome: Result<(T, Option<i64>), KeySourceError>,
         install: impl FnOnce(T, i64, Option<i64>),
     ) -> anyhow::Result<()> {
         let count = |result: &str| kind.counter.with_label_values(&[self.label(tenant), trigger, result]).inc();
@@ -265,8 +258,8 @@ impl KeyFetcher {
                 return Ok(());
             }
             Err(e) => {
-                count("error");
-                e
+                count(e.label());
+                e.into()
             }
         };
         kind.store.record_failure(tenant, now());

@@ -56,6 +56,15 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let cli = Cli::parse();
+    if cli.check || cli.pingora.test {
+        // The same validation a SIGHUP reload runs.
+        if let Err(e) = keys::load_checked(&cli.config) {
+            eprintln!("invalid config {}:\n{e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+        println!("config {} is valid", cli.config.display());
+        return ExitCode::SUCCESS;
+    }
     let config = match Config::from_file(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -63,15 +72,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if cli.check || cli.pingora.test {
-        let problems = keys::check_files(&config);
-        if !problems.is_empty() {
-            eprintln!("invalid config {}:\n{}", cli.config.display(), problems.join("\n"));
-            return ExitCode::from(2);
-        }
-        println!("config {} is valid", cli.config.display());
-        return ExitCode::SUCCESS;
-    }
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -91,6 +91,11 @@ impl Gateway {
         assert!(ok.success());
     }
 
+    /// The gateway's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the gateway wrote to stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("gateway.log")).unwrap_or_default()

@@ -52,13 +52,21 @@ pub enum Startup {
     NotReady,
 }
 
+/// Default size cap on one key set (`keys.max_fetch_bytes`): 1 MiB, room for
+/// hundreds of RSA keys.
+pub const DEFAULT_MAX_FETCH_BYTES: usize = 1 << 20;
+/// Largest `keys.max_fetch_bytes` accepted.
+pub const MAX_FETCH_BYTES_LIMIT: usize = 64 << 20;
+
 /// Key fetching settings.
 #[derive(Debug, Clone)]
 pub struct KeySettings {
     /// Refresh timing.
     pub refresh: RefreshPolicy,
-    /// Timeout of one fetch.
+    /// Time cap on one whole fetch (connect, headers and body).
     pub fetch_timeout: Duration,
+    /// Size cap on one key set (URL body or file), in bytes.
+    pub max_fetch_bytes: usize,
     /// Start-up behaviour.
     pub startup: Startup,
 }
@@ -317,6 +325,14 @@ impl TryFrom<FileConfig> for Config {
         if refresh.max_stale < refresh.ceiling {
             errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
         }
+        let fetch_timeout = k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0);
+        if fetch_timeout < Duration::from_millis(10) || fetch_timeout > Duration::from_secs(60) {
+            errs.push("keys.fetch_timeout", "must be between 10ms and 60s");
+        }
+        let max_fetch_bytes = k.max_fetch_bytes.unwrap_or(DEFAULT_MAX_FETCH_BYTES);
+        if !(1024..=MAX_FETCH_BYTES_LIMIT).contains(&max_fetch_bytes) {
+            errs.push("keys.max_fetch_bytes", format!("must be between 1024 and {MAX_FETCH_BYTES_LIMIT} bytes"));
+        }
         let startup = match k.startup.as_deref() {
             None | Some("fail_fast") => Startup::FailFast,
             Some("not_ready") => Startup::NotReady,
@@ -435,11 +451,7 @@ impl TryFrom<FileConfig> for Config {
             forward_authorization: f.auth.forward_authorization,
             token_cache_size: f.auth.token_cache_size.unwrap_or(10_000),
             replay_cache_size: f.auth.replay_cache_size.unwrap_or(100_000),
-            keys: KeySettings {
-                refresh,
-                fetch_timeout: k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0),
-                startup,
-            },
+            keys: KeySettings { refresh, fetch_timeout, max_fetch_bytes, startup },
             tenants,
             headers,
             upstreams,

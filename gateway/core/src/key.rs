@@ -111,9 +111,10 @@ impl VerifyingKey {
         let kty = s("kty").ok_or(KeyError::Member("kty"))?;
         let (family, raw) = match (kty, s("crv")) {
             ("RSA", _) => {
-                let n = bytes("n")?;
+                let (n, e) = (bytes("n")?, bytes("e")?);
                 check_rsa_modulus(&n)?;
-                (KeyFamily::Rsa, rsa_public_der(&n, &bytes("e")?))
+                check_rsa_exponent(&e)?;
+                (KeyFamily::Rsa, rsa_public_der(&n, &e))
             }
             ("EC", Some("P-256")) => {
                 let (x, y) = (bytes("x")?, bytes("y")?);
@@ -164,14 +165,34 @@ impl VerifyingKey {
     }
 }
 
-/// Refuses RSA moduli outside 2048..=8192 bits (leading zero bytes ignored).
+/// The bit length of a big-endian unsigned integer: 0 for an empty or all-zero one,
+/// leading zero bytes ignored (no arithmetic can underflow on hostile input).
+pub(crate) fn bit_length(v: &[u8]) -> usize {
+    match v.iter().position(|b| *b != 0) {
+        None => 0,
+        Some(first) => (v.len() - first) * 8 - v[first].leading_zeros() as usize,
+    }
+}
+
+/// Refuses RSA moduli outside 2048..=8192 bits (leading zero bytes ignored; an empty
+/// or zero modulus is 0 bits).
 pub(crate) fn check_rsa_modulus(n: &[u8]) -> Result<(), KeyError> {
-    let first = n.iter().position(|b| *b != 0).unwrap_or(n.len());
-    let bits = (n.len() - first) * 8 - n.get(first).map_or(8, |b| b.leading_zeros() as usize);
+    let bits = bit_length(n);
     if (2048..=8192).contains(&bits) {
         Ok(())
     } else {
         Err(KeyError::Rejected(format!("RSA modulus of {bits} bits, expected 2048 to 8192")))
+    }
+}
+
+/// Refuses RSA public exponents that are empty, even, below 3 or above 33 bits (the
+/// range the crypto library accepts), before any DER is built from them.
+pub(crate) fn check_rsa_exponent(e: &[u8]) -> Result<(), KeyError> {
+    let bits = bit_length(e);
+    if (2..=33).contains(&bits) && e.last().is_some_and(|b| b & 1 == 1) {
+        Ok(())
+    } else {
+        Err(KeyError::Rejected(format!("RSA public exponent of {bits} bits, expected an odd value of 2 to 33 bits")))
     }
 }
 
@@ -300,5 +321,96 @@ impl KeySet {
     /// True when the set holds no usable key.
     pub fn is_empty(&self) -> bool {
         self.all.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The test RSA key's public JWK (2048 bits), with `edit` applied.
+    fn rsa_jwk(edit: impl FnOnce(&mut Map<String, Value>)) -> Map<String, Value> {
+        let key = testkit::TestKey::load("rsa-a.pem", "rs-1", jsonwebtoken::Algorithm::RS256);
+        let mut jwk = key.jwk().as_object().cloned().expect("object");
+        edit(&mut jwk);
+        jwk
+    }
+
+    fn b64(bytes: &[u8]) -> Value {
+        json!(testkit::b64(bytes))
+    }
+
+    #[test]
+    fn bit_length_never_underflows() {
+        assert_eq!(bit_length(&[]), 0);
+        assert_eq!(bit_length(&[0, 0, 0]), 0);
+        assert_eq!(bit_length(&[1]), 1);
+        assert_eq!(bit_length(&[0, 0x80]), 8);
+        assert_eq!(bit_length(&[0x01, 0]), 9);
+        assert_eq!(bit_length(&[0xff; 256]), 2048);
+    }
+
+    #[test]
+    fn the_valid_rsa_jwk_parses() {
+        let key = VerifyingKey::from_jwk(&rsa_jwk(|_| {})).expect("valid key");
+        assert!(key.allows(Algorithm::RS256));
+    }
+
+    /// Hostile moduli and exponents are refused with a clean error, never a panic
+    /// (an empty `n` used to underflow the bit count).
+    #[test]
+    fn rsa_jwks_with_empty_zero_or_absurd_members_are_refused() {
+        let huge = vec![0xffu8; 1 << 16];
+        let cases: Vec<(&str, &str, Value, &str)> = vec![
+            ("empty n", "n", json!(""), "RSA modulus of 0 bits"),
+            ("zero n", "n", b64(&[0]), "RSA modulus of 0 bits"),
+            ("all-zero n", "n", b64(&[0; 256]), "RSA modulus of 0 bits"),
+            ("one-bit n", "n", b64(&[1]), "RSA modulus of 1 bits"),
+            ("2047-bit n", "n", b64(&[[0x7f].as_slice(), &[0xff; 255]].concat()), "RSA modulus of 2047 bits"),
+            ("512 kbit n", "n", b64(&huge), "RSA modulus of 524288 bits"),
+            ("empty e", "e", json!(""), "RSA public exponent of 0 bits"),
+            ("zero e", "e", b64(&[0, 0]), "RSA public exponent of 0 bits"),
+            ("e = 1", "e", b64(&[1]), "RSA public exponent of 1 bits"),
+            ("even e", "e", b64(&[1, 0, 0]), "RSA public exponent of 17 bits"),
+            ("huge e", "e", b64(&[0xff; 64]), "RSA public exponent of 512 bits"),
+        ];
+        for (what, member, value, expected) in cases {
+            let jwk = rsa_jwk(|j| {
+                j.insert(member.into(), value);
+            });
+            match VerifyingKey::from_jwk(&jwk) {
+                Err(KeyError::Rejected(m)) => assert!(m.starts_with(expected), "{what}: {m}"),
+                other => panic!("{what}: {other:?}"),
+            }
+        }
+        for member in ["n", "e"] {
+            let missing = rsa_jwk(|j| {
+                j.remove(member);
+            });
+            assert!(matches!(VerifyingKey::from_jwk(&missing), Err(KeyError::Member(_))), "{member} missing");
+            let not_b64 = rsa_jwk(|j| {
+                j.insert(member.into(), json!("***"));
+            });
+            assert!(matches!(VerifyingKey::from_jwk(&not_b64), Err(KeyError::Member(_))), "{member} not base64url");
+        }
+    }
+
+    /// In a JWKS the bad key is skipped (with why) and the good ones still load.
+    #[test]
+    fn a_jwks_with_an_empty_n_key_keeps_its_good_keys() {
+        let good = rsa_jwk(|_| {});
+        let bad = rsa_jwk(|j| {
+            j.insert("n".into(), json!(""));
+            j.insert("kid".into(), json!("bad"));
+        });
+        let doc = json!({ "keys": [bad, good] }).to_string();
+        let set = KeySet::from_jwks(doc.as_bytes()).expect("document parses");
+        assert_eq!(set.len(), 1);
+        assert!(set.get("rs-1").is_some() && set.get("bad").is_none());
+        assert_eq!(
+            set.skipped,
+            vec!["keys[0]: key rejected: RSA modulus of 0 bits, expected 2048 to 8192".to_string()]
+        );
     }
 }

@@ -166,11 +166,15 @@ impl<S> KeyStore<S> {
     }
 
     /// Claims the single unknown-`kid` refetch slot for `tenant`, if no fetch is in
-    /// flight and the cooldown has passed; `None` otherwise.
+    /// flight, the cooldown has passed and, after failed fetches, the retry backoff
+    /// has too (requests never hammer a failing source); `None` otherwise.
     pub fn try_refetch(&self, tenant: &str, now: i64) -> Option<FetchSlot<'_>> {
         let st = self.state.get(tenant)?;
         let last = st.last_forced_at.load(Ordering::Acquire);
         if now - last < self.policy.unknown_kid_cooldown {
+            return None;
+        }
+        if st.failures.load(Ordering::Acquire) > 0 && now < st.next_refresh_at.load(Ordering::Acquire) {
             return None;
         }
         if st.in_flight.swap(true, Ordering::AcqRel) {
@@ -281,5 +285,28 @@ mod tests {
         assert!(store.try_refetch("a", 105).is_none(), "cooldown");
         assert!(store.try_refetch("a", 110).is_some(), "after cooldown");
         assert!(store.try_refetch("zzz", 500).is_none(), "unknown tenant never fetches");
+    }
+
+    /// After failed fetches an unknown-`kid` refetch also waits out the retry
+    /// backoff (1 s, 2 s, 4 s ... capped at the floor), even with no cooldown.
+    #[test]
+    fn unknown_kid_refetch_waits_out_the_failure_backoff() {
+        let policy = RefreshPolicy { unknown_kid_cooldown: 0, ..POLICY };
+        let store: KeyStore = KeyStore::new(["a"], policy);
+        assert!(store.try_refetch("a", 100).is_some());
+        store.record_failure("a", 100);
+        assert!(store.try_refetch("a", 100).is_none(), "backoff after one failure");
+        assert!(store.try_refetch("a", 101).is_some(), "1 s later");
+        store.record_failure("a", 101);
+        assert!(store.try_refetch("a", 102).is_none(), "2 s backoff");
+        assert!(store.try_refetch("a", 103).is_some());
+        for f in 3..=12 {
+            store.record_failure("a", 1000);
+            assert_eq!(store.failures("a"), f);
+        }
+        assert!(store.try_refetch("a", 1029).is_none(), "capped at the floor, not shorter");
+        assert!(store.try_refetch("a", 1030).is_some());
+        store.install("a", KeySet::default(), 1030, None);
+        assert!(store.try_refetch("a", 1030).is_some(), "a success clears the backoff");
     }
 }

@@ -48,6 +48,7 @@ fn from_spki(spki: &SubjectPublicKeyInfo<'_>, kid: String) -> Result<VerifyingKe
     match spki.parsed() {
         Ok(PublicKey::RSA(rsa)) => {
             crate::key::check_rsa_modulus(rsa.modulus)?;
+            crate::key::check_rsa_exponent(rsa.exponent)?;
             // The BIT STRING of an RSA SPKI is the PKCS#1 RSAPublicKey DER.
             VerifyingKey::from_raw(Some(kid), KeyFamily::Rsa, None, &spki.subject_public_key.data)
         }

@@ -272,9 +272,12 @@ pub struct KeysFile {
     /// How long the last good keys keep serving while the source is down.
     #[serde(default)]
     pub max_stale: Option<Dur>,
-    /// Timeout of one fetch.
+    /// Time cap on one whole fetch (connect, headers and body).
     #[serde(default)]
     pub fetch_timeout: Option<Dur>,
+    /// Size cap on one key set (URL body or file), in bytes.
+    #[serde(default)]
+    pub max_fetch_bytes: Option<usize>,
     /// `fail_fast` (refuse to start) or `not_ready` (start, report not ready).
     #[serde(default)]
     pub startup: Option<String>,

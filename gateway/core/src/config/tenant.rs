@@ -7,6 +7,34 @@ use crate::alg::Algorithm;
 use crate::jwe::{ContentEncryption, JweAllow, KeyManagement};
 use crate::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
 
+/// Longest tenant id: `<tenant>-<rest>` key ids (the sidecar's) then fit well under
+/// the 256-byte `kid` cap.
+pub const MAX_TENANT_ID_LEN: usize = 64;
+
+/// A tenant id is 1..=64 of `[A-Za-z0-9._-]`: it names metric labels, log fields and
+/// `kid` prefixes, and is substituted into key URLs, so nothing else is allowed.
+pub(crate) fn check_tenant_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_TENANT_ID_LEN {
+        return Err(format!(
+            "tenant id must be 1 to {MAX_TENANT_ID_LEN} characters (this one has {})",
+            id.chars().count()
+        ));
+    }
+    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("tenant id may hold only A-Z, a-z, 0-9, '.', '_' and '-', not {c:?}"));
+    }
+    Ok(())
+}
+
+/// The id as shown in a field path: escaped, and cut after 64 characters.
+fn shown_id(id: &str) -> String {
+    let mut shown: String = id.chars().take(MAX_TENANT_ID_LEN).collect::<String>().escape_debug().collect();
+    if id.chars().count() > MAX_TENANT_ID_LEN {
+        shown.push('…');
+    }
+    shown
+}
+
 /// Validates every tenant of `f`, pushing problems onto `errs`.
 pub(super) fn tenants(f: &FileConfig, errs: &mut Errors) -> Vec<Tenant> {
     let k = &f.keys;
@@ -33,6 +61,9 @@ pub(super) fn tenants(f: &FileConfig, errs: &mut Errors) -> Vec<Tenant> {
     }
     for (id, t) in &f.tenants {
         let p = format!("tenants.{id}");
+        if let Err(why) = check_tenant_id(id) {
+            errs.push(format!("tenants.{}", shown_id(id)), why);
+        }
         if t.issuer.is_empty() {
             errs.push(format!("{p}.issuer"), "must not be empty");
         }
@@ -130,4 +161,72 @@ pub(super) fn tenants(f: &FileConfig, errs: &mut Errors) -> Vec<Tenant> {
         });
     }
     tenants
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, DEFAULT_MAX_FETCH_BYTES};
+
+    fn config(tenant: &str, keys: &str) -> String {
+        format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nkeys:\n  url_template: http://k/{{tenant}}\n{keys}\
+             tenants:\n  {tenant:?}:\n    issuer: i\n    audiences: [a]\n    algorithms: [ES256]\n\
+             upstreams:\n  u:\n    peers: [\"127.0.0.1:3\"]\nroutes:\n  - prefix: /\n    upstream: u\n"
+        )
+    }
+
+    fn errors(yaml: &str) -> Vec<(String, String)> {
+        match Config::from_yaml(yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|f| (f.path, f.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn tenant_ids_of_the_allowed_shape_pass() {
+        let longest = "a".repeat(64);
+        for id in ["t1", "hospital-a", "Hospital_B.eu", "0", longest.as_str()] {
+            assert_eq!(errors(&config(id, "")), Vec::new(), "{id}");
+        }
+    }
+
+    /// A tenant id longer than 64 characters (so `<tenant>-...` kids would not fit
+    /// the 256-byte `kid` cap), empty, or with other characters is refused, named
+    /// by its field path.
+    #[test]
+    fn long_empty_or_odd_tenant_ids_are_refused_with_their_path() {
+        let long = "a".repeat(65);
+        let errs = errors(&config(&long, ""));
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].0, format!("tenants.{}…", "a".repeat(64)));
+        assert_eq!(errs[0].1, "tenant id must be 1 to 64 characters (this one has 65)");
+        let huge = "b".repeat(1000); // YAML caps implicit keys at 1024 characters
+        let errs = errors(&config(&huge, ""));
+        assert!(errs[0].0.len() < 80 && errs[0].1.contains("1000"), "{errs:?}");
+        assert_eq!(errors(&config("", ""))[0].1, "tenant id must be 1 to 64 characters (this one has 0)");
+        for (id, bad) in [("a/b", '/'), ("a b", ' '), ("t{x}", '{'), ("é", 'é'), ("a\nb", '\n'), ("a?x=1", '?')] {
+            let errs = errors(&config(id, ""));
+            assert_eq!(errs.len(), 1, "{id:?}: {errs:?}");
+            assert_eq!(errs[0].1, format!("tenant id may hold only A-Z, a-z, 0-9, '.', '_' and '-', not {bad:?}"));
+            assert!(!errs[0].0.contains('\n'), "the path is escaped: {:?}", errs[0].0);
+        }
+    }
+
+    #[test]
+    fn fetch_size_and_time_caps() {
+        let ok = Config::from_yaml(&config("t1", "")).unwrap();
+        assert_eq!(ok.keys.max_fetch_bytes, DEFAULT_MAX_FETCH_BYTES);
+        assert_eq!(ok.keys.fetch_timeout, std::time::Duration::from_secs(2));
+        let set = Config::from_yaml(&config("t1", "  max_fetch_bytes: 4096\n  fetch_timeout: 300ms\n")).unwrap();
+        assert_eq!((set.keys.max_fetch_bytes, set.keys.fetch_timeout.as_millis()), (4096, 300));
+        for (keys, path) in [
+            ("  max_fetch_bytes: 10\n", "keys.max_fetch_bytes"),
+            ("  max_fetch_bytes: 1000000000\n", "keys.max_fetch_bytes"),
+            ("  fetch_timeout: 0s\n", "keys.fetch_timeout"),
+            ("  fetch_timeout: 10m\n", "keys.fetch_timeout"),
+        ] {
+            let errs = errors(&config("t1", keys));
+            assert_eq!(errs.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), [path], "{keys}");
+        }
+    }
 }

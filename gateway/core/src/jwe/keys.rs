@@ -130,12 +130,12 @@ fn parse_key(jwk: &PrivateJwk) -> Result<DecryptionKey, String> {
     match (jwk.kty.as_deref(), jwk.crv.as_deref()) {
         (Some("RSA"), _) => {
             let parts = ["n", "e", "d", "p", "q", "dp", "dq", "qi"].map(get);
-            let parts: Result<Vec<_>, String> = parts.into_iter().collect();
-            let n_bits = parts.as_ref().map_or(0, |p| p[0].iter().skip_while(|b| **b == 0).count() * 8);
-            if n_bits < 2048 {
-                return Err("RSA modulus below 2048 bits".into());
-            }
-            PrivateDecryptingKey::from_pkcs8(&rsa_pkcs8(&parts?))
+            let parts: Vec<_> = parts.into_iter().collect::<Result<_, String>>()?;
+            // Sizes first (an empty or zero `n` is 0 bits), so no DER is built from
+            // hostile members.
+            crate::key::check_rsa_modulus(&parts[0]).map_err(|e| e.to_string())?;
+            crate::key::check_rsa_exponent(&parts[1]).map_err(|e| e.to_string())?;
+            PrivateDecryptingKey::from_pkcs8(&rsa_pkcs8(&parts))
                 .map(DecryptionKey::Rsa)
                 .map_err(|_| "RSA key rejected".into())
         }
@@ -203,5 +203,54 @@ impl DecryptionKeySet {
     /// True when empty.
     pub fn is_empty(&self) -> bool {
         self.by_kid.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// The test RSA decryption key's private JWK with `edit` applied, as a JWKS.
+    fn rsa_jwks(edit: impl FnOnce(&mut serde_json::Map<String, Value>)) -> String {
+        let text = std::fs::read_to_string(testkit::keys_dir().join("enc-rsa.jwks")).expect("test key");
+        let doc: Value = serde_json::from_str(&text).expect("json");
+        let mut jwk = doc["keys"][0].as_object().cloned().expect("object");
+        jwk.insert("use".into(), json!("enc"));
+        edit(&mut jwk);
+        json!({ "keys": [jwk] }).to_string()
+    }
+
+    #[test]
+    fn the_valid_rsa_key_parses() {
+        let set = DecryptionKeySet::from_jwks(rsa_jwks(|_| {}).as_bytes()).unwrap();
+        assert_eq!(set.len(), 1, "{:?}", set.skipped);
+    }
+
+    /// An empty, zero, short or absurd modulus (or exponent) is skipped with why,
+    /// never a panic or a DER built from it.
+    #[test]
+    fn rsa_private_jwks_with_hostile_sizes_are_skipped() {
+        let huge = testkit::b64(&vec![0xffu8; 1 << 16]);
+        let cases = [
+            ("n", json!(""), "RSA modulus of 0 bits"),
+            ("n", json!("AA"), "RSA modulus of 0 bits"),
+            ("n", json!(testkit::b64(&[0; 512])), "RSA modulus of 0 bits"),
+            ("n", json!("AQ"), "RSA modulus of 1 bits"),
+            ("n", json!(huge), "RSA modulus of 524288 bits"),
+            ("e", json!(""), "RSA public exponent of 0 bits"),
+            ("e", json!("AA"), "RSA public exponent of 0 bits"),
+            ("n", json!("***"), "member n missing or invalid"),
+            ("d", json!(""), "RSA key rejected"),
+        ];
+        for (member, value, expected) in cases {
+            let doc = rsa_jwks(|j| {
+                j.insert(member.into(), value.clone());
+            });
+            let set = DecryptionKeySet::from_jwks(doc.as_bytes()).expect("document parses");
+            assert!(set.is_empty(), "{member}={value}");
+            assert_eq!(set.skipped.len(), 1);
+            assert!(set.skipped[0].contains(expected), "{member}={value}: {}", set.skipped[0]);
+        }
     }
 }
