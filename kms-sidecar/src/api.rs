@@ -6,7 +6,8 @@ use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
 use crate::one_time::OneTimeWriter;
 use crate::service::{Kms, KmsError, MintRequest};
-use crate::store::{Claim, Revocation, TenantRecord};
+use crate::store::{Claim, Revocation};
+use crate::tenant::{Source, TenantInput, TenantSpec};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -210,35 +211,20 @@ struct CreateTenant {
 
 async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: CreateTenant = parse_json(&body)?;
-    let file = crate::config::TenantFile {
-        id: req.id.clone(),
-        alg: req.alg.clone(),
-        issuer: req.issuer.clone(),
-        audience: req.audience.clone(),
-        rotation: crate::config::RotationFile {
-            interval: gateway_core::duration::Dur(std::time::Duration::from_secs(
-                req.rotation_interval_secs.unwrap_or(90 * 86400).max(1) as u64,
-            )),
-            max_token_ttl: None,
-            clock_skew: None,
-        },
-        enc_alg: req.enc_alg.clone(),
-        rsa_bits: req.rsa_bits,
-    };
-    crate::config::validate_tenant(&file).map_err(KmsError::BadRequest)?;
-    let rec = TenantRecord {
+    let input = TenantInput {
         id: req.id,
         alg: req.alg,
         issuer: req.issuer,
         audience: req.audience,
-        interval: req.rotation_interval_secs.unwrap_or(90 * 86400),
-        max_token_ttl: req.max_token_ttl_secs.unwrap_or(900),
-        clock_skew: req.clock_skew_secs.unwrap_or(60),
+        interval: req.rotation_interval_secs,
+        max_token_ttl: req.max_token_ttl_secs,
+        clock_skew: req.clock_skew_secs,
         enc_alg: req.enc_alg,
         rsa_bits: req.rsa_bits,
     };
-    let id = rec.id.clone();
-    if st.kms.ensure_tenant(rec, now())? {
+    let spec = TenantSpec::validate(input).map_err(|e| KmsError::BadRequest(TenantSpec::describe(&e, Source::Api)))?;
+    let id = spec.id().to_owned();
+    if st.kms.ensure_tenant(spec, now())? {
         Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
     } else {
         Err(KmsError::Conflict(format!("tenant {id} exists")))
@@ -259,23 +245,95 @@ async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest {
-    pem: String,
+struct ImportRequest<'a> {
+    /// Borrowed raw JSON, unescaped by [`json_string`] into a wiped buffer.
+    #[serde(borrow)]
+    pem: &'a serde_json::value::RawValue,
     #[serde(rename = "use")]
     key_use: Use,
     #[serde(default)]
     format: Option<String>,
 }
 
-async fn import(State(st): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Result<Response, KmsError> {
-    let req: ImportRequest = parse_json(&body)?;
-    let kid = st.kms.import(&tenant, &req.pem, req.key_use, req.format.as_deref(), now())?;
+/// Reads a request body that holds a secret into one wiped-on-drop buffer, growing
+/// it by copy-and-wipe rather than reallocation. Chunks no one else holds are wiped
+/// too (hyper's connection buffer, shared, is reused by the next read).
+async fn secret_body(mut body: Body) -> Result<Zeroizing<Vec<u8>>, Response> {
+    use axum::body::HttpBody;
+    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0).min(1 << 20);
+    let mut out = Zeroizing::new(Vec::with_capacity(hint.max(4096)));
+    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
+        let frame = frame.map_err(|e| {
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = src {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large");
+                }
+                src = err.source();
+            }
+            error(StatusCode::BAD_REQUEST, "bad_request", "cannot read the request body")
+        })?;
+        let Ok(chunk) = frame.into_data() else { continue };
+        if out.len() + chunk.len() > out.capacity() {
+            let mut bigger = Zeroizing::new(Vec::with_capacity((out.len() + chunk.len()).max(2 * out.capacity())));
+            bigger.extend_from_slice(&out);
+            out = bigger;
+        }
+        out.extend_from_slice(&chunk);
+        if let Ok(mut own) = chunk.try_into_mut() {
+            zeroize::Zeroize::zeroize(own.as_mut());
+        }
+    }
+    Ok(out)
+}
+
+/// The value of a JSON string literal, unescaped into a wiped-on-drop buffer of its
+/// final size (serde_json would leave a copy in its scratch buffer).
+fn json_string(field: &str, raw: &serde_json::value::RawValue) -> Result<Zeroizing<String>, KmsError> {
+    let bad = || KmsError::BadRequest(format!("{field}: expected a JSON string"));
+    let inner = raw.get().strip_prefix('"').and_then(|r| r.strip_suffix('"')).ok_or_else(bad)?;
+    let mut out = Zeroizing::new(String::with_capacity(inner.len()));
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next().ok_or_else(bad)? {
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            'b' => '\u{8}',
+            'f' => '\u{c}',
+            'u' => {
+                let mut code = 0u32;
+                for _ in 0..4 {
+                    code = code * 16 + chars.next().and_then(|h| h.to_digit(16)).ok_or_else(bad)?;
+                }
+                char::from_u32(code).ok_or_else(bad)?
+            }
+            other => other,
+        });
+    }
+    Ok(out)
+}
+
+async fn import(State(st): St, Path(tenant): Path<String>, body: Body) -> Result<Response, Response> {
+    let body = secret_body(body).await?;
+    let req: ImportRequest = serde_json::from_slice(&body)
+        .map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")).into_response())?;
+    let pem = json_string("pem", req.pem).map_err(IntoResponse::into_response)?;
+    let kid =
+        st.kms.import(&tenant, &pem, req.key_use, req.format.as_deref(), now()).map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response())
 }
 
 async fn decryption_keys(State(st): St, Path(tenant): Path<String>) -> Result<Response, KmsError> {
-    let doc = st.kms.decryption_keys(&tenant, now())?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(doc)).into_response())
+    let keys = st.kms.decryption_keys(&tenant, now())?;
+    // The body is sent from this wiped-on-drop buffer (hyper writes it as is).
+    let body = Body::from(axum::body::Bytes::from_owner(crate::crypto::private_jwks_json(&keys)?));
+    let headers = [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_TYPE, "application/json")];
+    Ok((headers, body).into_response())
 }
 
 async fn metrics(State(st): St) -> Response {

@@ -10,10 +10,13 @@ mod crypto;
 mod der;
 mod ecdh;
 mod keyring;
+mod listener;
 mod metrics;
 mod one_time;
+mod permission;
 mod service;
 mod store;
+mod tenant;
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
@@ -115,23 +118,18 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             anyhow::bail!("{name}: must be at least 16 characters");
         }
     }
+    if bool::from(subtle::ConstantTimeEq::ct_eq(admin_token.as_bytes(), gateway_token.as_bytes())) {
+        anyhow::bail!(
+            "admin_token and gateway_token: must differ (the gateway channel must not hold the admin credential)"
+        );
+    }
     let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer, cfg.create_if_missing)?;
     let kms = Arc::new(service::Kms::new(store, cfg.max_age(), cfg.keep_retired).map_err(|e| anyhow::anyhow!("{e}"))?);
     let now = api::now();
-    for t in &cfg.tenants {
-        let rec = store::TenantRecord {
-            id: t.id.clone(),
-            alg: t.alg.clone(),
-            issuer: t.issuer.clone(),
-            audience: t.audience.clone(),
-            interval: t.rotation.interval.secs(),
-            max_token_ttl: t.rotation.max_token_ttl.map_or(900, |d| d.secs()),
-            clock_skew: t.rotation.clock_skew.map_or(60, |d| d.secs()),
-            enc_alg: t.enc_alg.clone(),
-            rsa_bits: t.rsa_bits,
-        };
-        if kms.ensure_tenant(rec, now).map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.id))? {
-            tracing::info!(tenant = %t.id, "tenant created");
+    for spec in &cfg.specs {
+        let id = spec.id().to_owned();
+        if kms.ensure_tenant(spec.clone(), now).map_err(|e| anyhow::anyhow!("tenant {id}: {e}"))? {
+            tracing::info!(tenant = %id, "tenant created");
         }
     }
     let metrics = metrics::Metrics::new()?;
@@ -150,8 +148,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         let internal = tokio::net::TcpListener::bind(cfg.internal_listen).await?;
         tracing::info!(listen = %cfg.listen, internal = %cfg.internal_listen, "kms-sidecar serving");
         let rotation = tokio::spawn(rotation_loop(kms, metrics));
-        let a = axum::serve(public, api::public(state.clone())).with_graceful_shutdown(shutdown());
-        let b = axum::serve(internal, api::internal(state)).with_graceful_shutdown(shutdown());
+        let limits = cfg.http_limits;
+        let a = listener::serve(public, api::public(state.clone()), &limits, shutdown());
+        let b = listener::serve(internal, api::internal(state), &limits, shutdown());
         let (ra, rb) = tokio::join!(a, b);
         rotation.abort();
         ra?;
