@@ -479,3 +479,23 @@ pub fn internal(st: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(st.clone(), count))
         .with_state(st)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_unescape_like_serde_json() {
+        for v in ["-----BEGIN X-----\nAb/+=\r\n\t\"q\" \\ é \u{1}", "", "plain"] {
+            let literal = serde_json::to_string(v).unwrap();
+            let raw = serde_json::value::RawValue::from_string(literal).unwrap();
+            assert_eq!(json_string("pem", &raw).unwrap().as_str(), v);
+        }
+        let escaped = serde_json::value::RawValue::from_string(r#""\u0041\/""#.into()).unwrap();
+        assert_eq!(json_string("pem", &escaped).unwrap().as_str(), "A/");
+        for bad in ["5", "null", r#""\ud800""#] {
+            let raw = serde_json::value::RawValue::from_string(bad.into()).unwrap();
+            assert!(json_string("pem", &raw).is_err(), "{bad}");
+        }
+    }
+}

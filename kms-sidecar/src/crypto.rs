@@ -524,4 +524,42 @@ mod tests {
         assert!(a.open("kid-1", &tampered).is_err());
         assert_ne!(a.seal("kid-1", b"x").unwrap(), a.seal("kid-1", b"x").unwrap(), "fresh data key and nonces");
     }
+
+    #[test]
+    fn private_jwks_carry_every_private_member_in_one_exact_buffer() {
+        let rsa = generate(Alg::RsaOaep256, 2048).unwrap();
+        let ec = generate(Alg::EcdhEsA256Kw, 0).unwrap();
+        let keys =
+            [private_jwk(Alg::RsaOaep256, &rsa, "r").unwrap(), private_jwk(Alg::EcdhEsA256Kw, &ec, "e").unwrap()];
+        let json = private_jwks_json(&keys).unwrap();
+        assert_eq!(json.len(), json.capacity(), "allocated once, at its final size");
+        let doc: Value = serde_json::from_slice(&json).unwrap();
+        let (r, e) = (&doc["keys"][0], &doc["keys"][1]);
+        for m in ["n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+            assert!(r[m].as_str().is_some_and(|v| !v.is_empty()), "RSA member {m}: {r}");
+        }
+        assert_eq!((r["kty"].as_str(), r["kid"].as_str(), r["use"].as_str()), (Some("RSA"), Some("r"), Some("enc")));
+        assert_eq!(
+            (e["kty"].as_str(), e["crv"].as_str(), e["alg"].as_str()),
+            (Some("EC"), Some("P-256"), Some("ECDH-ES+A256KW"))
+        );
+        assert_eq!(gateway_core::b64::decode(e["d"].as_str().unwrap().as_bytes()).unwrap(), ec.as_slice());
+        assert!(private_jwk(Alg::ES256, &ec, "s").is_err(), "signing keys are never handed out");
+    }
+
+    #[test]
+    fn pem_framing_is_checked() {
+        let body = "MIIB\nAAAA\n";
+        let text = format!("junk\n-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n");
+        let (label, der) = pem_block(&text).unwrap();
+        assert_eq!((label, der.as_slice()), ("PRIVATE KEY", &[0x30, 0x82, 0x01, 0, 0, 0][..]));
+        for bad in [
+            "not a pem",
+            "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(matches!(pem_block(bad), Err(KeyError::Pem(_))), "{bad}");
+        }
+    }
 }

@@ -125,6 +125,12 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     }
     let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer, cfg.create_if_missing)?;
     let kms = Arc::new(service::Kms::new(store, cfg.max_age(), cfg.keep_retired).map_err(|e| anyhow::anyhow!("{e}"))?);
+    for t in kms.tenants() {
+        if let Err(e) = tenant::TenantSpec::validate(tenant::TenantInput::from(&t)) {
+            let problems = tenant::TenantSpec::describe(&e, tenant::Source::Api);
+            tracing::warn!(tenant = %t.id, %problems, "stored tenant is outside the validated ranges; delete and re-create it");
+        }
+    }
     let now = api::now();
     for spec in &cfg.specs {
         let id = spec.id().to_owned();

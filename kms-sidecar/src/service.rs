@@ -508,4 +508,30 @@ mod tests {
         assert_eq!(Kms::one_time_until(900, 1_000), 1_000 + ONE_TIME_SKEW, "already past by our clock: from now");
         assert_eq!(Kms::one_time_until(i64::MAX, 0), i64::MAX, "no overflow");
     }
+
+    /// A tenant stored before ranges were checked (here `max_token_ttl` i64::MAX)
+    /// still never yields a wrapped, negative `exp`: the mint is a 400.
+    #[test]
+    fn mint_exp_never_overflows_even_for_an_unvalidated_stored_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::crypto::Sealer::new(&[7u8; 32]).unwrap(), true).unwrap();
+        let legacy = TenantRecord {
+            id: "legacy".into(),
+            alg: "ES256".into(),
+            issuer: "i".into(),
+            audience: "a".into(),
+            interval: 86_400,
+            max_token_ttl: i64::MAX,
+            clock_skew: 60,
+            enc_alg: None,
+            rsa_bits: None,
+        };
+        store.commit(&[legacy], &[], &[], &[]).unwrap();
+        let kms = Kms::new(store, 60, false).unwrap();
+        let req = |ttl: i64| serde_json::from_value::<MintRequest>(json!({"sub": "u", "ttl_secs": ttl})).unwrap();
+        match kms.mint("legacy", req(i64::MAX), 1_700_000_000) {
+            Err(KmsError::BadRequest(m)) => assert!(m.starts_with("ttl_secs: "), "{m}"),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
 }

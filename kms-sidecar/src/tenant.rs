@@ -57,6 +57,23 @@ pub struct TenantInput {
     pub rsa_bits: Option<u32>,
 }
 
+impl From<&TenantRecord> for TenantInput {
+    /// A stored tenant as input, to re-check one stored before validation existed.
+    fn from(t: &TenantRecord) -> Self {
+        TenantInput {
+            id: t.id.clone(),
+            alg: t.alg.clone(),
+            issuer: t.issuer.clone(),
+            audience: t.audience.clone(),
+            interval: Some(t.interval),
+            max_token_ttl: Some(t.max_token_ttl),
+            clock_skew: Some(t.clock_skew),
+            enc_alg: t.enc_alg.clone(),
+            rsa_bits: t.rsa_bits,
+        }
+    }
+}
+
 /// A field of a tenant definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
