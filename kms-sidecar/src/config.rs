@@ -28,6 +28,7 @@ impl SecretSource {
                 .map(zeroize::Zeroizing::new)
                 .map_err(|_| anyhow::anyhow!("{field}: environment variable {var} is not set")),
             (None, Some(path)) => std::fs::read_to_string(path)
+                .map(zeroize::Zeroizing::new)
                 .map(|s| zeroize::Zeroizing::new(s.trim().to_owned()))
                 .map_err(|e| anyhow::anyhow!("{field}: {path}: {e}")),
             _ => anyhow::bail!("{field}: set exactly one of env or file"),

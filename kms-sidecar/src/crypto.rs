@@ -361,10 +361,13 @@ fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, KeyError> {
 fn aead_seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; 12];
     SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto("rng"))?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+    // Room for the tag, so the plaintext is never left behind by a reallocation.
+    let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + 16));
+    buf.extend_from_slice(plain);
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *buf)
         .map_err(|_| KeyError::Crypto("seal"))?;
-    let mut out = nonce.to_vec();
+    let mut out = Vec::with_capacity(12 + buf.len());
+    out.extend_from_slice(&nonce);
     out.extend_from_slice(&buf);
     Ok(out)
 }

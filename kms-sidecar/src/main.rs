@@ -206,11 +206,15 @@ fn mint(
     token_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let token = match token_file {
-        Some(p) => std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.trim().to_owned(),
-        None => std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
+        Some(p) => zeroize::Zeroizing::new(
+            std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.trim().to_owned(),
+        ),
+        None => zeroize::Zeroizing::new(
+            std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
+        ),
     };
     let ttl_secs = ttl
-        .map(|t| gateway_core::duration::parse(&t).map(|d| d.as_secs() as i64))
+        .map(|t| gateway_core::duration::parse(&t).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
     let mut extra = serde_json::Map::new();
@@ -240,7 +244,7 @@ fn mint(
     let out: serde_json::Value = rt.block_on(async {
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/tenants/{tenant}/tokens", url.trim_end_matches('/')))
-            .bearer_auth(token)
+            .bearer_auth(token.as_str())
             .json(&body)
             .send()
             .await?;
