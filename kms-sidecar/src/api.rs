@@ -5,6 +5,7 @@
 use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
 use crate::one_time::OneTimeWriter;
+use crate::secret;
 use crate::service::{Kms, KmsError, MintRequest};
 use crate::store::{Claim, Revocation};
 use crate::tenant::{Source, TenantInput, TenantSpec};
@@ -246,7 +247,7 @@ async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ImportRequest<'a> {
-    /// Borrowed raw JSON, unescaped by [`json_string`] into a wiped buffer.
+    /// Borrowed raw JSON, unescaped by [`secret::json_string`] into a wiped buffer.
     #[serde(borrow)]
     pem: &'a serde_json::value::RawValue,
     #[serde(rename = "use")]
@@ -255,74 +256,14 @@ struct ImportRequest<'a> {
     format: Option<String>,
 }
 
-/// Reads a request body that holds a secret into one wiped-on-drop buffer, growing
-/// it by copy-and-wipe rather than reallocation. Chunks no one else holds are wiped
-/// too (hyper's connection buffer, shared, is reused by the next read).
-async fn secret_body(mut body: Body) -> Result<Zeroizing<Vec<u8>>, Response> {
-    use axum::body::HttpBody;
-    let hint = usize::try_from(body.size_hint().lower()).unwrap_or(0).min(1 << 20);
-    let mut out = Zeroizing::new(Vec::with_capacity(hint.max(4096)));
-    while let Some(frame) = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await {
-        let frame = frame.map_err(|e| {
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(err) = src {
-                if err.is::<http_body_util::LengthLimitError>() {
-                    return error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body too large");
-                }
-                src = err.source();
-            }
-            error(StatusCode::BAD_REQUEST, "bad_request", "cannot read the request body")
-        })?;
-        let Ok(chunk) = frame.into_data() else { continue };
-        if out.len() + chunk.len() > out.capacity() {
-            let mut bigger = Zeroizing::new(Vec::with_capacity((out.len() + chunk.len()).max(2 * out.capacity())));
-            bigger.extend_from_slice(&out);
-            out = bigger;
-        }
-        out.extend_from_slice(&chunk);
-        if let Ok(mut own) = chunk.try_into_mut() {
-            zeroize::Zeroize::zeroize(own.as_mut());
-        }
-    }
-    Ok(out)
-}
-
-/// The value of a JSON string literal, unescaped into a wiped-on-drop buffer of its
-/// final size (serde_json would leave a copy in its scratch buffer).
-fn json_string(field: &str, raw: &serde_json::value::RawValue) -> Result<Zeroizing<String>, KmsError> {
-    let bad = || KmsError::BadRequest(format!("{field}: expected a JSON string"));
-    let inner = raw.get().strip_prefix('"').and_then(|r| r.strip_suffix('"')).ok_or_else(bad)?;
-    let mut out = Zeroizing::new(String::with_capacity(inner.len()));
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            out.push(c);
-            continue;
-        }
-        out.push(match chars.next().ok_or_else(bad)? {
-            'n' => '\n',
-            'r' => '\r',
-            't' => '\t',
-            'b' => '\u{8}',
-            'f' => '\u{c}',
-            'u' => {
-                let mut code = 0u32;
-                for _ in 0..4 {
-                    code = code * 16 + chars.next().and_then(|h| h.to_digit(16)).ok_or_else(bad)?;
-                }
-                char::from_u32(code).ok_or_else(bad)?
-            }
-            other => other,
-        });
-    }
-    Ok(out)
-}
-
 async fn import(State(st): St, Path(tenant): Path<String>, body: Body) -> Result<Response, Response> {
-    let body = secret_body(body).await?;
+    let body = secret::body(body).await.map_err(|e| match e {
+        secret::BodyError::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
+        secret::BodyError::Unreadable => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    })?;
     let req: ImportRequest = serde_json::from_slice(&body)
         .map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")).into_response())?;
-    let pem = json_string("pem", req.pem).map_err(IntoResponse::into_response)?;
+    let pem = secret::json_string("pem", req.pem).map_err(IntoResponse::into_response)?;
     let kid =
         st.kms.import(&tenant, &pem, req.key_use, req.format.as_deref(), now()).map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response())
@@ -478,24 +419,4 @@ pub fn internal(st: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(st.clone(), count))
         .with_state(st)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn json_strings_unescape_like_serde_json() {
-        for v in ["-----BEGIN X-----\nAb/+=\r\n\t\"q\" \\ é \u{1}", "", "plain"] {
-            let literal = serde_json::to_string(v).unwrap();
-            let raw = serde_json::value::RawValue::from_string(literal).unwrap();
-            assert_eq!(json_string("pem", &raw).unwrap().as_str(), v);
-        }
-        let escaped = serde_json::value::RawValue::from_string(r#""\u0041\/""#.into()).unwrap();
-        assert_eq!(json_string("pem", &escaped).unwrap().as_str(), "A/");
-        for bad in ["5", "null", r#""\ud800""#] {
-            let raw = serde_json::value::RawValue::from_string(bad.into()).unwrap();
-            assert!(json_string("pem", &raw).is_err(), "{bad}");
-        }
-    }
 }

@@ -14,6 +14,7 @@ mod listener;
 mod metrics;
 mod one_time;
 mod permission;
+mod secret;
 mod service;
 mod store;
 mod tenant;

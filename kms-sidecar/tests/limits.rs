@@ -37,7 +37,7 @@ impl Drop for Kms {
     }
 }
 
-fn spawn(dir: &Path, admin: &str, gateway: &str) -> (Child, u16, u16) {
+fn spawn(dir: &Path, admin: &str, gateway: &str, max_connections: usize) -> (Child, u16, u16) {
     let (port, internal) = (free_port(), free_port());
     let path = dir.join("kms.yaml");
     std::fs::write(
@@ -45,7 +45,7 @@ fn spawn(dir: &Path, admin: &str, gateway: &str) -> (Child, u16, u16) {
         format!(
             "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
              master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32 }}\n\
+             limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32, max_connections: {max_connections} }}\n\
              tenants:\n  - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
             dir.join("data").display(),
             HEADER_TIMEOUT.as_secs()
@@ -66,7 +66,11 @@ fn spawn(dir: &Path, admin: &str, gateway: &str) -> (Child, u16, u16) {
 }
 
 async fn start(dir: &Path) -> Kms {
-    let (mut child, port, internal) = spawn(dir, ADMIN, GATEWAY);
+    start_with(dir, 1024).await
+}
+
+async fn start_with(dir: &Path, max_connections: usize) -> Kms {
+    let (mut child, port, internal) = spawn(dir, ADMIN, GATEWAY, max_connections);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -149,6 +153,29 @@ async fn slow_loris_and_idle_connections_are_closed_within_the_header_timeout() 
         let (_, closed) = read_until_closed(&mut s, HEADER_TIMEOUT + Duration::from_secs(8)).await;
         assert!(closed, "an idle keep-alive connection is closed");
         assert!(idle.elapsed() >= HEADER_TIMEOUT - Duration::from_millis(500), "{:?}", idle.elapsed());
+    }
+}
+
+/// Past `max_connections` a client waits in the accept queue (it is not refused);
+/// it is served once the slow-loris connections holding the slots are timed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_cap_queues_clients_until_a_slot_frees() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = start_with(dir.path(), 4).await;
+    // Fill every slot with a partial request head (the accept queue is FIFO, so the
+    // request below comes after all of them).
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(("127.0.0.1", kms.port)).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        held.push(s);
+    }
+    let queued = Instant::now();
+    let (text, _) = exchange(kms.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(text.starts_with("HTTP/1.1 200"), "served once a slot frees: {text}");
+    assert!(queued.elapsed() >= HEADER_TIMEOUT - Duration::from_millis(500), "it waited: {:?}", queued.elapsed());
+    for s in &mut held {
+        assert!(read_until_closed(s, Duration::from_secs(5)).await.1, "the held connections were closed");
     }
 }
 
@@ -271,7 +298,7 @@ async fn admin_inputs_are_validated_before_anything_is_stored() {
 #[test]
 fn identical_admin_and_gateway_credentials_refuse_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, _, _) = spawn(dir.path(), ADMIN, ADMIN);
+    let (child, _, _) = spawn(dir.path(), ADMIN, ADMIN, 1024);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
