@@ -37,7 +37,7 @@ impl Drop for Kms {
     }
 }
 
-fn spawn(dir: &Path, admin: &str, gateway: &str, max_connections: usize) -> (Child, u16, u16) {
+fn spawn(dir: &Path, admin: &str, gateway: &str, extra_limits: &str) -> (Child, u16, u16) {
     let (port, internal) = (free_port(), free_port());
     let path = dir.join("kms.yaml");
     std::fs::write(
@@ -45,7 +45,7 @@ fn spawn(dir: &Path, admin: &str, gateway: &str, max_connections: usize) -> (Chi
         format!(
             "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
              master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32, max_connections: {max_connections} }}\n\
+             limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32{extra_limits} }}\n\
              tenants:\n  - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
             dir.join("data").display(),
             HEADER_TIMEOUT.as_secs()
@@ -66,11 +66,12 @@ fn spawn(dir: &Path, admin: &str, gateway: &str, max_connections: usize) -> (Chi
 }
 
 async fn start(dir: &Path) -> Kms {
-    start_with(dir, 1024).await
+    start_with(dir, "").await
 }
 
-async fn start_with(dir: &Path, max_connections: usize) -> Kms {
-    let (mut child, port, internal) = spawn(dir, ADMIN, GATEWAY, max_connections);
+/// Starts the sidecar with `extra_limits` (`, field: value` entries) added to `limits`.
+async fn start_with(dir: &Path, extra_limits: &str) -> Kms {
+    let (mut child, port, internal) = spawn(dir, ADMIN, GATEWAY, extra_limits);
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -161,7 +162,7 @@ async fn slow_loris_and_idle_connections_are_closed_within_the_header_timeout() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_connection_cap_queues_clients_until_a_slot_frees() {
     let dir = tempfile::tempdir().unwrap();
-    let kms = start_with(dir.path(), 4).await;
+    let kms = start_with(dir.path(), ", max_connections: 4").await;
     // Fill every slot with a partial request head (the accept queue is FIFO, so the
     // request below comes after all of them).
     let mut held = Vec::new();
@@ -177,6 +178,23 @@ async fn the_connection_cap_queues_clients_until_a_slot_frees() {
     for s in &mut held {
         assert!(read_until_closed(s, Duration::from_secs(5)).await.1, "the held connections were closed");
     }
+}
+
+/// A body that trickles in (or stops) is cut at the whole-request timeout with a 408
+/// (the shortest allowed, 31 s: above the revocation feed's 30 s long poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_gets_408_at_the_request_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = start_with(dir.path(), ", request_timeout: 31s").await;
+    let head = format!(
+        "POST /admin/tenants HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"id\":"
+    );
+    let sent = Instant::now();
+    let mut s = TcpStream::connect(("127.0.0.1", kms.port)).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (text, _) = read_until_closed(&mut s, Duration::from_secs(45)).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(sent.elapsed() >= Duration::from_secs(30), "{:?}", sent.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +316,7 @@ async fn admin_inputs_are_validated_before_anything_is_stored() {
 #[test]
 fn identical_admin_and_gateway_credentials_refuse_to_start() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, _, _) = spawn(dir.path(), ADMIN, ADMIN, 1024);
+    let (child, _, _) = spawn(dir.path(), ADMIN, ADMIN, "");
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
