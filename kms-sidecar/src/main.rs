@@ -207,9 +207,12 @@ fn mint(
     token_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let token = match token_file {
-        Some(p) => zeroize::Zeroizing::new(
-            std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.trim().to_owned(),
-        ),
+        Some(p) => {
+            let raw = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            );
+            zeroize::Zeroizing::new(raw.trim().to_owned())
+        }
         None => zeroize::Zeroizing::new(
             std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
         ),
