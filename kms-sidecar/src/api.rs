@@ -5,8 +5,10 @@
 use crate::keyring::{Change, Use};
 use crate::metrics::Metrics;
 use crate::one_time::OneTimeWriter;
+use crate::secret;
 use crate::service::{Kms, KmsError, MintRequest};
-use crate::store::{Claim, Revocation, TenantRecord};
+use crate::store::{Claim, Revocation};
+use crate::tenant::{Source, TenantInput, TenantSpec};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -210,35 +212,20 @@ struct CreateTenant {
 
 async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: CreateTenant = parse_json(&body)?;
-    let file = crate::config::TenantFile {
-        id: req.id.clone(),
-        alg: req.alg.clone(),
-        issuer: req.issuer.clone(),
-        audience: req.audience.clone(),
-        rotation: crate::config::RotationFile {
-            interval: gateway_core::duration::Dur(std::time::Duration::from_secs(
-                req.rotation_interval_secs.unwrap_or(90 * 86400).max(1) as u64,
-            )),
-            max_token_ttl: None,
-            clock_skew: None,
-        },
-        enc_alg: req.enc_alg.clone(),
-        rsa_bits: req.rsa_bits,
-    };
-    crate::config::validate_tenant(&file).map_err(KmsError::BadRequest)?;
-    let rec = TenantRecord {
+    let input = TenantInput {
         id: req.id,
         alg: req.alg,
         issuer: req.issuer,
         audience: req.audience,
-        interval: req.rotation_interval_secs.unwrap_or(90 * 86400),
-        max_token_ttl: req.max_token_ttl_secs.unwrap_or(900),
-        clock_skew: req.clock_skew_secs.unwrap_or(60),
+        interval: req.rotation_interval_secs,
+        max_token_ttl: req.max_token_ttl_secs,
+        clock_skew: req.clock_skew_secs,
         enc_alg: req.enc_alg,
         rsa_bits: req.rsa_bits,
     };
-    let id = rec.id.clone();
-    if st.kms.ensure_tenant(rec, now())? {
+    let spec = TenantSpec::validate(input).map_err(|e| KmsError::BadRequest(TenantSpec::describe(&e, Source::Api)))?;
+    let id = spec.id().to_owned();
+    if st.kms.ensure_tenant(spec, now())? {
         Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
     } else {
         Err(KmsError::Conflict(format!("tenant {id} exists")))
@@ -259,23 +246,35 @@ async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ImportRequest {
-    pem: String,
+struct ImportRequest<'a> {
+    /// Borrowed raw JSON, unescaped by [`secret::json_string`] into a wiped buffer.
+    #[serde(borrow)]
+    pem: &'a serde_json::value::RawValue,
     #[serde(rename = "use")]
     key_use: Use,
     #[serde(default)]
     format: Option<String>,
 }
 
-async fn import(State(st): St, Path(tenant): Path<String>, body: axum::body::Bytes) -> Result<Response, KmsError> {
-    let req: ImportRequest = parse_json(&body)?;
-    let kid = st.kms.import(&tenant, &req.pem, req.key_use, req.format.as_deref(), now())?;
+async fn import(State(st): St, Path(tenant): Path<String>, body: Body) -> Result<Response, Response> {
+    let body = secret::body(body).await.map_err(|e| match e {
+        secret::BodyError::TooLarge => error(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string()),
+        secret::BodyError::Unreadable => error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    })?;
+    let req: ImportRequest = serde_json::from_slice(&body)
+        .map_err(|e| KmsError::BadRequest(format!("invalid JSON body: {e}")).into_response())?;
+    let pem = secret::json_string("pem", req.pem).map_err(IntoResponse::into_response)?;
+    let kid =
+        st.kms.import(&tenant, &pem, req.key_use, req.format.as_deref(), now()).map_err(IntoResponse::into_response)?;
     Ok((StatusCode::CREATED, Json(json!({"kid": kid}))).into_response())
 }
 
 async fn decryption_keys(State(st): St, Path(tenant): Path<String>) -> Result<Response, KmsError> {
-    let doc = st.kms.decryption_keys(&tenant, now())?;
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(doc)).into_response())
+    let keys = st.kms.decryption_keys(&tenant, now())?;
+    // The body is sent from this wiped-on-drop buffer (hyper writes it as is).
+    let body = Body::from(axum::body::Bytes::from_owner(crate::crypto::private_jwks_json(&keys)?));
+    let headers = [(header::CACHE_CONTROL, "no-store"), (header::CONTENT_TYPE, "application/json")];
+    Ok((headers, body).into_response())
 }
 
 async fn metrics(State(st): St) -> Response {

@@ -2,6 +2,8 @@
 //! tenants seeded at start-up. Unknown fields are refused; every problem is reported
 //! with its field path.
 
+use crate::listener::Limits;
+use crate::tenant::{Source, TenantInput, TenantSpec};
 use gateway_core::duration::Dur;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -26,6 +28,7 @@ impl SecretSource {
                 .map(zeroize::Zeroizing::new)
                 .map_err(|_| anyhow::anyhow!("{field}: environment variable {var} is not set")),
             (None, Some(path)) => std::fs::read_to_string(path)
+                .map(zeroize::Zeroizing::new)
                 .map(|s| zeroize::Zeroizing::new(s.trim().to_owned()))
                 .map_err(|e| anyhow::anyhow!("{field}: {path}: {e}")),
             _ => anyhow::bail!("{field}: set exactly one of env or file"),
@@ -69,6 +72,66 @@ pub struct TenantFile {
     pub rsa_bits: Option<u32>,
 }
 
+/// HTTP limits applied to every listener; each field defaults to the constant of
+/// the same name in [`crate::listener`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// Time to receive a request's headers; also the idle keep-alive timeout (default 10s).
+    #[serde(default)]
+    pub header_read_timeout: Option<Dur>,
+    /// Time for a whole request, above the feed's 30 s long poll (default 60s).
+    #[serde(default)]
+    pub request_timeout: Option<Dur>,
+    /// Largest request body in bytes (default 65536).
+    #[serde(default)]
+    pub max_body_bytes: Option<usize>,
+    /// Largest start line plus headers in bytes (default 16384).
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Most request headers (default 64).
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    /// Most open connections per listener (default 1024).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+}
+
+impl LimitsFile {
+    /// The limits, or every problem with its field path.
+    pub fn validate(&self, errs: &mut Vec<String>) -> Limits {
+        let d = Limits::default();
+        let l = Limits {
+            header_read_timeout: self.header_read_timeout.map_or(d.header_read_timeout, |v| v.0),
+            request_timeout: self.request_timeout.map_or(d.request_timeout, |v| v.0),
+            max_body_bytes: self.max_body_bytes.unwrap_or(d.max_body_bytes),
+            max_header_bytes: self.max_header_bytes.unwrap_or(d.max_header_bytes),
+            max_headers: self.max_headers.unwrap_or(d.max_headers),
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+        };
+        let secs = std::time::Duration::from_secs;
+        if !(secs(1)..=secs(300)).contains(&l.header_read_timeout) {
+            errs.push("limits.header_read_timeout: must be between 1s and 300s".into());
+        }
+        if !(secs(31)..=secs(3600)).contains(&l.request_timeout) {
+            errs.push("limits.request_timeout: must be between 31s (above the feed's 30 s long poll) and 1h".into());
+        }
+        if !(1024..=16 << 20).contains(&l.max_body_bytes) {
+            errs.push("limits.max_body_bytes: must be between 1024 and 16777216".into());
+        }
+        if !(1024..=1 << 20).contains(&l.max_header_bytes) {
+            errs.push("limits.max_header_bytes: must be between 1024 and 1048576".into());
+        }
+        if !(8..=1000).contains(&l.max_headers) {
+            errs.push("limits.max_headers: must be between 8 and 1000".into());
+        }
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            errs.push("limits.max_connections: must be between 1 and 1000000".into());
+        }
+        l
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,21 +164,31 @@ pub struct KmsConfig {
     /// beyond it claims are refused (fail closed), never forgotten.
     #[serde(default)]
     pub one_time_capacity: Option<u64>,
+    /// HTTP limits of every listener.
+    #[serde(default)]
+    pub limits: LimitsFile,
+    /// The validated `tenants` (filled by [`KmsConfig::from_yaml`]).
+    #[serde(skip)]
+    pub specs: Vec<TenantSpec>,
+    /// The validated `limits` (filled by [`KmsConfig::from_yaml`]).
+    #[serde(skip)]
+    pub http_limits: Limits,
 }
 
-/// Tenant algorithms the sidecar can sign with.
-pub const ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
-
 impl KmsConfig {
-    /// Parses and validates YAML, naming the field of every problem.
+    /// Parses and validates YAML, naming the field of every problem. The validated
+    /// tenants and limits are in [`KmsConfig::specs`] and [`KmsConfig::http_limits`].
     pub fn from_yaml(text: &str) -> Result<Self, String> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        let cfg: KmsConfig =
+        let mut cfg: KmsConfig =
             serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
         let mut errs = Vec::new();
         for (i, t) in cfg.tenants.iter().enumerate() {
-            if let Err(e) = validate_tenant(t) {
-                errs.push(format!("tenants[{i}].{e}"));
+            match TenantSpec::validate(t.input()) {
+                Ok(spec) => cfg.specs.push(spec),
+                Err(e) => {
+                    errs.extend(e.iter().map(|e| format!("tenants[{i}].{}: {}", e.field.name(Source::Yaml), e.problem)))
+                }
             }
         }
         if cfg.one_time_capacity == Some(0) {
@@ -124,6 +197,7 @@ impl KmsConfig {
         if cfg.jwks_max_age.is_some_and(|d| d.secs() < 1) {
             errs.push("jwks_max_age: must be at least 1s".into());
         }
+        cfg.http_limits = cfg.limits.validate(&mut errs);
         if errs.is_empty() {
             Ok(cfg)
         } else {
@@ -137,32 +211,21 @@ impl KmsConfig {
     }
 }
 
-/// Checks one tenant definition; `Err` starts with the field name.
-pub fn validate_tenant(t: &TenantFile) -> Result<(), String> {
-    if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-        return Err(format!("id: {:?} must be non-empty letters, digits, - or _", t.id));
-    }
-    if !ALGS.contains(&t.alg.as_str()) {
-        return Err(format!("alg: {:?} is not one of {}", t.alg, ALGS.join(", ")));
-    }
-    if t.issuer.is_empty() {
-        return Err("issuer: must not be empty".into());
-    }
-    if t.audience.is_empty() {
-        return Err("audience: must not be empty".into());
-    }
-    if let Some(a) = &t.enc_alg {
-        if a != "RSA-OAEP-256" && a != "ECDH-ES+A256KW" {
-            return Err(format!("enc_alg: {a:?} is not RSA-OAEP-256 or ECDH-ES+A256KW"));
+impl TenantFile {
+    /// The definition as the validator takes it (durations in whole seconds).
+    pub fn input(&self) -> TenantInput {
+        TenantInput {
+            id: self.id.clone(),
+            alg: self.alg.clone(),
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            interval: Some(self.rotation.interval.secs()),
+            max_token_ttl: self.rotation.max_token_ttl.map(|d| d.secs()),
+            clock_skew: self.rotation.clock_skew.map(|d| d.secs()),
+            enc_alg: self.enc_alg.clone(),
+            rsa_bits: self.rsa_bits,
         }
     }
-    if t.rsa_bits.is_some_and(|b| b != 2048 && b != 3072) {
-        return Err("rsa_bits: must be 2048 or 3072".into());
-    }
-    if t.rotation.interval.secs() < 1 {
-        return Err("rotation.interval: must be at least 1s".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -178,5 +241,16 @@ mod tests {
         assert!(err.contains("tenants[1].alg"), "{err}");
         let err = KmsConfig::from_yaml(&text.replace("keep_retired:", "keep_retierd:")).unwrap_err();
         assert!(err.contains("keep_retierd"), "{err}");
+        assert_eq!(cfg.specs.len(), 2);
+        assert_eq!(cfg.http_limits, Limits::default());
+        let err = KmsConfig::from_yaml(&text.replace("interval: 1d", "interval: 0s")).unwrap_err();
+        assert!(err.contains("tenants[0].rotation.interval: must be between 1 and"), "{err}");
+        let err = KmsConfig::from_yaml(&text.replace("max_token_ttl: 15m", "max_token_ttl: 30d")).unwrap_err();
+        assert!(err.contains("tenants[0].rotation.max_token_ttl"), "{err}");
+        let err =
+            KmsConfig::from_yaml(&format!("{text}\nlimits: {{ request_timeout: 5s, max_headers: 0 }}\n")).unwrap_err();
+        assert!(err.contains("limits.request_timeout") && err.contains("limits.max_headers"), "{err}");
+        let cfg = KmsConfig::from_yaml(&format!("{text}\nlimits: {{ header_read_timeout: 2s }}\n")).unwrap();
+        assert_eq!(cfg.http_limits.header_read_timeout, std::time::Duration::from_secs(2));
     }
 }

@@ -11,6 +11,7 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{KeySize, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use gateway_core::b64;
+use serde::Serialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -142,18 +143,96 @@ pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Va
     Ok(jwk)
 }
 
+/// A private JWK handed to the gateway over the channel. Every private member is a
+/// `Zeroizing` string, wiped when the JWK is dropped.
+#[derive(Serialize)]
+pub struct PrivateJwk {
+    kty: &'static str,
+    kid: String,
+    #[serde(rename = "use")]
+    key_use: &'static str,
+    alg: &'static str,
+    #[serde(flatten)]
+    members: Members,
+}
+
+/// The key-type members of a [`PrivateJwk`].
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Members {
+    Rsa {
+        n: String,
+        e: String,
+        d: Zeroizing<String>,
+        p: Zeroizing<String>,
+        q: Zeroizing<String>,
+        dp: Zeroizing<String>,
+        dq: Zeroizing<String>,
+        qi: Zeroizing<String>,
+    },
+    Ec {
+        crv: &'static str,
+        x: String,
+        y: String,
+        d: Zeroizing<String>,
+    },
+}
+
+/// Base64url of private bytes, straight into a wiped-on-drop string.
+fn secret(v: &[u8]) -> Zeroizing<String> {
+    Zeroizing::new(b64::encode(v))
+}
+
 /// The private JWK of a decryption key, for the gateway channel only.
-pub fn private_jwk(alg: Alg, pkcs8: &[u8], kid: &str) -> Result<Value, KeyError> {
-    if alg == Alg::EcdhEsA256Kw {
-        return crate::ecdh::private_jwk(pkcs8, kid);
+pub fn private_jwk(alg: Alg, pkcs8: &[u8], kid: &str) -> Result<PrivateJwk, KeyError> {
+    let members = match alg {
+        Alg::EcdhEsA256Kw => {
+            let (x, y) = crate::ecdh::public_coordinates(pkcs8)?;
+            Members::Ec { crv: "P-256", x, y, d: secret(pkcs8) }
+        }
+        Alg::RsaOaep256 => {
+            let k = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
+            Members::Rsa {
+                n: b64::encode(&k.n),
+                e: b64::encode(&k.e),
+                d: secret(&k.d),
+                p: secret(&k.p),
+                q: secret(&k.q),
+                dp: secret(&k.dp),
+                dq: secret(&k.dq),
+                qi: secret(&k.qi),
+            }
+        }
+        _ => return Err(KeyError::Crypto("not a decryption key")),
+    };
+    let kty = if alg == Alg::RsaOaep256 { "RSA" } else { "EC" };
+    Ok(PrivateJwk { kty, kid: kid.to_owned(), key_use: "enc", alg: alg.as_str(), members })
+}
+
+/// `{"keys": [...]}` of private JWKs as JSON in one wiped-on-drop buffer, allocated at
+/// its exact size so no partial copy is left behind by a reallocation.
+pub fn private_jwks_json(keys: &[PrivateJwk]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    #[derive(Serialize)]
+    struct Set<'a> {
+        keys: &'a [PrivateJwk],
     }
-    let k = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
-    let e = |v: &[u8]| b64::encode(v);
-    Ok(json!({
-        "kty": "RSA", "kid": kid, "use": "enc", "alg": "RSA-OAEP-256",
-        "n": e(&k.n), "e": e(&k.e), "d": e(&k.d), "p": e(&k.p), "q": e(&k.q),
-        "dp": e(&k.dp), "dq": e(&k.dq), "qi": e(&k.qi),
-    }))
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let set = Set { keys };
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, &set).map_err(|_| KeyError::Crypto("JWK encoding"))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(count.0));
+    serde_json::to_writer(&mut *out, &set).map_err(|_| KeyError::Crypto("JWK encoding"))?;
+    debug_assert_eq!(out.len(), out.capacity());
+    Ok(out)
 }
 
 /// Signs `msg` (the JWS signing input) with `alg`.
@@ -282,10 +361,13 @@ fn aead_key(bytes: &[u8]) -> Result<LessSafeKey, KeyError> {
 fn aead_seal(key: &LessSafeKey, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, KeyError> {
     let mut nonce = [0u8; 12];
     SystemRandom::new().fill(&mut nonce).map_err(|_| KeyError::Crypto("rng"))?;
-    let mut buf = plain.to_vec();
-    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut buf)
+    // Room for the tag, so the plaintext is never left behind by a reallocation.
+    let mut buf = Zeroizing::new(Vec::with_capacity(plain.len() + 16));
+    buf.extend_from_slice(plain);
+    key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut *buf)
         .map_err(|_| KeyError::Crypto("seal"))?;
-    let mut out = nonce.to_vec();
+    let mut out = Vec::with_capacity(12 + buf.len());
+    out.extend_from_slice(&nonce);
     out.extend_from_slice(&buf);
     Ok(out)
 }
@@ -326,11 +408,32 @@ pub enum Imported {
     Public(Value),
 }
 
+/// The label and contents of the first PEM block of `text`. The base64 text and the
+/// decoded DER each live in one wiped-on-drop buffer allocated at its final size (the
+/// `pem` crate would leave an unwiped copy of the base64 behind).
+fn pem_block(text: &str) -> Result<(&str, Zeroizing<Vec<u8>>), KeyError> {
+    use base64::Engine as _;
+    let bad = |m: &str| KeyError::Pem(m.into());
+    let (_, rest) = text.split_once("-----BEGIN ").ok_or_else(|| bad("no BEGIN line"))?;
+    let (label, rest) = rest.split_once("-----").ok_or_else(|| bad("malformed BEGIN line"))?;
+    if label.is_empty() || label.len() > 64 || label.contains(['\r', '\n']) {
+        return Err(bad("malformed BEGIN line"));
+    }
+    let (data, _) = rest.split_once(&format!("-----END {label}-----")).ok_or_else(|| bad("no matching END line"))?;
+    if data.contains(':') {
+        return Err(bad("PEM headers (legacy encrypted PEM) are not supported"));
+    }
+    let mut b64 = Zeroizing::new(String::with_capacity(data.len()));
+    b64.extend(data.chars().filter(|c| !c.is_whitespace()));
+    let mut der = Zeroizing::new(Vec::with_capacity(b64.len() / 4 * 3 + 3));
+    base64::engine::general_purpose::STANDARD.decode_vec(b64.as_bytes(), &mut der).map_err(|e| bad(&e.to_string()))?;
+    Ok((label, der))
+}
+
 /// Imports one PEM block for `alg`. `format` (`pkcs8`, `pkcs1`, `sec1`, `spki`), when
 /// given, must match the block; the key type must match `alg`.
 pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported, KeyError> {
-    let block = pem::parse(text).map_err(|e| KeyError::Pem(e.to_string()))?;
-    let label = block.tag();
+    let (label, der) = pem_block(text)?;
     let found = describe(label);
     let wanted = match format {
         None => None,
@@ -350,7 +453,6 @@ pub fn import_pem(text: &str, alg: Alg, format: Option<&str>) -> Result<Imported
             return Err(KeyError::Wrong { found: found.into(), expected: describe(w).into() });
         }
     }
-    let der = Zeroizing::new(block.contents().to_vec());
     let wrong_type =
         |what: &str| KeyError::Wrong { found: what.into(), expected: format!("{} for {}", alg.family(), alg.as_str()) };
     match label {
@@ -424,5 +526,43 @@ mod tests {
         tampered[last] ^= 1;
         assert!(a.open("kid-1", &tampered).is_err());
         assert_ne!(a.seal("kid-1", b"x").unwrap(), a.seal("kid-1", b"x").unwrap(), "fresh data key and nonces");
+    }
+
+    #[test]
+    fn private_jwks_carry_every_private_member_in_one_exact_buffer() {
+        let rsa = generate(Alg::RsaOaep256, 2048).unwrap();
+        let ec = generate(Alg::EcdhEsA256Kw, 0).unwrap();
+        let keys =
+            [private_jwk(Alg::RsaOaep256, &rsa, "r").unwrap(), private_jwk(Alg::EcdhEsA256Kw, &ec, "e").unwrap()];
+        let json = private_jwks_json(&keys).unwrap();
+        assert_eq!(json.len(), json.capacity(), "allocated once, at its final size");
+        let doc: Value = serde_json::from_slice(&json).unwrap();
+        let (r, e) = (&doc["keys"][0], &doc["keys"][1]);
+        for m in ["n", "e", "d", "p", "q", "dp", "dq", "qi"] {
+            assert!(r[m].as_str().is_some_and(|v| !v.is_empty()), "RSA member {m}: {r}");
+        }
+        assert_eq!((r["kty"].as_str(), r["kid"].as_str(), r["use"].as_str()), (Some("RSA"), Some("r"), Some("enc")));
+        assert_eq!(
+            (e["kty"].as_str(), e["crv"].as_str(), e["alg"].as_str()),
+            (Some("EC"), Some("P-256"), Some("ECDH-ES+A256KW"))
+        );
+        assert_eq!(gateway_core::b64::decode(e["d"].as_str().unwrap().as_bytes()).unwrap(), ec.as_slice());
+        assert!(private_jwk(Alg::ES256, &ec, "s").is_err(), "signing keys are never handed out");
+    }
+
+    #[test]
+    fn pem_framing_is_checked() {
+        let body = "MIIB\nAAAA\n";
+        let text = format!("junk\n-----BEGIN PRIVATE KEY-----\n{body}-----END PRIVATE KEY-----\n");
+        let (label, der) = pem_block(&text).unwrap();
+        assert_eq!((label, der.as_slice()), ("PRIVATE KEY", &[0x30, 0x82, 0x01, 0, 0, 0][..]));
+        for bad in [
+            "not a pem",
+            "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PUBLIC KEY-----\n",
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nMIIB\n-----END RSA PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\n!!!!\n-----END PRIVATE KEY-----\n",
+        ] {
+            assert!(matches!(pem_block(bad), Err(KeyError::Pem(_))), "{bad}");
+        }
     }
 }

@@ -122,11 +122,13 @@ pub fn rsa_private(pkcs8: &[u8]) -> Option<RsaPrivate> {
     }
     let (octets, _) = expect(rest, 0x04)?;
     let (seq, _) = expect(octets, 0x30)?;
-    let mut ints = Vec::with_capacity(9);
+    // Every component is copied straight into a wiped-on-drop buffer, so an early
+    // return leaves no private bytes behind.
+    let mut ints: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(9);
     let mut cur = seq;
     while !cur.is_empty() && ints.len() < 9 {
         let (v, rest) = expect(cur, 0x02)?;
-        ints.push(uint(v).to_vec());
+        ints.push(Zeroizing::new(uint(v).to_vec()));
         cur = rest;
     }
     if ints.len() != 9 {
@@ -135,14 +137,14 @@ pub fn rsa_private(pkcs8: &[u8]) -> Option<RsaPrivate> {
     let mut it = ints.into_iter().skip(1);
     let mut next = || it.next().unwrap_or_default();
     Some(RsaPrivate {
-        n: next(),
-        e: next(),
-        d: Zeroizing::new(next()),
-        p: Zeroizing::new(next()),
-        q: Zeroizing::new(next()),
-        dp: Zeroizing::new(next()),
-        dq: Zeroizing::new(next()),
-        qi: Zeroizing::new(next()),
+        n: next().to_vec(),
+        e: next().to_vec(),
+        d: next(),
+        p: next(),
+        q: next(),
+        dp: next(),
+        dq: next(),
+        qi: next(),
     })
 }
 

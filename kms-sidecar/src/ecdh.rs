@@ -37,15 +37,10 @@ pub fn public_members(d: &[u8]) -> Result<Value, KeyError> {
     Ok(json!({"kty": "EC", "crv": "P-256", "x": b64::encode(&p[1..33]), "y": b64::encode(&p[33..])}))
 }
 
-/// The private JWK (gateway channel only).
-pub fn private_jwk(d: &[u8], kid: &str) -> Result<Value, KeyError> {
-    let mut jwk = public_members(d)?;
-    let o = jwk.as_object_mut().expect("object literal");
-    o.insert("d".into(), json!(b64::encode(d)));
-    o.insert("kid".into(), json!(kid));
-    o.insert("use".into(), json!("enc"));
-    o.insert("alg".into(), json!(ALG));
-    Ok(jwk)
+/// The base64url `x` and `y` coordinates of the key's public point.
+pub fn public_coordinates(d: &[u8]) -> Result<(String, String), KeyError> {
+    let p = public_point(d)?;
+    Ok((b64::encode(&p[1..33]), b64::encode(&p[33..])))
 }
 
 /// RFC 7518 §4.6.2 Concat KDF for one SHA-256 round (keys up to 256 bits).

@@ -10,10 +10,14 @@ mod crypto;
 mod der;
 mod ecdh;
 mod keyring;
+mod listener;
 mod metrics;
 mod one_time;
+mod permission;
+mod secret;
 mod service;
 mod store;
+mod tenant;
 
 use base64::Engine as _;
 use clap::{Parser, Subcommand};
@@ -115,23 +119,24 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             anyhow::bail!("{name}: must be at least 16 characters");
         }
     }
+    if bool::from(subtle::ConstantTimeEq::ct_eq(admin_token.as_bytes(), gateway_token.as_bytes())) {
+        anyhow::bail!(
+            "admin_token and gateway_token: must differ (the gateway channel must not hold the admin credential)"
+        );
+    }
     let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer, cfg.create_if_missing)?;
     let kms = Arc::new(service::Kms::new(store, cfg.max_age(), cfg.keep_retired).map_err(|e| anyhow::anyhow!("{e}"))?);
+    for t in kms.tenants() {
+        if let Err(e) = tenant::TenantSpec::validate(tenant::TenantInput::from(&t)) {
+            let problems = tenant::TenantSpec::describe(&e, tenant::Source::Api);
+            tracing::warn!(tenant = %t.id, %problems, "stored tenant is outside the validated ranges; delete and re-create it");
+        }
+    }
     let now = api::now();
-    for t in &cfg.tenants {
-        let rec = store::TenantRecord {
-            id: t.id.clone(),
-            alg: t.alg.clone(),
-            issuer: t.issuer.clone(),
-            audience: t.audience.clone(),
-            interval: t.rotation.interval.secs(),
-            max_token_ttl: t.rotation.max_token_ttl.map_or(900, |d| d.secs()),
-            clock_skew: t.rotation.clock_skew.map_or(60, |d| d.secs()),
-            enc_alg: t.enc_alg.clone(),
-            rsa_bits: t.rsa_bits,
-        };
-        if kms.ensure_tenant(rec, now).map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.id))? {
-            tracing::info!(tenant = %t.id, "tenant created");
+    for spec in &cfg.specs {
+        let id = spec.id().to_owned();
+        if kms.ensure_tenant(spec.clone(), now).map_err(|e| anyhow::anyhow!("tenant {id}: {e}"))? {
+            tracing::info!(tenant = %id, "tenant created");
         }
     }
     let metrics = metrics::Metrics::new()?;
@@ -150,8 +155,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
         let internal = tokio::net::TcpListener::bind(cfg.internal_listen).await?;
         tracing::info!(listen = %cfg.listen, internal = %cfg.internal_listen, "kms-sidecar serving");
         let rotation = tokio::spawn(rotation_loop(kms, metrics));
-        let a = axum::serve(public, api::public(state.clone())).with_graceful_shutdown(shutdown());
-        let b = axum::serve(internal, api::internal(state)).with_graceful_shutdown(shutdown());
+        let limits = cfg.http_limits;
+        let a = listener::serve(public, api::public(state.clone()), &limits, shutdown());
+        let b = listener::serve(internal, api::internal(state), &limits, shutdown());
         let (ra, rb) = tokio::join!(a, b);
         rotation.abort();
         ra?;
@@ -201,11 +207,18 @@ fn mint(
     token_file: Option<std::path::PathBuf>,
 ) -> anyhow::Result<()> {
     let token = match token_file {
-        Some(p) => std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?.trim().to_owned(),
-        None => std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
+        Some(p) => {
+            let raw = zeroize::Zeroizing::new(
+                std::fs::read_to_string(&p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?,
+            );
+            zeroize::Zeroizing::new(raw.trim().to_owned())
+        }
+        None => zeroize::Zeroizing::new(
+            std::env::var("KMS_ADMIN_TOKEN").map_err(|_| anyhow::anyhow!("set KMS_ADMIN_TOKEN or --token-file"))?,
+        ),
     };
     let ttl_secs = ttl
-        .map(|t| gateway_core::duration::parse(&t).map(|d| d.as_secs() as i64))
+        .map(|t| gateway_core::duration::parse(&t).map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)))
         .transpose()
         .map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
     let mut extra = serde_json::Map::new();
@@ -235,7 +248,7 @@ fn mint(
     let out: serde_json::Value = rt.block_on(async {
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/tenants/{tenant}/tokens", url.trim_end_matches('/')))
-            .bearer_auth(token)
+            .bearer_auth(token.as_str())
             .json(&body)
             .send()
             .await?;

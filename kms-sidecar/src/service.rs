@@ -5,6 +5,7 @@
 use crate::crypto::{self, Alg, Imported};
 use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
 use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
+use crate::tenant::TenantSpec;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -58,7 +59,7 @@ pub struct MintRequest {
     /// `aud` (default: the tenant's).
     #[serde(default)]
     pub aud: Option<String>,
-    /// Lifetime in seconds (default 15 minutes, capped by the tenant's maximum).
+    /// Lifetime in seconds: 1 to the tenant's maximum (default 15 minutes or that maximum).
     #[serde(default)]
     pub ttl_secs: Option<i64>,
     /// Extra claims (registered claims are refused here).
@@ -94,6 +95,9 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
         },
     }
 }
+
+/// Token lifetime when a mint request gives none (capped by the tenant's maximum).
+pub const DEFAULT_TTL: i64 = 900;
 
 /// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
 pub const ONE_TIME_SKEW: i64 = 60;
@@ -145,15 +149,16 @@ impl Kms {
         self.read().tenants.values().cloned().collect()
     }
 
-    /// Creates a tenant (and its first keys) unless it exists; true if created.
-    pub fn ensure_tenant(&self, t: TenantRecord, now: i64) -> Result<bool, KmsError> {
+    /// Creates a tenant (and its first keys) unless it exists; true if created. Only
+    /// a validated spec is stored, exactly as validated.
+    pub fn ensure_tenant(&self, spec: TenantSpec, now: i64) -> Result<bool, KmsError> {
+        let t = spec.record();
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if self.read().tenants.contains_key(&t.id) {
             return Ok(false);
         }
-        Alg::parse(&t.alg).ok_or_else(|| KmsError::BadRequest(format!("alg {:?} is not supported", t.alg)))?;
-        let changes = keyring::plan(&[], &self.schedule(&t), now);
-        self.apply_locked(&t, changes, now, true)?;
+        let changes = keyring::plan(&[], &self.schedule(t), now);
+        self.apply_locked(t, changes, now, true)?;
         Ok(true)
     }
 
@@ -302,10 +307,12 @@ impl Kms {
     /// Issues a token for `tenant`.
     pub fn mint(&self, tenant: &str, req: MintRequest, now: i64) -> Result<String, KmsError> {
         let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
-        let ttl = req.ttl_secs.unwrap_or(900);
+        let ttl = req.ttl_secs.unwrap_or(DEFAULT_TTL.min(t.max_token_ttl));
         if ttl < 1 || ttl > t.max_token_ttl {
-            return Err(KmsError::BadRequest(format!("ttl_secs must be between 1 and {}", t.max_token_ttl)));
+            return Err(KmsError::BadRequest(format!("ttl_secs: must be between 1 and {}", t.max_token_ttl)));
         }
+        // A tenant stored before its ranges were checked may allow any TTL.
+        let exp = now.checked_add(ttl).ok_or_else(|| KmsError::BadRequest("ttl_secs: exp would overflow".into()))?;
         if req.sub.is_empty() {
             return Err(KmsError::BadRequest("sub must not be empty".into()));
         }
@@ -325,7 +332,7 @@ impl Kms {
         claims.insert("tenant_id".into(), json!(t.id));
         claims.insert("iat".into(), json!(now));
         claims.insert("nbf".into(), json!(now));
-        claims.insert("exp".into(), json!(now + ttl));
+        claims.insert("exp".into(), json!(exp));
         claims.insert("jti".into(), json!(random_hex(16)));
         let key = self
             .current_key(tenant, Use::Sig, now)
@@ -401,7 +408,7 @@ impl Kms {
     }
 
     /// The private decryption JWKs the gateway must hold now.
-    pub fn decryption_keys(&self, tenant: &str, now: i64) -> Result<Value, KmsError> {
+    pub fn decryption_keys(&self, tenant: &str, now: i64) -> Result<Vec<crypto::PrivateJwk>, KmsError> {
         let held: Vec<KeyRecord> = {
             let snap = self.read();
             snap.tenants.get(tenant).ok_or(KmsError::UnknownTenant)?;
@@ -417,7 +424,7 @@ impl Kms {
             let alg = Alg::parse(&k.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
             keys.push(crypto::private_jwk(alg, &pkcs8, &k.timeline.kid)?);
         }
-        Ok(json!({ "keys": keys }))
+        Ok(keys)
     }
 
     /// Imports a PEM key for `tenant` as its next key for `key_use` (a public-only
@@ -500,5 +507,31 @@ mod tests {
         assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + ONE_TIME_SKEW, "until, plus the skew allowance");
         assert_eq!(Kms::one_time_until(900, 1_000), 1_000 + ONE_TIME_SKEW, "already past by our clock: from now");
         assert_eq!(Kms::one_time_until(i64::MAX, 0), i64::MAX, "no overflow");
+    }
+
+    /// A tenant stored before ranges were checked (here `max_token_ttl` i64::MAX)
+    /// still never yields a wrapped, negative `exp`: the mint is a 400.
+    #[test]
+    fn mint_exp_never_overflows_even_for_an_unvalidated_stored_tenant() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), crate::crypto::Sealer::new(&[7u8; 32]).unwrap(), true).unwrap();
+        let legacy = TenantRecord {
+            id: "legacy".into(),
+            alg: "ES256".into(),
+            issuer: "i".into(),
+            audience: "a".into(),
+            interval: 86_400,
+            max_token_ttl: i64::MAX,
+            clock_skew: 60,
+            enc_alg: None,
+            rsa_bits: None,
+        };
+        store.commit(&[legacy], &[], &[], &[]).unwrap();
+        let kms = Kms::new(store, 60, false).unwrap();
+        let req = |ttl: i64| serde_json::from_value::<MintRequest>(json!({"sub": "u", "ttl_secs": ttl})).unwrap();
+        match kms.mint("legacy", req(i64::MAX), 1_700_000_000) {
+            Err(KmsError::BadRequest(m)) => assert!(m.starts_with("ttl_secs: "), "{m}"),
+            other => panic!("expected a 400, got {other:?}"),
+        }
     }
 }

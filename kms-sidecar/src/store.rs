@@ -149,7 +149,8 @@ impl Store {
         if !exists && !create_if_missing {
             return Err(StoreError::Missing(path.display().to_string()));
         }
-        std::fs::create_dir_all(dir).map_err(db)?;
+        crate::permission::private_dir(dir).map_err(db)?;
+        crate::permission::private_file(&path).map_err(db)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         let database = if exists { builder.open(&path) } else { builder.create(&path) }.map_err(db)?;
