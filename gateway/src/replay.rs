@@ -10,6 +10,7 @@ use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::RwLock;
+use std::time::Duration;
 use zeroize::Zeroizing;
 
 /// A [`ReplayStore`] backed by the kms-sidecar.
@@ -33,6 +34,9 @@ impl SidecarReplayStore {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // The sidecar closes keep-alive connections idle for its header read
+            // timeout (10 s by default): never reuse one that may be closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
             settings,
