@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit;
+mod edge;
 mod keys;
 mod metrics;
 mod proxy;

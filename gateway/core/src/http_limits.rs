@@ -61,17 +61,18 @@ pub const PINGORA_MAX_HEADERS: usize = 256;
 pub const PINGORA_MAX_HEAD_BYTES: usize = 1_048_575;
 
 /// Checks the request head: `uri_len` bytes of request target, `head_len` bytes of raw
-/// head, and one `name_len + value_len` per header field.
+/// head, `field_count` header fields, and one `(name_len, value_len)` per field.
 pub fn check_head(
     limits: &Limits,
     uri_len: usize,
     head_len: usize,
-    fields: impl ExactSizeIterator<Item = (usize, usize)>,
+    field_count: usize,
+    fields: impl IntoIterator<Item = (usize, usize)>,
 ) -> Result<(), EdgeError> {
     if uri_len > limits.max_uri_bytes {
         return Err(EdgeError::UriTooLong);
     }
-    if fields.len() > limits.max_headers {
+    if field_count > limits.max_headers {
         return Err(EdgeError::TooManyHeaders);
     }
     if head_len > limits.max_header_bytes {
@@ -158,12 +159,12 @@ mod tests {
     fn head_limits() {
         let l = limits();
         let ok = [(4usize, 10usize), (6, 20)];
-        assert_eq!(check_head(&l, 50, 300, ok.into_iter()), Ok(()));
-        assert_eq!(check_head(&l, 51, 100, ok.into_iter()), Err(EdgeError::UriTooLong));
-        assert_eq!(check_head(&l, 10, 301, ok.into_iter()), Err(EdgeError::HeaderTooLarge));
-        assert_eq!(check_head(&l, 10, 100, [(1, 1); 4].into_iter()), Err(EdgeError::TooManyHeaders));
-        assert_eq!(check_head(&l, 10, 100, [(4, 94)].into_iter()), Ok(()));
-        assert_eq!(check_head(&l, 10, 100, [(4, 95)].into_iter()), Err(EdgeError::HeaderTooLarge));
+        assert_eq!(check_head(&l, 50, 300, 2, ok), Ok(()));
+        assert_eq!(check_head(&l, 51, 100, 2, ok), Err(EdgeError::UriTooLong));
+        assert_eq!(check_head(&l, 10, 301, 2, ok), Err(EdgeError::HeaderTooLarge));
+        assert_eq!(check_head(&l, 10, 100, 4, [(1, 1); 4]), Err(EdgeError::TooManyHeaders));
+        assert_eq!(check_head(&l, 10, 100, 1, [(4, 94)]), Ok(()));
+        assert_eq!(check_head(&l, 10, 100, 1, [(4, 95)]), Err(EdgeError::HeaderTooLarge));
     }
 
     #[test]
