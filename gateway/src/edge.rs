@@ -203,3 +203,48 @@ pub fn body_piece(state: &mut EdgeState, body: &mut Option<Bytes>) -> Result<(),
     }
     Ok(())
 }
+
+/// The proxy service's connection loop: Pingora's own HTTP/1 loop (the gateway
+/// listens for plain HTTP/1 only), except that a new connection's first request head
+/// is read with `http.header_read_timeout` per read instead of Pingora's fixed 60 s.
+/// Later requests on the connection wait `http.idle_timeout` (set per request in
+/// [`connection`]).
+pub struct EdgeApp {
+    /// The Pingora proxy.
+    pub proxy: std::sync::Arc<pingora::proxy::HttpProxy<crate::proxy::Gateway>>,
+    /// The current runtime, for the current config's timeout.
+    pub rt: crate::runtime::SharedRuntime,
+}
+
+#[async_trait::async_trait]
+impl pingora::apps::ServerApp for EdgeApp {
+    async fn process_new(
+        self: &std::sync::Arc<Self>,
+        stream: pingora::protocols::Stream,
+        shutdown: &pingora::server::ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        use pingora::apps::HttpServerApp;
+        use pingora::protocols::http::ServerSession;
+        let header_read_timeout = self.rt.load().engine.config.http.header_read_timeout;
+        let mut session = ServerSession::new_http1(stream);
+        if *shutdown.borrow() {
+            session.set_keepalive(None);
+        } else {
+            session.set_keepalive(Some(header_read_timeout.as_secs().max(1)));
+        }
+        let mut result = self.proxy.process_new_http(session, shutdown).await;
+        while let Some((stream, settings)) = result.map(|r| r.consume()) {
+            let mut session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            result = self.proxy.process_new_http(session, shutdown).await;
+        }
+        None
+    }
+
+    async fn cleanup(&self) {
+        use pingora::apps::HttpServerApp;
+        self.proxy.http_cleanup().await;
+    }
+}

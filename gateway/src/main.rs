@@ -144,7 +144,9 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let gateway = proxy::Gateway { rt: rt.clone(), metrics: metrics.clone(), audit: audit.clone() };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway proxy");
+    let app =
+        edge::EdgeApp { proxy: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), rt: rt.clone() };
+    let mut proxy = Service::new("gateway proxy".to_string(), app);
     proxy.threads = Some(threads);
     proxy.add_tcp(&listen);
 

@@ -424,3 +424,20 @@ async fn idle_connections_are_closed() {
     assert_eq!(status(&resp), 200, "{resp}");
     assert!(started.elapsed() >= Duration::from_millis(900));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_request_heads_are_cut_off() {
+    let s = stack("http:\n  header_read_timeout: 1s\n").await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.port)).await.unwrap();
+    conn.write_all(b"GET /echo/1 HTTP/1.1\r\nHost: gw.test\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    // Closed after a second without the rest of the head (Pingora alone waits 60 s).
+    let n = tokio::time::timeout(Duration::from_secs(8), conn.read(&mut buf))
+        .await
+        .expect("a slow head was waited for")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "{}", String::from_utf8_lossy(&buf[..n]));
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert_eq!(s.rec.count(), 0);
+}
