@@ -111,3 +111,83 @@ pub(super) fn http(f: &HttpFile, mapped: &[String], max_token_size: usize, errs:
         body_read_timeout,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::header::UnderscoreAction;
+    use crate::Config;
+    use std::time::Duration;
+
+    fn config(http: &str) -> Result<Config, crate::ConfigError> {
+        Config::from_yaml(&format!(
+            r#"
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:9090
+keys: {{ url_template: "http://127.0.0.1:1/{{tenant}}" }}
+tenants:
+  t1: {{ issuer: https://a, audiences: [api], algorithms: [ES256] }}
+headers:
+  - {{ claim: sub, header: X-User_Id }}
+upstreams:
+  u: {{ peers: ["127.0.0.1:1"] }}
+routes:
+  - {{ prefix: /a, upstream: u, public: true, max_body_bytes: 10 }}
+{http}
+"#
+        ))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config("").unwrap();
+        let h = &c.http;
+        assert_eq!(h.inbound.underscore, UnderscoreAction::Drop);
+        assert_eq!(h.inbound.owned, ["x-user-id"]);
+        assert_eq!(h.inbound.strip, ["x-http-method-override", "x-http-method", "x-method-override"]);
+        assert_eq!((h.limits.max_header_line_bytes, h.limits.max_headers), (16384, 100));
+        assert_eq!(h.limits.max_body_bytes, 1 << 20);
+        assert_eq!(h.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.router.routes()[0].max_body_bytes, Some(10));
+        // A long token allowance raises the line default with it.
+        let c = config("auth: { max_token_size: 65536 }").unwrap();
+        assert_eq!(c.http.limits.max_header_line_bytes, 65536 + 64);
+        assert!(c.http.limits.max_header_bytes >= c.http.limits.max_header_line_bytes);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let err = config(
+            r#"http:
+  underscore_headers: sometimes
+  strip_headers: [Authorization, "bad name"]
+  trusted_proxies: [10.0.0.0/8, "10.0.0.0/33", nonsense, 192.168.1.7]
+  trusted_hops: 11
+  max_header_line_bytes: 1000
+  max_headers: 300
+  max_uri_bytes: 1
+  idle_timeout: 0s
+  header_read_timeout: 1500ms
+"#,
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = err.0.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "http.underscore_headers",
+            "http.strip_headers[0]",
+            "http.strip_headers[1]",
+            "http.trusted_proxies[1]",
+            "http.trusted_proxies[2]",
+            "http.trusted_hops",
+            "http.max_header_line_bytes",
+            "http.max_headers",
+            "http.max_uri_bytes",
+            "http.idle_timeout",
+            "http.header_read_timeout",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}");
+        }
+        assert!(!paths.contains(&"http.trusted_proxies[0]") && !paths.contains(&"http.trusted_proxies[3]"));
+        let unknown = config("http: { max_body: 1 }").unwrap_err();
+        assert!(unknown.0[0].path.starts_with("http"), "{unknown}");
+    }
+}
