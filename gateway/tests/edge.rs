@@ -373,10 +373,49 @@ async fn malformed_framing_is_a_400_and_never_reaches_the_upstream() {
     assert_eq!(status(&resp), 400, "{resp}");
     assert_eq!(json_body(&resp)["reason"], "request_malformed");
 
+    assert_eq!(s.rec.count(), 0, "nothing reaches the upstream");
+
+    // Past the read-ahead window the body streams; broken framing there still gets an
+    // answer (the upstream saw the start of it, and the request is aborted).
+    let mut late = chunked("/big", 100_000, 10_000);
+    late.truncate(late.len() - b"0\r\n\r\n".len());
+    late.extend_from_slice(b"FFFFFFFFFFFFFFFFFFFFFF\r\nabc\r\n0\r\n\r\n");
+    let resp = exchange(port, &late).await;
+    assert_eq!(status(&resp), 400, "{resp}");
+    assert_eq!(json_body(&resp)["reason"], "request_malformed");
+
     // An invalid Content-Length is refused by Pingora's parser itself (bodiless 400).
     let resp = exchange(port, b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nContent-Length: 1x\r\n\r\nabc").await;
     assert_eq!(status(&resp), 400, "{resp}");
-    assert_eq!(s.rec.count(), 0, "nothing reaches the upstream");
+    assert!(s.rec.seen().iter().all(|r| r.path == "/big"), "only the streamed one started upstream");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_is_answered_before_the_body_is_read_ahead() {
+    let s = stack("").await;
+    let conn = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.port)).await.unwrap();
+    let (mut rd, mut wr) = conn.into_split();
+    let head = "POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n";
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut buf)).await.expect("no 100 Continue").unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"), "{}", String::from_utf8_lossy(&buf[..n]));
+    wr.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
+    let mut out = buf[..n].to_vec();
+    let read = async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the gateway hung");
+    let resp = String::from_utf8_lossy(&out);
+    assert!(resp.contains("HTTP/1.1 200"), "{resp}");
+    let up = &s.rec.seen()[0];
+    assert_eq!(up.body.as_deref(), Some(&b"abc"[..]));
+    assert!(up.all("expect").is_empty(), "the upstream was asked to wait for a body already read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
