@@ -120,10 +120,14 @@ pub fn screen(session: &mut Session, http: &HttpSettings, metrics: &Metrics) -> 
 
 /// Maps a body read error: `Ok` with a refusal for a malformed body or a timeout,
 /// `Err` when the client is gone (nothing to answer).
-fn body_error(e: Box<Error>) -> Result<EdgeError> {
+fn body_error(mut e: Box<Error>) -> Result<EdgeError> {
     match downstream_refusal(&e) {
         Some(refusal) => Ok(refusal),
-        None => Err(e),
+        None => {
+            // The client's doing: `fail_to_proxy` answers nothing and blames no upstream.
+            e.as_down();
+            Err(e)
+        }
     }
 }
 

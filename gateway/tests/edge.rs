@@ -480,3 +480,27 @@ async fn slow_request_heads_are_cut_off() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert_eq!(s.rec.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_is_a_408() {
+    let s = stack("http:\n  body_read_timeout: 1s\n").await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.port)).await.unwrap();
+    conn.write_all(b"POST /upload HTTP/1.1\r\nHost: gw.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(8), read).await.expect("a stalled body was waited for");
+    let resp = String::from_utf8_lossy(&out);
+    assert_eq!(status(&resp), 408, "{resp}");
+    assert_eq!(json_body(&resp)["reason"], "request_timeout");
+    assert_eq!(s.rec.count(), 0);
+}
