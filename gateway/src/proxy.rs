@@ -1,8 +1,10 @@
 //! The Pingora `ProxyHttp` glue. Each phase makes a few calls into `gateway-core`:
-//! `request_filter` decides (and answers refusals itself), `upstream_peer` picks a
-//! peer from the prebuilt pool, `upstream_request_filter` applies the header plan,
-//! `fail_to_proxy` turns upstream failures into JSON 502/503/504s, and `logging`
-//! records metrics and one log line without token content.
+//! `request_filter` screens the request's HTTP (`crate::edge`), decides, and answers
+//! refusals itself, `request_body_filter` keeps a streamed body within its limit,
+//! `upstream_peer` picks a peer from the prebuilt pool, `upstream_request_filter`
+//! applies the header plan and the forwarding headers, `fail_to_proxy` turns upstream
+//! failures into JSON 502/503/504s (and a client's broken or stalled body into its
+//! 4xx), and `logging` records metrics and one log line without token content.
 
 use crate::audit::AuditLog;
 use crate::edge::{self, EdgeState};
@@ -303,7 +305,9 @@ impl ProxyHttp for Gateway {
             let denial = Denial::from(refusal);
             ctx.reason = Some(denial.reason());
             session.set_keepalive(None);
-            let _ = write_json(session, denial.response().status, &[], denial.body()).await;
+            if session.response_written().is_none() {
+                let _ = write_json(session, denial.response().status, &[], denial.body()).await;
+            }
             return FailToProxy { error_code: denial.response().status, can_reuse_downstream: false };
         }
         let (status, reason) = match e.etype() {
