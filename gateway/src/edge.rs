@@ -2,7 +2,7 @@
 //! (pipelining, idle and body timeouts), the client address and the `X-Forwarded-*`
 //! values, the head limits, the header-name screen, framing, and the body limit.
 //!
-//! Pingora 0.9.1 parses the head itself (see the README's "HTTP limits"): past 256
+//! Pingora 0.9.1 parses the head itself (README, "Refusals"): past 256
 //! header fields or about 1 MiB of head, or on a head it cannot parse, it answers a
 //! bodiless 400 with `Connection: close` and no gateway code runs. Everything below
 //! those ceilings is checked here and refused with the gateway's JSON.
