@@ -5,6 +5,7 @@
 
 mod admin;
 mod audit;
+mod edge;
 mod keys;
 mod metrics;
 mod proxy;
@@ -139,7 +140,9 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.bootstrap();
 
     let gateway = proxy::Gateway { rt: rt.clone(), metrics: metrics.clone(), audit: audit.clone() };
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(&server.configuration, gateway, "gateway proxy");
+    let app =
+        edge::EdgeApp { proxy: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), rt: rt.clone() };
+    let mut proxy = Service::new("gateway proxy".to_string(), app);
     proxy.threads = Some(threads);
     proxy.add_tcp(&listen);
 

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub one_time_ids: IntGauge,
     /// One-time id checks by answer: `first`, or the refusal reason.
     pub one_time_checks: HistogramVec,
+    /// Inbound header names with `_`, by what was done: `drop`, `reject` or `allow`.
+    pub underscore_headers: IntCounterVec,
 }
 
 impl Metrics {
@@ -133,6 +135,14 @@ impl Metrics {
             &["result"],
         )?;
         registry.register(Box::new(one_time_checks.clone()))?;
+        let underscore_headers = IntCounterVec::new(
+            Opts::new(
+                "gateway_underscore_headers_total",
+                "Inbound header names with an underscore, by action (drop, reject, allow).",
+            ),
+            &["action"],
+        )?;
+        registry.register(Box::new(underscore_headers.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -160,6 +170,7 @@ impl Metrics {
             token_cache,
             one_time_ids,
             one_time_checks,
+            underscore_headers,
         })
     }
 

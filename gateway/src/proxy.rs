@@ -1,10 +1,13 @@
 //! The Pingora `ProxyHttp` glue. Each phase makes a few calls into `gateway-core`:
-//! `request_filter` decides (and answers refusals itself), `upstream_peer` picks a
-//! peer from the prebuilt pool, `upstream_request_filter` applies the header plan,
-//! `fail_to_proxy` turns upstream failures into JSON 502/503/504s, and `logging`
-//! records metrics and one log line without token content.
+//! `request_filter` screens the request's HTTP (`crate::edge`), decides, and answers
+//! refusals itself, `request_body_filter` keeps a streamed body within its limit,
+//! `upstream_peer` picks a peer from the prebuilt pool, `upstream_request_filter`
+//! applies the header plan and the forwarding headers, `fail_to_proxy` turns upstream
+//! failures into JSON 502/503/504s (and a client's broken or stalled body into its
+//! 4xx), and `logging` records metrics and one log line without token content.
 
 use crate::audit::AuditLog;
+use crate::edge::{self, EdgeState};
 use crate::keys::now;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, SharedRuntime};
@@ -14,7 +17,7 @@ use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::verify::Refetch;
-use gateway_core::{Allowed, AuthError, Decision, Refusal, VerifiedToken};
+use gateway_core::{Allowed, AuthError, Decision, Denial, EdgeError, Refusal, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -45,9 +48,12 @@ pub struct Ctx {
     request_id: RequestId,
     /// The client's `X-Request-Id`, when short and plain: audited, not forwarded.
     client_request_id: Option<String>,
-    /// The client's address.
-    client_ip: Option<IpAddr>,
     tried: Vec<Backend>,
+    /// The client address by the one rule of `gateway_core::forwarded` (the TCP peer
+    /// unless it is a trusted proxy); `None` only off TCP.
+    client_ip: Option<IpAddr>,
+    /// Forwarding headers and body state of the request's HTTP.
+    edge: EdgeState,
 }
 
 /// The process's request ids: a counter after the process start time in nanoseconds.
@@ -125,6 +131,17 @@ impl Gateway {
     }
 }
 
+/// Answers a refusal of the request's HTTP and closes the connection: a client that
+/// sent it is broken or hostile, and what follows on the connection is not trusted.
+async fn refuse_edge(session: &mut Session, ctx: &mut Ctx, e: EdgeError) -> Result<bool> {
+    let denial = Denial::from(e);
+    let r = denial.response();
+    ctx.reason = Some(r.reason);
+    session.set_keepalive(None);
+    write_json(session, r.status, &[], denial.body()).await?;
+    Ok(true)
+}
+
 async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], body: String) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
@@ -152,15 +169,30 @@ impl ProxyHttp for Gateway {
             token: None,
             request_id: REQUEST_IDS.next(),
             client_request_id: None,
-            client_ip: None,
             tried: Vec::new(),
+            client_ip: None,
+            edge: EdgeState::default(),
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let rt = ctx.rt.clone();
+        let http = &rt.engine.config.http;
+        edge::connection(session, http);
+        // Read what the gateway uses of the client's headers, then screen them.
         ctx.client_request_id = client_request_id_header(session);
-        ctx.client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        (ctx.client_ip, ctx.edge.forwarded) = edge::forwarding(session, http);
+        if let Err(e) = edge::screen(session, http, &self.metrics) {
+            return refuse_edge(session, ctx, e).await;
+        }
+        if !session.is_body_empty() {
+            let req = session.req_header();
+            let route = rt.engine.config.router.find(req.method.as_str(), req.uri.path()).ok();
+            let limit = route.and_then(|m| m.route.max_body_bytes).unwrap_or(http.limits.max_body_bytes);
+            if let Err(e) = edge::body(session, limit, &mut ctx.edge).await? {
+                return refuse_edge(session, ctx, e).await;
+            }
+        }
         match self.decide(&rt, session).await {
             Ok(allowed) => {
                 let route = &allowed.permit.route().route;
@@ -177,6 +209,10 @@ impl ProxyHttp for Gateway {
                 ctx.token = refusal.token;
                 let extra: Vec<(&str, &str)> =
                     r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
+                // An unread body is not drained for a refusal: the connection closes.
+                if !session.is_body_done() {
+                    session.set_keepalive(None);
+                }
                 write_json(session, r.status, &extra, refusal.denial.body()).await?;
                 Ok(true)
             }
@@ -222,6 +258,17 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(name.as_str());
         }
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        if let Some(f) = &ctx.edge.forwarded {
+            upstream_request.insert_header("x-forwarded-for", f.xff.as_str())?;
+            upstream_request.insert_header("x-forwarded-proto", f.proto)?;
+            if let Some(host) = &f.host {
+                upstream_request.insert_header("x-forwarded-host", host.as_str())?;
+            }
+        }
+        if ctx.edge.body_read_ahead {
+            // The whole body is in hand: the upstream has nothing to wait for.
+            upstream_request.remove_header("expect");
+        }
         for (name, value) in &ctx.headers.set {
             let value = http::HeaderValue::from_bytes(value.as_bytes())
                 .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
@@ -230,11 +277,40 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        edge::body_piece(&mut ctx.edge, body).map_err(|e| {
+            ctx.edge.refusal = Some(e);
+            Error::explain(HTTPStatus(Denial::from(e).response().status), "request body refused")
+        })
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        // A body refused while it streamed, or a client's broken framing or timeout,
+        // is the client's 4xx, never an upstream error or silence.
+        let edge = ctx
+            .edge
+            .refusal
+            .take()
+            .or_else(|| (*e.esource() == ErrorSource::Downstream).then(|| edge::downstream_refusal(e)).flatten());
+        if let Some(refusal) = edge {
+            let denial = Denial::from(refusal);
+            ctx.reason = Some(denial.reason());
+            session.set_keepalive(None);
+            if session.response_written().is_none() {
+                let _ = write_json(session, denial.response().status, &[], denial.body()).await;
+            }
+            return FailToProxy { error_code: denial.response().status, can_reuse_downstream: false };
+        }
         let (status, reason) = match e.etype() {
             HTTPStatus(503) => (503, "upstream_unavailable"),
-            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout"),
             _ if *e.esource() == ErrorSource::Downstream => (0, "client_error"),
+            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout"),
             HTTPStatus(code) if *code < 500 => (*code, "bad_request"),
             _ => (502, "upstream_failed"),
         };

@@ -4,10 +4,11 @@
 
 mod audit;
 pub mod file;
+mod http;
 mod route;
 mod tenant;
 
-use crate::header::{ArrayEncoding, HeaderMapping};
+use crate::header::{self, ArrayEncoding, HeaderMapping};
 use crate::keystore::RefreshPolicy;
 use crate::route::Router;
 use crate::tenant::Tenant;
@@ -198,6 +199,8 @@ pub struct Config {
     pub replay_store: Option<ReplayStoreSettings>,
     /// Per-tenant metric labels (off: one `all` series, for large tenant counts).
     pub tenant_labels: bool,
+    /// Limits, header hygiene and forwarding trust of the request's HTTP (`http:`).
+    pub http: crate::http_limits::HttpSettings,
 }
 
 struct Errors(Vec<FieldError>);
@@ -408,6 +411,8 @@ impl TryFrom<FileConfig> for Config {
         }
 
         let routes = route::routes(&f, &mut errs);
+        let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
+        let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 
         let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
         let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
@@ -461,6 +466,7 @@ impl TryFrom<FileConfig> for Config {
             revocation,
             replay_store,
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
+            http,
         })
     }
 }

@@ -96,6 +96,34 @@ pub enum PolicyError {
     Owner,
 }
 
+/// A refusal of the request's HTTP itself, before any token is looked at: limits on
+/// the head and body, header names, framing and timeouts (400, 408, 413, 414, 431).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EdgeError {
+    /// One header line, or the whole request head, is over its limit (431).
+    #[error("request header too large")]
+    HeaderTooLarge,
+    /// More header fields than allowed (431).
+    #[error("too many request headers")]
+    TooManyHeaders,
+    /// The request target is over its limit (414).
+    #[error("request URI too long")]
+    UriTooLong,
+    /// The body is, or grew, over the route's limit (413).
+    #[error("request body too large")]
+    BodyTooLarge,
+    /// Ambiguous or broken framing: both `Content-Length` and `Transfer-Encoding`, a
+    /// bad chunk (400); the detail names what, never the content.
+    #[error("request malformed: {0}")]
+    Malformed(&'static str),
+    /// A header name refused by `http.underscore_headers: reject` (400).
+    #[error("header name invalid")]
+    HeaderInvalid,
+    /// The client was too slow sending the body (408).
+    #[error("request timed out")]
+    Timeout,
+}
+
 /// Any refusal the gateway answers itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
@@ -111,6 +139,9 @@ pub enum Denial {
     /// 405: a route matches the path but not the method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// 400, 408, 413, 414 or 431: the request's HTTP itself.
+    #[error(transparent)]
+    Edge(#[from] EdgeError),
 }
 
 /// What to answer for a denial.
@@ -182,6 +213,18 @@ impl Denial {
             Denial::MethodNotAllowed => {
                 DenialResponse { status: 405, reason: "method_not_allowed", www_authenticate: None }
             }
+            Denial::Edge(e) => {
+                let (status, reason) = match e {
+                    EdgeError::HeaderTooLarge => (431, "header_too_large"),
+                    EdgeError::TooManyHeaders => (431, "too_many_headers"),
+                    EdgeError::UriTooLong => (414, "uri_too_long"),
+                    EdgeError::BodyTooLarge => (413, "body_too_large"),
+                    EdgeError::Malformed(_) => (400, "request_malformed"),
+                    EdgeError::HeaderInvalid => (400, "header_invalid"),
+                    EdgeError::Timeout => (408, "request_timeout"),
+                };
+                DenialResponse { status, reason, www_authenticate: None }
+            }
         }
     }
 
@@ -193,6 +236,7 @@ impl Denial {
             403 => "insufficient_scope",
             404 => "not_found",
             405 => "method_not_allowed",
+            400 | 408 | 413 | 414 | 431 => "invalid_request",
             _ => "unavailable",
         };
         format!(r#"{{"error":"{error}","reason":"{}"}}"#, r.reason)
@@ -236,6 +280,13 @@ mod tests {
             (PolicyError::Owner.into(), 403, "forbidden_owner"),
             (Denial::NoRoute, 404, "route_not_found"),
             (Denial::MethodNotAllowed, 405, "method_not_allowed"),
+            (EdgeError::HeaderTooLarge.into(), 431, "header_too_large"),
+            (EdgeError::TooManyHeaders.into(), 431, "too_many_headers"),
+            (EdgeError::UriTooLong.into(), 414, "uri_too_long"),
+            (EdgeError::BodyTooLarge.into(), 413, "body_too_large"),
+            (EdgeError::Malformed("chunk").into(), 400, "request_malformed"),
+            (EdgeError::HeaderInvalid.into(), 400, "header_invalid"),
+            (EdgeError::Timeout.into(), 408, "request_timeout"),
         ];
         for (d, status, reason) in table {
             let r = d.response();
@@ -247,6 +298,9 @@ mod tests {
             }
             let body: serde_json::Value = serde_json::from_str(&d.body()).unwrap();
             assert_eq!(body["reason"], reason);
+            if matches!(d, Denial::Edge(_)) {
+                assert_eq!(body["error"], "invalid_request");
+            }
         }
         assert_eq!(
             Denial::from(AuthError::SignatureInvalid).response().www_authenticate,

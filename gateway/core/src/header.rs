@@ -5,6 +5,14 @@
 //! as compact JSON (`json`), objects as compact JSON. A value that could not be a
 //! safe header value (control characters, or a `,` inside a `csv` element) refuses
 //! the token rather than forwarding something ambiguous.
+//!
+//! Inbound header names are screened by [`InboundPolicy`]: CGI, WSGI, Rack and PHP
+//! upstreams read `X-User-Id` and `X_User_Id` alike as `HTTP_X_USER_ID`, so a client
+//! header whose name, lower-cased with `_` read as `-`, equals a header the gateway
+//! owns (a mapped identity header, `x-request-id`, `x-real-ip`, `forwarded`,
+//! `x-forwarded-*`) or one of `http.strip_headers`, is removed whatever
+//! `http.underscore_headers` says; other names with `_` are dropped, refused or
+//! allowed by that setting.
 
 use crate::error::AuthError;
 use crate::verify::VerifiedToken;
@@ -91,10 +99,125 @@ pub fn plan(
     Ok(out)
 }
 
+/// What to do with inbound header names containing `_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnderscoreAction {
+    /// Remove them (default, like nginx's `underscores_in_headers off`).
+    Drop,
+    /// Refuse the request: 400 `header_invalid`.
+    Reject,
+    /// Forward them, except spellings of a header the gateway owns.
+    Allow,
+}
+
+/// The screen applied to every inbound header name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundPolicy {
+    /// Names with `_`.
+    pub underscore: UnderscoreAction,
+    /// Gateway-owned names (lower case, `-`): mapped identity headers, and the ones the
+    /// gateway sets itself.
+    pub owned: Vec<String>,
+    /// Names always removed (lower case, `-`), `http.strip_headers`.
+    pub strip: Vec<String>,
+}
+
+/// The verdict on one inbound header name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    /// Forward it.
+    Keep,
+    /// Remove it before anything reads it.
+    Remove,
+    /// Refuse the request (400 `header_invalid`).
+    Reject,
+}
+
+/// Headers the gateway always sets or owns, besides the mapped identity headers.
+pub const GATEWAY_OWNED: [&str; 3] = ["x-request-id", "x-real-ip", "forwarded"];
+
+impl InboundPolicy {
+    fn owned_or_stripped(&self, normalised: &str) -> bool {
+        normalised.starts_with("x-forwarded-")
+            || GATEWAY_OWNED.contains(&normalised)
+            || self.owned.iter().any(|o| o == normalised)
+            || self.strip.iter().any(|o| o == normalised)
+    }
+
+    /// The verdict on `name` (as parsed: lower case, since HTTP/1 names are case-insensitive).
+    /// Exact gateway-owned names are `Remove`d too: the gateway reads the ones it
+    /// uses (`X-Forwarded-For`, `X-Request-Id`) before screening and sets its own.
+    pub fn inbound(&self, name: &str) -> Inbound {
+        if !name.contains('_') {
+            return if self.owned_or_stripped(name) { Inbound::Remove } else { Inbound::Keep };
+        }
+        match self.underscore {
+            UnderscoreAction::Reject => Inbound::Reject,
+            UnderscoreAction::Drop => Inbound::Remove,
+            UnderscoreAction::Allow if self.owned_or_stripped(&normalise(name)) => Inbound::Remove,
+            UnderscoreAction::Allow => Inbound::Keep,
+        }
+    }
+}
+
+/// A header name as CGI-style upstreams see it: lower case, `_` read as `-`.
+pub fn normalise(name: &str) -> String {
+    name.bytes().map(|b| if b == b'_' { '-' } else { b.to_ascii_lowercase() as char }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn policy(underscore: UnderscoreAction) -> InboundPolicy {
+        InboundPolicy {
+            underscore,
+            owned: vec!["x-user-id".into(), "x-user-role".into(), "x-auth-sub".into()],
+            strip: vec!["x-http-method-override".into(), "x-http-method".into(), "x-method-override".into()],
+        }
+    }
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalise("X_User_Id"), "x-user-id");
+        assert_eq!(normalise("x-user_role"), "x-user-role");
+        assert_eq!(normalise("X_AUTH_SUB"), "x-auth-sub");
+        assert_eq!(normalise("plain"), "plain");
+    }
+
+    #[test]
+    fn inbound_names() {
+        use Inbound::*;
+        // (name, drop, reject, allow)
+        let table = [
+            ("x_user_id", Remove, Reject, Remove),
+            ("x-user_role", Remove, Reject, Remove),
+            ("x_auth_sub", Remove, Reject, Remove),
+            ("x_forwarded_for", Remove, Reject, Remove),
+            ("x_forwarded_anything", Remove, Reject, Remove),
+            ("x_request_id", Remove, Reject, Remove),
+            ("x_real_ip", Remove, Reject, Remove),
+            ("x_http_method_override", Remove, Reject, Remove),
+            ("x_custom_thing", Remove, Reject, Keep),
+            // Exact owned or stripped names are removed whatever the action.
+            ("x-user-id", Remove, Remove, Remove),
+            ("x-forwarded-for", Remove, Remove, Remove),
+            ("x-forwarded-proto", Remove, Remove, Remove),
+            ("forwarded", Remove, Remove, Remove),
+            ("x-http-method-override", Remove, Remove, Remove),
+            ("x-method-override", Remove, Remove, Remove),
+            // Everything else passes.
+            ("x-user-idx", Keep, Keep, Keep),
+            ("content-type", Keep, Keep, Keep),
+            ("authorization", Keep, Keep, Keep),
+        ];
+        for (name, drop, reject, allow) in table {
+            assert_eq!(policy(UnderscoreAction::Drop).inbound(name), drop, "drop {name}");
+            assert_eq!(policy(UnderscoreAction::Reject).inbound(name), reject, "reject {name}");
+            assert_eq!(policy(UnderscoreAction::Allow).inbound(name), allow, "allow {name}");
+        }
+    }
 
     #[test]
     fn encoding_rule() {

@@ -38,6 +38,8 @@ pub struct Route {
     pub require_encrypted: bool,
     /// Each `jti` passes once.
     pub one_time: bool,
+    /// Largest request body, when the route sets its own (else `http.max_body_bytes`).
+    pub max_body_bytes: Option<u64>,
 }
 
 /// A matched route with its path parameters.
@@ -179,6 +181,7 @@ mod tests {
             max_token_lifetime: None,
             require_encrypted: false,
             one_time: false,
+            max_body_bytes: None,
         }
     }
 

@@ -59,6 +59,51 @@ pub struct FileConfig {
     /// A shared one-time token store (default: in memory).
     #[serde(default)]
     pub replay_store: Option<ReplayStoreFile>,
+    /// Limits, header hygiene and forwarding trust of the request's HTTP.
+    #[serde(default)]
+    pub http: HttpFile,
+}
+
+/// `http:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    /// Header names with `_`: `drop` (default), `reject` or `allow`.
+    #[serde(default)]
+    pub underscore_headers: Option<String>,
+    /// Inbound headers always removed (default: the method-override family).
+    #[serde(default)]
+    pub strip_headers: Option<Vec<String>>,
+    /// CIDRs (or addresses) of proxies whose `X-Forwarded-*` headers are believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Hops in front of the gateway trusted whatever their address.
+    #[serde(default)]
+    pub trusted_hops: Option<usize>,
+    /// Longest header line (`name: value`).
+    #[serde(default)]
+    pub max_header_line_bytes: Option<usize>,
+    /// Longest request head (request line and header lines).
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Most header fields.
+    #[serde(default)]
+    pub max_headers: Option<usize>,
+    /// Longest request target.
+    #[serde(default)]
+    pub max_uri_bytes: Option<usize>,
+    /// Largest body, unless a route sets its own.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Longest wait for each read of a new connection's request head.
+    #[serde(default)]
+    pub header_read_timeout: Option<Dur>,
+    /// Longest wait for the next request on a kept-alive connection.
+    #[serde(default)]
+    pub idle_timeout: Option<Dur>,
+    /// Longest wait for each read of a request body.
+    #[serde(default)]
+    pub body_read_timeout: Option<Dur>,
 }
 
 /// `replay_store:` section: the kms-sidecar's one-time endpoint.
@@ -399,6 +444,9 @@ pub struct RouteFile {
     /// Each token (`jti`) passes once.
     #[serde(default)]
     pub one_time: bool,
+    /// Largest request body on this route (default `http.max_body_bytes`).
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
 }
 
 /// One allow rule.

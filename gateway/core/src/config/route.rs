@@ -71,6 +71,7 @@ pub(super) fn routes(f: &FileConfig, errs: &mut Errors) -> Vec<Route> {
             max_token_lifetime: r.max_token_lifetime.map(|d| d.secs()),
             require_encrypted: r.require_encrypted,
             one_time: r.one_time,
+            max_body_bytes: r.max_body_bytes,
         });
     }
     routes
