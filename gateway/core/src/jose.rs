@@ -3,9 +3,13 @@
 //! `crit`/`b64` refusal and no key-carrying header members.
 
 use crate::alg::Algorithm;
+use crate::b64;
+use crate::claims::UncheckedClaims;
 use crate::error::AuthError;
-use crate::{b64, json};
+use crate::json::{Key, Seen, StrOr, StrOrSeed, StrictIgnore};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// The protected header of a compact JWS, after validation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +25,8 @@ pub struct JwsHeader {
 pub struct UnverifiedJws<'a> {
     /// Validated header.
     pub header: JwsHeader,
-    /// Decoded claims object (duplicate-free).
-    pub claims: Map<String, Value>,
+    /// Claims object, read strictly (duplicate-free), not yet checked.
+    pub claims: UncheckedClaims,
     /// `BASE64URL(header) '.' BASE64URL(payload)`, the signed bytes.
     pub signing_input: &'a [u8],
     /// Decoded signature bytes.
@@ -89,6 +93,96 @@ pub fn parse_header(map: &Map<String, Value>) -> Result<JwsHeader, AuthError> {
     Ok(JwsHeader { alg, kid })
 }
 
+/// The header members the checks look at, read in one strict pass over the header
+/// JSON (duplicate names refused at any depth, as [`crate::json::parse_object`] does) with
+/// no map built: refused members are only noted, `alg`/`kid`/`typ` kept borrowed.
+#[derive(Default)]
+struct HeaderFields<'a> {
+    /// Which of [`REFUSED`] are present.
+    refused: [bool; REFUSED.len()],
+    alg: Option<StrOr<'a>>,
+    kid: Option<StrOr<'a>>,
+    typ: Option<StrOr<'a>>,
+}
+
+/// Members whose presence alone refuses the header, in the order they are checked.
+const REFUSED: [&str; 8] = ["jku", "x5u", "jwk", "x5c", "crit", "b64", "enc", "zip"];
+
+impl<'de> DeserializeSeed<'de> for HeaderFields<'de> {
+    type Value = HeaderFields<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for HeaderFields<'de> {
+    type Value = HeaderFields<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut seen = Seen::default();
+        while let Some(key) = map.next_key_seed(Key)? {
+            let slot = match &*key {
+                "alg" => Some(&mut self.alg),
+                "kid" => Some(&mut self.kid),
+                "typ" => Some(&mut self.typ),
+                other => {
+                    if let Some(i) = REFUSED.iter().position(|r| *r == other) {
+                        self.refused[i] = true;
+                    }
+                    None
+                }
+            };
+            match slot {
+                Some(slot) => *slot = Some(map.next_value_seed(StrOrSeed)?),
+                None => map.next_value_seed(StrictIgnore)?,
+            }
+            seen.add(key)?;
+        }
+        Ok(self)
+    }
+}
+
+fn parse_header_json(bytes: &[u8]) -> Result<HeaderFields<'_>, AuthError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let fields = HeaderFields::default().deserialize(&mut de).map_err(|_| AuthError::TokenMalformed("header json"))?;
+    de.end().map_err(|_| AuthError::TokenMalformed("header json"))?;
+    Ok(fields)
+}
+
+/// The checks of [`parse_header`], in the same order, on the fields of one pass.
+fn check_header(h: HeaderFields<'_>) -> Result<JwsHeader, AuthError> {
+    for (name, present) in REFUSED.iter().zip(h.refused) {
+        if present {
+            return Err(AuthError::HeaderUnsupported(if *name == "zip" { "enc" } else { name }));
+        }
+    }
+    if let Some(typ) = h.typ {
+        let ok = match &typ {
+            StrOr::Str(t) => {
+                let t = t.strip_prefix("application/").unwrap_or(t);
+                t.eq_ignore_ascii_case("JWT") || t.eq_ignore_ascii_case("at+jwt")
+            }
+            StrOr::Other => false,
+        };
+        if !ok {
+            return Err(AuthError::HeaderUnsupported("typ"));
+        }
+    }
+    let alg = match h.alg {
+        Some(StrOr::Str(a)) => a.parse().map_err(|_| AuthError::AlgorithmNotAllowed)?,
+        Some(StrOr::Other) => return Err(AuthError::TokenMalformed("alg type")),
+        None => return Err(AuthError::TokenMalformed("alg missing")),
+    };
+    let kid = match h.kid {
+        None => None,
+        Some(StrOr::Str(k)) if !k.is_empty() && k.len() <= 256 => Some(k.into_owned()),
+        Some(_) => return Err(AuthError::TokenMalformed("kid")),
+    };
+    Ok(JwsHeader { alg, kid })
+}
+
 /// Splits and decodes a compact JWS; nothing is trusted yet.
 pub fn parse_jws(token: &str) -> Result<UnverifiedJws<'_>, AuthError> {
     let mut parts = token.split('.');
@@ -99,10 +193,9 @@ pub fn parse_jws(token: &str) -> Result<UnverifiedJws<'_>, AuthError> {
         return Err(AuthError::TokenMalformed("empty segment"));
     }
     let header_bytes = b64::decode(h.as_bytes()).ok_or(AuthError::TokenMalformed("header encoding"))?;
-    let header_map = json::parse_object(&header_bytes).map_err(|_| AuthError::TokenMalformed("header json"))?;
-    let header = parse_header(&header_map)?;
+    let header = check_header(parse_header_json(&header_bytes)?)?;
     let payload = b64::decode(p.as_bytes()).ok_or(AuthError::TokenMalformed("payload encoding"))?;
-    let claims = json::parse_object(&payload).map_err(|_| AuthError::TokenMalformed("payload json"))?;
+    let claims = UncheckedClaims::parse(payload).map_err(|_| AuthError::TokenMalformed("payload json"))?;
     let signature = b64::decode(s.as_bytes()).ok_or(AuthError::TokenMalformed("signature encoding"))?;
     let signing_input = &token.as_bytes()[..h.len() + 1 + p.len()];
     Ok(UnverifiedJws { header, claims, signing_input, signature })

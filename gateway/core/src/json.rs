@@ -4,6 +4,8 @@
 
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
+use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt;
 
 /// Why a JSON document was refused.
@@ -81,6 +83,176 @@ impl<'de> Visitor<'de> for StrictValue {
             out.insert(key, v);
         }
         Ok(Value::Object(out))
+    }
+}
+
+/// A member name, borrowed from the input when it holds no escape.
+pub(crate) struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// The member names of one object seen so far: a short list scanned linearly, a hash
+/// set once the object is large (so a hostile object cannot make this quadratic).
+#[derive(Default)]
+pub(crate) struct Seen<'de> {
+    few: Vec<Cow<'de, str>>,
+    many: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'de> Seen<'de> {
+    const FEW: usize = 16;
+
+    /// Records `key`; an error if it was already seen.
+    pub(crate) fn add<E: serde::de::Error>(&mut self, key: Cow<'de, str>) -> Result<(), E> {
+        let fresh = match &mut self.many {
+            Some(set) => set.insert(key),
+            None if self.few.contains(&key) => false,
+            None if self.few.len() < Self::FEW => {
+                self.few.push(key);
+                true
+            }
+            None => {
+                let mut set: HashSet<Cow<'de, str>> = self.few.drain(..).collect();
+                set.insert(key);
+                self.many = Some(set);
+                true
+            }
+        };
+        if fresh {
+            Ok(())
+        } else {
+            Err(E::custom("duplicate member name"))
+        }
+    }
+}
+
+/// Checks any JSON value as strictly as [`parse_object`] (duplicate member names
+/// refused at any depth, finite numbers) without building it.
+pub(crate) struct StrictIgnore;
+
+impl<'de> DeserializeSeed<'de> for StrictIgnore {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrictIgnore {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if v.is_finite() {
+            Ok(())
+        } else {
+            Err(E::custom("non-finite number"))
+        }
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(StrictIgnore)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen = Seen::default();
+        while let Some(key) = map.next_key_seed(Key)? {
+            seen.add(key)?;
+            map.next_value_seed(StrictIgnore)?;
+        }
+        Ok(())
+    }
+}
+
+/// A JSON value that is either a string (borrowed when unescaped) or anything else
+/// (checked strictly, not kept).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StrOr<'de> {
+    /// A string.
+    Str(Cow<'de, str>),
+    /// Any other value.
+    Other,
+}
+
+/// Reads a [`StrOr`].
+pub(crate) struct StrOrSeed;
+
+impl<'de> DeserializeSeed<'de> for StrOrSeed {
+    type Value = StrOr<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<StrOr<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StrOrSeed {
+    type Value = StrOr<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(StrOr::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(StrOr::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(StrOr::Str(Cow::Owned(v)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(StrOr::Other)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(StrOr::Other)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(StrOr::Other)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        StrictIgnore.visit_f64(v).map(|()| StrOr::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(StrOr::Other)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        StrictIgnore.visit_seq(seq).map(|()| StrOr::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        StrictIgnore.visit_map(map).map(|()| StrOr::Other)
     }
 }
 

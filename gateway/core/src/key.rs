@@ -234,7 +234,7 @@ fn rsa_public_der(n: &[u8], e: &[u8]) -> Vec<u8> {
 /// An immutable set of one tenant's verification keys.
 #[derive(Debug, Default)]
 pub struct KeySet {
-    by_kid: HashMap<String, Arc<VerifyingKey>>,
+    by_kid: HashMap<String, Arc<VerifyingKey>, ahash::RandomState>,
     all: Vec<Arc<VerifyingKey>>,
     /// Keys in the source that were skipped (encryption keys, unsupported types), with why.
     pub skipped: Vec<String>,

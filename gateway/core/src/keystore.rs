@@ -74,7 +74,7 @@ struct FetchState {
 /// the same refresh rules, private decryption keys (`DecryptionKeySet`).
 #[derive(Debug)]
 pub struct KeyStore<S = KeySet> {
-    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys<S>>>>,
+    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys<S>>, ahash::RandomState>>,
     state: HashMap<String, FetchState>,
     policy: RefreshPolicy,
 }
@@ -95,7 +95,7 @@ impl<S> KeyStore<S> {
     /// An empty store for these tenant ids.
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>, policy: RefreshPolicy) -> Self {
         Self {
-            snapshot: ArcSwap::from_pointee(HashMap::new()),
+            snapshot: ArcSwap::from_pointee(HashMap::default()),
             state: tenants.into_iter().map(|t| (t.to_owned(), FetchState::default())).collect(),
             policy,
         }
@@ -194,7 +194,7 @@ impl<S> KeyStore<S> {
     }
 
     /// Every loaded tenant's keys (stale ones included).
-    pub fn loaded(&self) -> Arc<HashMap<String, Arc<TenantKeys<S>>>> {
+    pub fn loaded(&self) -> Arc<HashMap<String, Arc<TenantKeys<S>>, ahash::RandomState>> {
         self.snapshot.load_full()
     }
 

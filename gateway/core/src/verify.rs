@@ -6,10 +6,9 @@
 
 use crate::alg::Algorithm;
 use crate::cache::TokenCache;
-use crate::claims::Claims;
+use crate::claims::{Claims, UncheckedClaims};
 use crate::error::AuthError;
 use crate::jose::{self, Compact};
-use crate::json;
 use crate::jwe::keys::DecryptionKeySet;
 use crate::jwe::store::{DecryptionStore, KidOwner};
 use crate::jwe::{self, ContentEncryption, JweAllow, JweError, KeyManagement};
@@ -133,7 +132,8 @@ pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, AuthError> {
 #[derive(Debug)]
 pub struct Verifier {
     opts: VerifyOptions,
-    tenants: HashMap<String, Arc<Tenant>>,
+    /// By id; the lookup key comes from the token, the map only from the config.
+    tenants: HashMap<String, Arc<Tenant>, ahash::RandomState>,
     cache: TokenCache,
     /// Union of every tenant's JWE allowlist (the per-tenant one is applied after the
     /// `kid` names the tenant); `None` when no tenant accepts JWE.
@@ -236,7 +236,7 @@ impl Verifier {
         now: i64,
     ) -> Result<(VerifiedToken, Arc<KeySet>), Refused> {
         let jws = jose::parse_jws(token)?;
-        let claims = Claims::new(jws.claims)?;
+        let claims = jws.claims.check()?;
         let tenant_id = claims.str(&self.opts.tenant_claim).ok_or(AuthError::TenantUnknown)?;
         let tenant = match expected {
             Some(t) if t.id != tenant_id => return Err(AuthError::TenantMismatch.into()),
@@ -301,8 +301,9 @@ impl Verifier {
         if !settings.allow_bare_claims || !decrypted.payload.starts_with(b"{") {
             return Err(AuthError::NestedJwsRequired.into());
         }
-        let map = json::parse_object(&decrypted.payload).map_err(|_| AuthError::TokenMalformed("claims json"))?;
-        let claims = Claims::new(map)?;
+        let claims = UncheckedClaims::parse(decrypted.payload.to_vec())
+            .map_err(|_| AuthError::TokenMalformed("claims json"))?
+            .check()?;
         if claims.str(&self.opts.tenant_claim) != Some(tenant.id.as_str()) {
             return Err(AuthError::TenantMismatch.into());
         }
