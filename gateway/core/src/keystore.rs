@@ -113,6 +113,14 @@ impl<S> KeyStore<S> {
         (now - keys.fetched_at <= self.policy.max_stale).then(|| keys.set.clone())
     }
 
+    /// Whether `set` is the tenant's current key set at `now` (what [`Self::get`]
+    /// would return), without taking a reference to it.
+    pub fn is_current(&self, tenant: &str, set: &Arc<S>, now: i64) -> bool {
+        let snap = self.snapshot.load();
+        snap.get(tenant)
+            .is_some_and(|keys| now - keys.fetched_at <= self.policy.max_stale && Arc::ptr_eq(&keys.set, set))
+    }
+
     /// Installs a freshly fetched set and schedules the next refresh from `max_age`.
     pub fn install(&self, tenant: &str, set: S, now: i64, max_age: Option<i64>) {
         let entry = Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now });

@@ -203,9 +203,22 @@ impl Verifier {
             return Err(AuthError::TokenTooLarge.into());
         }
         let kind = jose::classify(token)?;
-        let current = |t: &VerifiedToken| {
+        // The key sets that checked a cached token must still be the tenant's current
+        // ones: a signing key set exactly when the token was signed, a decryption key
+        // set exactly when it was encrypted.
+        let current = |t: &VerifiedToken, set: Option<&Arc<KeySet>>, dset: Option<&Arc<DecryptionKeySet>>| {
             let id = &t.tenant.id;
-            (t.alg.and_then(|_| keys.get(id, now)), t.encrypted.as_ref().and_then(|_| dkeys.get(id, now)))
+            let signed = match (t.alg, set) {
+                (Some(_), Some(set)) => keys.is_current(id, set, now),
+                (None, None) => true,
+                _ => false,
+            };
+            signed
+                && match (&t.encrypted, dset) {
+                    (Some(_), Some(dset)) => dkeys.store().is_current(id, dset, now),
+                    (None, None) => true,
+                    _ => false,
+                }
         };
         if let Some(hit) = self.cache.get(token, current) {
             hit.claims.check_time(now, self.opts.leeway)?;
