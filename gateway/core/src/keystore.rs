@@ -1,10 +1,10 @@
-//! The key cache: one immutable snapshot of every tenant's key set behind `ArcSwap`,
+//! The key cache: each tenant's immutable key set behind its own `ArcSwap` slot,
 //! read without locks on the request path and replaced whole by the refresher. The
 //! refresh timing rules (max-age clamped to a floor and ceiling, bounded staleness,
 //! one unknown-`kid` refetch per tenant per cooldown) are pure functions of `now`.
 
 use crate::key::KeySet;
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,7 +74,11 @@ struct FetchState {
 /// the same refresh rules, private decryption keys (`DecryptionKeySet`).
 #[derive(Debug)]
 pub struct KeyStore<S = KeySet> {
-    snapshot: ArcSwap<HashMap<String, Arc<TenantKeys<S>>, ahash::RandomState>>,
+    /// One slot per configured tenant, so installing one tenant's keys is O(1) (a
+    /// whole-map copy per install made a refresh of every tenant quadratic).
+    slots: HashMap<String, ArcSwapOption<TenantKeys<S>>, ahash::RandomState>,
+    /// Keys installed for a tenant that is not configured (kept as before, rare).
+    others: ArcSwap<HashMap<String, Arc<TenantKeys<S>>, ahash::RandomState>>,
     state: HashMap<String, FetchState>,
     policy: RefreshPolicy,
 }
@@ -94,9 +98,12 @@ impl Drop for FetchSlot<'_> {
 impl<S> KeyStore<S> {
     /// An empty store for these tenant ids.
     pub fn new<'a>(tenants: impl IntoIterator<Item = &'a str>, policy: RefreshPolicy) -> Self {
+        let state: HashMap<String, FetchState> =
+            tenants.into_iter().map(|t| (t.to_owned(), FetchState::default())).collect();
         Self {
-            snapshot: ArcSwap::from_pointee(HashMap::default()),
-            state: tenants.into_iter().map(|t| (t.to_owned(), FetchState::default())).collect(),
+            slots: state.keys().map(|t| (t.clone(), ArcSwapOption::empty())).collect(),
+            others: ArcSwap::from_pointee(HashMap::default()),
+            state,
             policy,
         }
     }
@@ -108,7 +115,12 @@ impl<S> KeyStore<S> {
 
     /// The tenant's keys if loaded and not staler than `max_stale`.
     pub fn get(&self, tenant: &str, now: i64) -> Option<Arc<S>> {
-        let snap = self.snapshot.load();
+        if let Some(slot) = self.slots.get(tenant) {
+            let keys = slot.load();
+            let keys = keys.as_ref()?;
+            return (now - keys.fetched_at <= self.policy.max_stale).then(|| keys.set.clone());
+        }
+        let snap = self.others.load();
         let keys = snap.get(tenant)?;
         (now - keys.fetched_at <= self.policy.max_stale).then(|| keys.set.clone())
     }
@@ -116,19 +128,38 @@ impl<S> KeyStore<S> {
     /// Whether `set` is the tenant's current key set at `now` (what [`Self::get`]
     /// would return), without taking a reference to it.
     pub fn is_current(&self, tenant: &str, set: &Arc<S>, now: i64) -> bool {
-        let snap = self.snapshot.load();
-        snap.get(tenant)
-            .is_some_and(|keys| now - keys.fetched_at <= self.policy.max_stale && Arc::ptr_eq(&keys.set, set))
+        let fresh =
+            |keys: &TenantKeys<S>| now - keys.fetched_at <= self.policy.max_stale && Arc::ptr_eq(&keys.set, set);
+        match self.slots.get(tenant) {
+            Some(slot) => slot.load().as_deref().is_some_and(fresh),
+            None => self.others.load().get(tenant).is_some_and(|k| fresh(k)),
+        }
+    }
+
+    /// The tenant's keys as last installed, stale or not.
+    fn entry(&self, tenant: &str) -> Option<Arc<TenantKeys<S>>> {
+        match self.slots.get(tenant) {
+            Some(slot) => slot.load_full(),
+            None => self.others.load().get(tenant).cloned(),
+        }
+    }
+
+    fn put(&self, tenant: &str, entry: Arc<TenantKeys<S>>) {
+        match self.slots.get(tenant) {
+            Some(slot) => slot.store(Some(entry)),
+            None => {
+                self.others.rcu(|old| {
+                    let mut next = HashMap::clone(old);
+                    next.insert(tenant.to_owned(), entry.clone());
+                    next
+                });
+            }
+        }
     }
 
     /// Installs a freshly fetched set and schedules the next refresh from `max_age`.
     pub fn install(&self, tenant: &str, set: S, now: i64, max_age: Option<i64>) {
-        let entry = Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now });
-        self.snapshot.rcu(|old| {
-            let mut next = HashMap::clone(old);
-            next.insert(tenant.to_owned(), entry.clone());
-            next
-        });
+        self.put(tenant, Arc::new(TenantKeys { set: Arc::new(set), fetched_at: now }));
         if let Some(st) = self.state.get(tenant) {
             st.next_refresh_at.store(now + self.policy.interval(max_age), Ordering::Release);
             st.failures.store(0, Ordering::Release);
@@ -138,14 +169,10 @@ impl<S> KeyStore<S> {
     /// Takes over `tenant`'s keys and schedule from `old` (after a config reload that
     /// kept the tenant's key source), so a reload never empties the cache.
     pub fn adopt(&self, old: &KeyStore<S>, tenant: &str) {
-        let Some(entry) = old.snapshot.load().get(tenant).cloned() else {
+        let Some(entry) = old.entry(tenant) else {
             return;
         };
-        self.snapshot.rcu(|cur| {
-            let mut next = HashMap::clone(cur);
-            next.insert(tenant.to_owned(), entry.clone());
-            next
-        });
+        self.put(tenant, entry);
         if let (Some(new), Some(prev)) = (self.state.get(tenant), old.state.get(tenant)) {
             new.next_refresh_at.store(prev.next_refresh_at.load(Ordering::Acquire), Ordering::Release);
         }
@@ -203,7 +230,9 @@ impl<S> KeyStore<S> {
 
     /// Every loaded tenant's keys (stale ones included).
     pub fn loaded(&self) -> Arc<HashMap<String, Arc<TenantKeys<S>>, ahash::RandomState>> {
-        self.snapshot.load_full()
+        let mut all = HashMap::clone(&self.others.load());
+        all.extend(self.slots.iter().filter_map(|(t, slot)| slot.load_full().map(|k| (t.clone(), k))));
+        Arc::new(all)
     }
 
     /// Whether a fetch of the tenant's keys is in flight.
@@ -213,7 +242,7 @@ impl<S> KeyStore<S> {
 
     /// Seconds since the tenant's keys were fetched, if loaded.
     pub fn age(&self, tenant: &str, now: i64) -> Option<i64> {
-        self.snapshot.load().get(tenant).map(|k| now - k.fetched_at)
+        self.entry(tenant).map(|k| now - k.fetched_at)
     }
 
     /// Consecutive failed fetches of the tenant.
@@ -268,6 +297,23 @@ mod tests {
         assert_eq!(store.failures("a"), 1);
         assert!(store.ready(["a"], 1100));
         assert!(!store.ready(["a", "b"], 1100));
+    }
+
+    /// Configured tenants have their own slots; keys for any other id still install.
+    #[test]
+    fn slots_and_unconfigured_tenants() {
+        let store = KeyStore::new(["a"], POLICY);
+        store.install("a", KeySet::default(), 1000, None);
+        store.install("x", KeySet::default(), 1000, None);
+        let a = store.get("a", 1000).expect("configured");
+        assert!(store.get("x", 1000).is_some(), "unconfigured id kept");
+        assert!(store.is_current("a", &a, 1000));
+        assert!(!store.is_current("a", &a, 1000 + 601), "too stale");
+        store.install("a", KeySet::default(), 1001, None);
+        assert!(!store.is_current("a", &a, 1001), "replaced");
+        let loaded = store.loaded();
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(store.age("a", 1010), Some(9));
     }
 
     #[test]
