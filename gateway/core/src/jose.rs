@@ -47,7 +47,14 @@ pub enum Compact {
 
 /// Classifies a compact token by its number of segments.
 pub fn classify(token: &str) -> Result<Compact, AuthError> {
-    match token.bytes().filter(|b| *b == b'.').count() {
+    // Counted in runs of at most 255 bytes into a `u8`, which compiles to 16 bytes per
+    // vector step (a `usize` count widened each byte: this was most of a cache hit).
+    let dots: usize = token
+        .as_bytes()
+        .chunks(255)
+        .map(|run| usize::from(run.iter().fold(0u8, |n, b| n + u8::from(*b == b'.'))))
+        .sum();
+    match dots {
         2 => Ok(Compact::Jws),
         4 => Ok(Compact::Jwe),
         _ => Err(AuthError::TokenMalformed("segment count")),
@@ -255,5 +262,11 @@ mod tests {
         assert_eq!(classify("a.b.c.d.e"), Ok(Compact::Jwe));
         assert_eq!(classify("a.b.c"), Ok(Compact::Jws));
         assert!(classify("abc").is_err());
+        // Counts past one 255-byte run and past 255 dots.
+        let long = format!("{}.{}.{}", "a".repeat(300), "b".repeat(300), "c".repeat(300));
+        assert_eq!(classify(&long), Ok(Compact::Jws));
+        assert!(classify(&".".repeat(258)).is_err());
+        assert!(classify(&".".repeat(255)).is_err());
+        assert_eq!(classify(&format!("{}....", "x".repeat(600))), Ok(Compact::Jwe));
     }
 }
