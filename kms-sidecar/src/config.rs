@@ -79,9 +79,10 @@ pub struct KmsConfig {
     pub internal_listen: SocketAddr,
     /// Directory of the embedded store.
     pub data_dir: String,
-    /// Create a new store when none exists (demo); otherwise a missing store is an error.
+    /// No longer accepted (a store is created only by `kms-sidecar init`); kept so
+    /// that an old config is refused with a message naming the field.
     #[serde(default)]
-    pub create_if_missing: bool,
+    pub create_if_missing: Option<serde_yaml_ng::Value>,
     /// Base64 32-byte master key.
     pub master_key: SecretSource,
     /// Bearer credential for admin and issuing endpoints.
@@ -113,6 +114,12 @@ impl KmsConfig {
         let cfg: KmsConfig =
             serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
         let mut errs = Vec::new();
+        if cfg.create_if_missing.is_some() {
+            errs.push(
+                "create_if_missing: no longer supported: create the store once with `kms-sidecar init --config <file>`"
+                    .into(),
+            );
+        }
         for (i, t) in cfg.tenants.iter().enumerate() {
             if let Err(e) = validate_tenant(t) {
                 errs.push(format!("tenants[{i}].{e}"));
@@ -178,5 +185,7 @@ mod tests {
         assert!(err.contains("tenants[1].alg"), "{err}");
         let err = KmsConfig::from_yaml(&text.replace("keep_retired:", "keep_retierd:")).unwrap_err();
         assert!(err.contains("keep_retierd"), "{err}");
+        let err = KmsConfig::from_yaml(&format!("{text}create_if_missing: true\n")).unwrap_err();
+        assert!(err.starts_with("create_if_missing: no longer supported") && err.contains("kms-sidecar init"), "{err}");
     }
 }
