@@ -188,6 +188,8 @@ pub struct Store {
     sealer: Sealer,
     dir: std::path::PathBuf,
     id: String,
+    /// Serialises writers of `last-run.json` (revocations commit concurrently).
+    last_run: std::sync::Mutex<()>,
     #[cfg(test)]
     fail_before_events: std::sync::atomic::AtomicBool,
 }
@@ -244,6 +246,7 @@ impl Store {
             sealer,
             dir: dir.to_owned(),
             id: String::new(),
+            last_run: std::sync::Mutex::new(()),
             #[cfg(test)]
             fail_before_events: Default::default(),
         };
@@ -333,6 +336,9 @@ impl Store {
 
     /// Records this store (id and feed position) as the one this sidecar runs with.
     pub fn record_last_run(&self) -> Result<(), StoreError> {
+        // One writer at a time, reading the position under the lock: the record only
+        // moves forward and is never a half-written file.
+        let _w = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
         let last = LastRun { store_id: self.id.clone(), seq: self.last_revocation()? };
         let bytes = serde_json::to_vec(&last).map_err(db)?;
         write_durably(&self.dir.join(LAST_RUN_FILE), &bytes).map_err(db)
