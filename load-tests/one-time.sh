@@ -25,13 +25,13 @@ cat >"$WORK/kms.yaml" <<YAML
 listen: 127.0.0.1:$KMS
 internal_listen: 127.0.0.1:$CHAN
 data_dir: $WORK/kms
-create_if_missing: true
 master_key: { env: KMS_MASTER_KEY }
 admin_token: { env: KMS_ADMIN_TOKEN }
 gateway_token: { env: KMS_GATEWAY_TOKEN }
 tenants:
   - { id: t1, alg: ES256, issuer: https://issuer.test/t1, audience: api, rotation: { interval: 1d } }
 YAML
+"$BIN/kms-sidecar" init --config "$WORK/kms.yaml" >/dev/null
 RUST_LOG=warn "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & KPID=$!; pids+=($KPID)
 "$BIN/upstreams" --patient 127.0.0.1:$UP --doctor 127.0.0.1:$D1 --lab 127.0.0.1:$D2 --insurance 127.0.0.1:$D3 >"$WORK/up.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar

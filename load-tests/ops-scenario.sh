@@ -25,7 +25,6 @@ cat >"$WORK/kms.yaml" <<YAML
 listen: 127.0.0.1:$KMS
 internal_listen: 127.0.0.1:$CHAN
 data_dir: $WORK/kms
-create_if_missing: true
 master_key: { env: KMS_MASTER_KEY }
 admin_token: { env: KMS_ADMIN_TOKEN }
 gateway_token: { env: KMS_GATEWAY_TOKEN }
@@ -33,6 +32,7 @@ jwks_max_age: 1s
 tenants:
   - { id: hospital-a, alg: RS256, enc_alg: RSA-OAEP-256, issuer: https://kms.local/hospital-a, audience: medapi, rotation: { interval: 5s, max_token_ttl: 10m, clock_skew: 5s } }
 YAML
+"$BIN/kms-sidecar" init --config "$WORK/kms.yaml" >/dev/null
 "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar
 "$BIN/upstreams" --patient 127.0.0.1:$P --doctor 127.0.0.1:$D --lab 127.0.0.1:$L --insurance 127.0.0.1:$I >"$WORK/up.log" 2>&1 & pids+=($!)

@@ -35,6 +35,9 @@ wait_for() { # url name
   echo "$2 did not come up; see .demo/logs/$2.log" >&2; tail -20 ".demo/logs/$2.log" >&2; exit 1
 }
 
+# The key store is created once, explicitly; `serve` refuses to start without one.
+[ -e .demo/kms/keys.redb ] || "$BIN/kms-sidecar" init --config conf/kms.yaml >.demo/logs/kms-init.log 2>&1 \
+  || { echo "kms-sidecar init failed; see .demo/logs/kms-init.log" >&2; cat .demo/logs/kms-init.log >&2; exit 1; }
 "$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:8081/healthz kms-sidecar
 "$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)

@@ -121,8 +121,10 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("admin token must be at least 16 characters");
     }
-    let revocation_settings = first.engine.config.revocation.clone();
     let feed_status = Arc::new(revocation::FeedStatus::default());
+    if let Some(settings) = &first.engine.config.revocation {
+        revocation::load_state(settings, &first.engine.revocations, &feed_status);
+    }
     let rt = runtime::shared(first);
 
     // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
@@ -153,7 +155,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             audit: audit.clone(),
             token: admin_token,
-            feed: revocation_settings.as_ref().map(|_| feed_status.clone()),
+            feed: feed_status.clone(),
         },
     );
     admin.threads = Some(1);
@@ -163,10 +165,14 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(admin);
     server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
     server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
-    if let Some(settings) = revocation_settings {
-        let follower = revocation::Follower { rt: rt.clone(), settings, status: feed_status, metrics: metrics.clone() };
-        server.add_service(background_service("revocation feed", follower));
-    }
+    // Always running: it follows the feed of the current config (a reload may add one).
+    let follower = revocation::Follower {
+        rt: rt.clone(),
+        status: feed_status,
+        metrics: metrics.clone(),
+        saved_at: Default::default(),
+    };
+    server.add_service(background_service("revocation feed", follower));
     server.add_service(background_service("config reload", reload::Reloader { path: cli.config, rt, metrics }));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());

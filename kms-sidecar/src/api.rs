@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use gateway_core::revocation::FeedPage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -165,26 +166,11 @@ fn describe(changes: &[Change]) -> Value {
 
 async fn rotate(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: RotateRequest = parse_json(&body)?;
-    let changes = st.kms.rotate(&req.tenant, req.key_use, req.emergency, now())?;
-    if req.emergency {
-        // Gateways learn of the removed key through the revocation feed at once,
-        // without waiting for their JWKS cache to expire.
-        let events: Vec<Revocation> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Revoke { kid } => Some(Revocation {
-                    tenant: req.tenant.clone(),
-                    kid: Some(kid.clone()),
-                    at: now(),
-                    ..Default::default()
-                }),
-                _ => None,
-            })
-            .collect();
-        if !events.is_empty() {
-            publish(&st, st.kms.revoke(events)?);
-        }
-    }
+    // Gateways learn of a key removed by an emergency rotation through the revocation
+    // feed at once, without waiting for their JWKS cache to expire; the removal and its
+    // feed event are one transaction.
+    let (changes, events) = st.kms.rotate(&req.tenant, req.key_use, req.emergency, now())?;
+    publish(&st, events);
     let kind = if req.emergency { "emergency" } else { "manual" };
     st.metrics.rotations.with_label_values(&[&req.tenant, req.key_use.as_str(), kind]).inc();
     tracing::info!(tenant = %req.tenant, key_use = req.key_use.as_str(), kind, "rotation");
@@ -237,10 +223,13 @@ async fn list_tenants(State(st): St) -> Response {
 }
 
 async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response, KmsError> {
-    if st.kms.delete_tenant(&id)? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(KmsError::UnknownTenant)
+    // The deletion puts a tenant-wide revocation on the feed in the same transaction.
+    match st.kms.delete_tenant(&id, now())? {
+        Some(event) => {
+            publish(&st, vec![event]);
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Err(KmsError::UnknownTenant),
     }
 }
 
@@ -310,25 +299,35 @@ struct RevokeRequest {
     subject: Option<String>,
     #[serde(default)]
     before: Option<i64>,
+    #[serde(default)]
+    lower: bool,
 }
 
 async fn revoke(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let r: RevokeRequest = parse_json(&body)?;
     let now = now();
     let event = match (&r.jti, r.exp, &r.subject) {
-        (Some(_), Some(_), None) if r.before.is_none() => {
+        (Some(_), Some(_), None) if r.before.is_none() && !r.lower => {
             Revocation { tenant: r.tenant, jti: r.jti, exp: r.exp, at: now, ..Default::default() }
         }
-        (None, None, _) => Revocation {
-            tenant: r.tenant,
-            subject: r.subject,
-            before: Some(r.before.unwrap_or(now)),
-            at: now,
-            ..Default::default()
-        },
+        (None, None, _) => {
+            if r.lower && r.before.is_none() {
+                return Err(KmsError::BadRequest("before: required with lower (0 removes the watermark)".into()));
+            }
+            let before = r.before.unwrap_or(now);
+            Kms::check_watermark(before, now)?;
+            Revocation {
+                tenant: r.tenant,
+                subject: r.subject,
+                before: Some(before),
+                lower: r.lower,
+                at: now,
+                ..Default::default()
+            }
+        }
         _ => {
             return Err(KmsError::BadRequest(
-                "give {tenant, jti, exp} for one token, or {tenant, subject?, before?} for a watermark".into(),
+                "give {tenant, jti, exp} for one token, or {tenant, subject?, before?, lower?} for a watermark".into(),
             ))
         }
     };
@@ -344,20 +343,25 @@ struct FeedQuery {
     after: u64,
     #[serde(default)]
     wait: Option<u64>,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
+/// `GET /internal/v1/revocations?after=&wait=&epoch=`: a [`FeedPage`]. It long-polls
+/// only a reader that is current in this epoch; one with another epoch (or none), or
+/// ahead of the feed, is answered at once so it can resync from the start.
 async fn revocation_feed(
     State(st): St,
     axum::extract::Query(q): axum::extract::Query<FeedQuery>,
 ) -> Result<Response, KmsError> {
     let mut rx = st.feed.subscribe();
     let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
-    if *rx.borrow_and_update() <= q.after && !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last > q.after)).await;
+    let current = q.epoch.as_deref() == Some(st.kms.feed_epoch());
+    if current && *rx.borrow_and_update() == q.after && !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last != q.after)).await;
     }
-    let events = st.kms.revocations_after(q.after)?;
-    let cursor = events.iter().map(|e| e.seq).max().unwrap_or(q.after);
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"events": events, "cursor": cursor}))).into_response())
+    let page: FeedPage = st.kms.feed_page(q.after, now())?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(page)).into_response())
 }
 
 #[derive(Deserialize)]

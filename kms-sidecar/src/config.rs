@@ -142,9 +142,10 @@ pub struct KmsConfig {
     pub internal_listen: SocketAddr,
     /// Directory of the embedded store.
     pub data_dir: String,
-    /// Create a new store when none exists (demo); otherwise a missing store is an error.
+    /// No longer accepted (a store is created only by `kms-sidecar init`); kept so
+    /// that an old config is refused with a message naming the field.
     #[serde(default)]
-    pub create_if_missing: bool,
+    pub create_if_missing: Option<serde_yaml_ng::Value>,
     /// Base64 32-byte master key.
     pub master_key: SecretSource,
     /// Bearer credential for admin and issuing endpoints.
@@ -183,6 +184,12 @@ impl KmsConfig {
         let mut cfg: KmsConfig =
             serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
         let mut errs = Vec::new();
+        if cfg.create_if_missing.is_some() {
+            errs.push(
+                "create_if_missing: no longer supported: create the store once with `kms-sidecar init --config <file>`"
+                    .into(),
+            );
+        }
         for (i, t) in cfg.tenants.iter().enumerate() {
             match TenantSpec::validate(t.input()) {
                 Ok(spec) => cfg.specs.push(spec),
@@ -252,5 +259,7 @@ mod tests {
         assert!(err.contains("limits.request_timeout") && err.contains("limits.max_headers"), "{err}");
         let cfg = KmsConfig::from_yaml(&format!("{text}\nlimits: {{ header_read_timeout: 2s }}\n")).unwrap();
         assert_eq!(cfg.http_limits.header_read_timeout, std::time::Duration::from_secs(2));
+        let err = KmsConfig::from_yaml(&format!("{text}create_if_missing: true\n")).unwrap_err();
+        assert!(err.starts_with("create_if_missing: no longer supported") && err.contains("kms-sidecar init"), "{err}");
     }
 }

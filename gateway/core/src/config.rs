@@ -146,6 +146,12 @@ pub struct RevocationSettings {
     pub token: AdminToken,
     /// Long-poll wait.
     pub poll_wait: Duration,
+    /// Refuse tokens on protected routes until the feed (or a fresh saved state) was read.
+    pub require_sync: bool,
+    /// File keeping the revocation state between runs (written durably after changes).
+    pub state_file: Option<String>,
+    /// Oldest saved state that counts as in sync at start.
+    pub state_max_age: Duration,
 }
 
 /// A shared one-time token store (the kms-sidecar's `/internal/v1/one-time`), for
@@ -424,7 +430,21 @@ impl TryFrom<FileConfig> for Config {
             if poll_wait > Duration::from_secs(30) {
                 errs.push("revocation.poll_wait", "at most 30s");
             }
-            Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
+            if r.state_file.as_deref() == Some("") {
+                errs.push("revocation.state_file", "must not be empty");
+            }
+            let state_max_age = r.state_max_age.map_or(Duration::from_secs(3600), |d| d.0);
+            if state_max_age < Duration::from_secs(1) {
+                errs.push("revocation.state_max_age", "at least 1s");
+            }
+            Some(RevocationSettings {
+                feed_url: r.feed_url.clone(),
+                token,
+                poll_wait,
+                require_sync: r.require_sync.unwrap_or(true),
+                state_file: r.state_file.clone(),
+                state_max_age,
+            })
         });
 
         let replay_store = f.replay_store.as_ref().and_then(|r| {

@@ -77,6 +77,10 @@ pub enum AuthError {
     /// Revoked (by `jti`, subject or tenant watermark, or an emergency key removal).
     #[error("token revoked")]
     TokenRevoked,
+    /// The revocation feed has not been read since start (and no fresh saved state):
+    /// refused rather than risk accepting a revoked token.
+    #[error("revocation state unavailable")]
+    RevocationsUnavailable,
     /// `exp - iat` exceeds the route's maximum token lifetime.
     #[error("token lifetime exceeds the route maximum")]
     LifetimeExceeded,
@@ -205,6 +209,9 @@ impl Denial {
                 AuthError::ClaimInvalid(_) => auth("claim_invalid"),
                 AuthError::LifetimeExceeded => auth("lifetime_exceeded"),
                 AuthError::TokenRevoked => auth("token_revoked"),
+                AuthError::RevocationsUnavailable => {
+                    DenialResponse { status: 503, reason: "revocations_unavailable", www_authenticate: None }
+                }
             },
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
@@ -275,6 +282,7 @@ mod tests {
             (AuthError::ClaimInvalid("exp".into()).into(), 401, "claim_invalid"),
             (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
             (AuthError::TokenRevoked.into(), 401, "token_revoked"),
+            (AuthError::RevocationsUnavailable.into(), 503, "revocations_unavailable"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
             (PolicyError::Owner.into(), 403, "forbidden_owner"),

@@ -193,6 +193,15 @@ pub struct RevocationFile {
     /// Long-poll wait per request.
     #[serde(default)]
     pub poll_wait: Option<Dur>,
+    /// Refuse tokens on protected routes (503) until the feed was read once (default true).
+    #[serde(default)]
+    pub require_sync: Option<bool>,
+    /// Where to keep the revocation state between runs.
+    #[serde(default)]
+    pub state_file: Option<String>,
+    /// How old a saved state may be and still count as in sync at start (default 1h).
+    #[serde(default)]
+    pub state_max_age: Option<Dur>,
 }
 
 /// `audit:` section: the authenticated trail's files, and `anonymous:` for the rest.
