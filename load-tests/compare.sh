@@ -118,10 +118,11 @@ run passthrough "$BASE$OPEN_PATH"
 run rs256_auth "$BASE$SECURE_PATH" -s load-tests/auth.lua
 [ -n "$JWE_RSA" ] && TOKEN="$JWE_RSA" run jwe_rsa_oaep "$BASE$SEALED_PATH" -s load-tests/auth.lua
 [ -n "$JWE_EC" ] && TOKEN="$JWE_EC" run jwe_ecdh_a256kw "$BASE$SEALED_PATH" -s load-tests/auth.lua
-python3 - "$RPS_passthrough" "$RPS_rs256_auth" "$RPS_jwe_rsa_oaep" "$RPS_jwe_ecdh_a256kw" <<'PY'
+python3 - "$RPS_passthrough" "$RPS_rs256_auth" "$RPS_jwe_rsa_oaep" "$RPS_jwe_ecdh_a256kw" "${TARGET_URL:+JWE_TOKEN}" <<'PY'
 import sys
-open_, jws, rsa, ec = map(float, sys.argv[1:])
+open_, jws, rsa, ec = map(float, sys.argv[1:5])
+label = sys.argv[5] or "RSA-OAEP-256"
 print(f"ratio authenticated/pass-through: {jws/open_:.3f}")
 if rsa:
-    print(f"ratio JWE(first)/JWS: {rsa/jws:.3f}" + (f"   JWE(ECDH-ES+A256KW)/JWS: {ec/jws:.3f}" if ec else ""))
+    print(f"ratio JWE({label})/JWS: {rsa/jws:.3f}" + (f"   JWE(ECDH-ES+A256KW)/JWS: {ec/jws:.3f}" if ec else ""))
 PY
