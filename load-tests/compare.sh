@@ -113,7 +113,8 @@ run() { # name url [script]
   eval "RPS_$name=$rps"
 }
 RPS_jwe_rsa_oaep=0; RPS_jwe_ecdh_a256kw=0
-echo "wrk: ${DUR}s per route, $CONN connections against $BASE, gateway threads ${GW_THREADS:-1}, token cache ${TOKEN_CACHE:-10000}, on $(nproc) cores shared with wrk"
+SETUP=", gateway threads ${GW_THREADS:-1}, token cache ${TOKEN_CACHE:-10000}"; [ -n "${TARGET_URL:-}" ] && SETUP=" (already running)"
+echo "wrk: ${DUR}s per route, $CONN connections against $BASE$SETUP, on $(nproc) cores shared with wrk"
 run passthrough "$BASE$OPEN_PATH"
 run rs256_auth "$BASE$SECURE_PATH" -s load-tests/auth.lua
 [ -n "$JWE_RSA" ] && TOKEN="$JWE_RSA" run jwe_rsa_oaep "$BASE$SEALED_PATH" -s load-tests/auth.lua
