@@ -17,11 +17,12 @@ FROM debian:bookworm-slim
 # curl: the compose health checks.
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates libssl3 curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin medgate \
+    && groupadd --system --gid 10001 medgate \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /app --shell /usr/sbin/nologin medgate \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/medgate /var/lib/medgate/kms /var/lib/medgate/audit
 WORKDIR /app
 COPY --from=build /out/ /usr/local/bin/
-COPY docker/kms-entrypoint.sh /usr/local/bin/kms-entrypoint
+COPY --chmod=0755 docker/kms-entrypoint.sh /usr/local/bin/kms-entrypoint
 COPY conf/ /app/conf/
 USER 10001:10001
 VOLUME ["/var/lib/medgate/kms", "/var/lib/medgate/audit"]
