@@ -114,9 +114,13 @@ WORK=$(mktemp -d /tmp/peers.XXXXXX)
 chmod 755 "$WORK"
 pids=() KEEP=0
 cleanup() {
+  # Pingora stops at once on SIGINT (SIGTERM drains for seconds); nginx and HAProxy
+  # stop on SIGTERM (a background job of a script ignores SIGINT unless it handles it).
   for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 10); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -TERM "$p" 2>/dev/null || true
+    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
@@ -223,7 +227,7 @@ done
 cat >"$WORK/haproxy.cfg" <<EOF
 global
   nbthread $THREADS
-  maxconn 20000
+  maxconn 4096
   log stdout format raw local0 info
 defaults
   mode http
