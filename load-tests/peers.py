@@ -158,7 +158,7 @@ def measure(argv):
 def fmt_us(us):
     if us is None:
         return "?"
-    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} us"
+    return f"{us / 1000:.2f} ms" if abs(us) >= 1000 else f"{us:.0f} us"
 
 
 def med(rows, key):
