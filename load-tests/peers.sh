@@ -38,7 +38,7 @@
 # Usage: load-tests/peers.sh [--duration S] [--warmup S] [--connections N] [--rounds N]
 #          [--threads N] [--tokens N] [--tenants N] [--quick] [--no-build] [--force]
 #          [--also NAME=GATEWAY_BINARY]...
-#   --quick       3 s runs, 1 s warm-ups, 2 rounds (a smoke test, about 2 minutes)
+#   --quick       3 s runs, 1 s warm-ups, 2 rounds (a smoke test, 2-4 minutes)
 #   --no-build    use target/release as it is
 #   --force       run even while cargo/rustc run (every figure then likely NOISY)
 #   --also        also measure another gateway binary (pass-through and RS256 routes),
