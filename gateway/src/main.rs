@@ -3,6 +3,10 @@
 //! then runs the proxy, the admin listener, the key refresher and the upstream
 //! health checks as Pingora services.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod audit;
 mod edge;
