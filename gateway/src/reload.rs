@@ -69,8 +69,13 @@ impl Reloader {
     async fn apply(&self, mut config: Config) -> Result<(), String> {
         if let Some(settings) = &config.tenant_discovery {
             let listed = self.discovered.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            for note in discovery::merge(&mut config.tenants, &listed, settings) {
-                tracing::warn!(note, "tenant discovery");
+            let merged = discovery::merge(&mut config.tenants, &listed, settings);
+            if !merged.overridden.is_empty() {
+                let ids = merged.overridden.join(", ");
+                tracing::info!(tenants = %ids, "discovered tenants also in the config file: the file's settings win");
+            }
+            for why in merged.left_out {
+                tracing::warn!(problem = %why, "a discovered tenant is left out");
             }
         }
         let old = self.rt.load_full();

@@ -99,7 +99,7 @@ async fn stack(h1_issuer: &str) -> (Sidecar, EchoServer, Gateway, tempfile::Temp
     let sidecar = Sidecar::start("60s", TENANTS).await;
     let echo = EchoServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let gw = Gateway::start(&config(&sidecar, &echo, dir.path(), h1_issuer)).await;
+    let gw = Gateway::start_logging(&config(&sidecar, &echo, dir.path(), h1_issuer), "info").await;
     (sidecar, echo, gw, dir)
 }
 
@@ -144,7 +144,7 @@ async fn a_yaml_tenant_wins_over_a_discovered_one_of_the_same_id() {
     until(&gw, &probe, Duration::from_secs(5), |a| a.0 == 200).await;
     let h1 = sidecar.mint("h1", "u", "doctor", 300).await;
     assert_eq!(answer(&gw, &h1).await, (401, "issuer_invalid".to_owned()), "the YAML h1 is in force");
-    assert!(gw.log().contains("the YAML tenant of this id wins"), "the clash is logged:\n{}", gw.log());
+    assert!(gw.log().contains("the file's settings win"), "the clash is logged:\n{}", gw.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 //!
 //! ```ignore
 //! let list: TenantList = serde_json::from_slice(&body)?;
-//! let notes = discovery::merge(&mut config.tenants, &list.tenants, &settings);
+//! let merged = discovery::merge(&mut config.tenants, &list.tenants, &settings);
 //! ```
 //!
 //! A listed tenant becomes a [`Tenant`] whose keys come from `keys.url_template` and,
@@ -144,21 +144,30 @@ pub fn tenant(t: &ListedTenant, s: &DiscoverySettings) -> Result<Tenant, String>
     })
 }
 
+/// What [`merge`] left out of a tenant list.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Merged {
+    /// Listed ids a YAML tenant of the same id took precedence over.
+    pub overridden: Vec<String>,
+    /// Listed tenants that cannot be served, each with why (named, escaped).
+    pub left_out: Vec<String>,
+}
+
 /// Adds the listed tenants to `tenants` (the YAML ones); a YAML tenant with the same
-/// id wins. Returns one note per listed tenant left out, naming it and why.
-pub fn merge(tenants: &mut Vec<Tenant>, listed: &[ListedTenant], s: &DiscoverySettings) -> Vec<String> {
-    let mut notes = Vec::new();
+/// id wins. Returns what was left out.
+pub fn merge(tenants: &mut Vec<Tenant>, listed: &[ListedTenant], s: &DiscoverySettings) -> Merged {
+    let mut merged = Merged::default();
     for l in listed {
         if tenants.iter().any(|t| t.id == l.id) {
-            notes.push(format!("tenant {:?}: the YAML tenant of this id wins over the discovered one", l.id));
+            merged.overridden.push(l.id.clone());
             continue;
         }
         match tenant(l, s) {
             Ok(t) => tenants.push(t),
-            Err(why) => notes.push(format!("tenant {:?}: left out: {why}", l.id.escape_debug().to_string())),
+            Err(why) => merged.left_out.push(format!("tenant {:?}: {why}", l.id.escape_debug().to_string())),
         }
     }
-    notes
+    merged
 }
 
 #[cfg(test)]
@@ -206,9 +215,10 @@ mod tests {
         let mut clash = listed("a", None);
         clash.issuer = "evil".into();
         let bad = ListedTenant { algorithms: vec!["HS256".into()], ..listed("b", None) };
-        let notes = merge(&mut c.tenants, &[clash, listed("lab", Some("RSA-OAEP-256")), bad], &s);
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].contains("YAML tenant") && notes[1].contains("HS256"), "{notes:?}");
+        let merged = merge(&mut c.tenants, &[clash, listed("lab", Some("RSA-OAEP-256")), bad], &s);
+        assert_eq!(merged.overridden, ["a"]);
+        assert_eq!(merged.left_out.len(), 1);
+        assert!(merged.left_out[0].starts_with("tenant \"b\"") && merged.left_out[0].contains("HS256"), "{merged:?}");
         let ids: Vec<&str> = c.tenants.iter().map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["a", "lab"]);
         assert_eq!(c.tenants[0].issuer, "i", "the YAML tenant is kept as configured");
