@@ -2,7 +2,8 @@
 //! `POST /admin/tenants` on the sidecar is accepted at a running gateway (signed and
 //! encrypted tokens) without a config edit or reload, and refused promptly after
 //! `DELETE /admin/tenants/{id}`; a YAML tenant of the same id wins over the
-//! discovered one; with the sidecar down the last tenant list stays in force; the
+//! discovered one; with the sidecar down the last tenant list stays in force (a
+//! reload meanwhile re-applies it); the
 //! admin API answers with the names its POST body takes and the true `enc_alg`; the
 //! internal tenant list needs the gateway credential and answers 304 when unchanged.
 
@@ -164,6 +165,14 @@ async fn with_the_sidecar_down_the_last_tenant_list_stays_in_force() {
     assert_eq!(answer(&gw, &token).await.0, 200, "the discovered tenant is kept");
     assert_eq!(metric(&gw, "gateway_discovered_tenants").await, 2);
     assert!(gw.log().contains("tenant discovery unavailable"), "{}", gw.log());
+    // A reload meanwhile re-applies the last list: the tenant stays.
+    gw.hup();
+    let started = Instant::now();
+    while metric(&gw, "gateway_config_reloads_total{result=\"ok\"}").await < 1 {
+        assert!(started.elapsed() < Duration::from_secs(10), "reloaded:\n{}", gw.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer(&gw, &token).await.0, 200, "a reload keeps the discovered tenant");
 
     sidecar.restart().await;
     let before = metric(&gw, "gateway_tenant_discovery_total{result=\"unchanged\"}").await;
