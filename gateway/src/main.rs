@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod audit;
+mod discovery;
 mod edge;
 mod keys;
 mod metrics;
@@ -177,7 +178,9 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         saved_at: Default::default(),
     };
     server.add_service(background_service("revocation feed", follower));
-    server.add_service(background_service("config reload", reload::Reloader { path: cli.config, rt, metrics }));
+    let reloader = Arc::new(reload::Reloader::new(cli.config, rt, metrics.clone()));
+    server.add_service(background_service("tenant discovery", discovery::Discovery::new(reloader.clone(), &metrics)?));
+    server.add_service(background_service("config reload", reload::OnHangup(reloader)));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());
     // Every request has finished: let the audit writers finish what is queued.

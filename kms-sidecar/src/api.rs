@@ -8,7 +8,7 @@ use crate::one_time::OneTimeWriter;
 use crate::secret;
 use crate::service::{Kms, KmsError, MintRequest};
 use crate::store::{Claim, Revocation};
-use crate::tenant::{Source, TenantInput, TenantSpec};
+use crate::tenant::{Source, TenantBody, TenantSpec};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -177,49 +177,41 @@ async fn rotate(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsE
     Ok(Json(describe(&changes)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    id: String,
-    alg: String,
-    issuer: String,
-    audience: String,
-    #[serde(default)]
-    rotation_interval_secs: Option<i64>,
-    #[serde(default)]
-    max_token_ttl_secs: Option<i64>,
-    #[serde(default)]
-    clock_skew_secs: Option<i64>,
-    #[serde(default)]
-    enc_alg: Option<String>,
-    #[serde(default)]
-    rsa_bits: Option<u32>,
-}
-
+/// `POST /admin/tenants`: a [`TenantBody`]; 201 with the tenant as `GET` shows it.
 async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
-    let req: CreateTenant = parse_json(&body)?;
-    let input = TenantInput {
-        id: req.id,
-        alg: req.alg,
-        issuer: req.issuer,
-        audience: req.audience,
-        interval: req.rotation_interval_secs,
-        max_token_ttl: req.max_token_ttl_secs,
-        clock_skew: req.clock_skew_secs,
-        enc_alg: req.enc_alg,
-        rsa_bits: req.rsa_bits,
-    };
+    let req: TenantBody = parse_json(&body)?;
+    let input = req.input().map_err(KmsError::BadRequest)?;
     let spec = TenantSpec::validate(input).map_err(|e| KmsError::BadRequest(TenantSpec::describe(&e, Source::Api)))?;
     let id = spec.id().to_owned();
+    let shown = TenantBody::from(spec.record());
     if st.kms.ensure_tenant(spec, now())? {
-        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+        Ok((StatusCode::CREATED, Json(shown)).into_response())
     } else {
         Err(KmsError::Conflict(format!("tenant {id} exists")))
     }
 }
 
+/// `GET /admin/tenants`: `{"tenants": [TenantBody]}`, the names of the POST body.
 async fn list_tenants(State(st): St) -> Response {
-    Json(json!({"tenants": st.kms.tenants()})).into_response()
+    let tenants: Vec<TenantBody> = st.kms.tenants().iter().map(TenantBody::from).collect();
+    Json(json!({ "tenants": tenants })).into_response()
+}
+
+/// `GET /internal/v1/tenants`: a [`TenantList`] for gateway tenant discovery, with
+/// its `version` as a strong ETag (`If-None-Match` answers 304).
+async fn tenant_list(State(st): St, headers: HeaderMap) -> Response {
+    let list = st.kms.tenant_list();
+    let etag = format!("\"{}\"", list.version);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let etag = HeaderValue::from_str(&etag).expect("hex etag");
+    let no_store = (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), no_store]).into_response();
+    }
+    ([(header::ETAG, etag), no_store], Json(list)).into_response()
 }
 
 async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response, KmsError> {
@@ -418,6 +410,7 @@ pub fn internal(st: Arc<AppState>) -> Router {
     Router::new()
         .route("/internal/v1/tenants/{tenant}/decryption-keys", get(decryption_keys))
         .route("/internal/v1/revocations", get(revocation_feed))
+        .route("/internal/v1/tenants", get(tenant_list))
         .route("/internal/v1/one-time", post(claim_one_time))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

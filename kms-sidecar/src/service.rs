@@ -7,6 +7,7 @@ use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
 use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
 use crate::tenant::TenantSpec;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use gateway_core::config::discovery::{ListedTenant, TenantList};
 use gateway_core::revocation::FeedPage;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -155,6 +156,28 @@ impl Kms {
     /// Tenant ids.
     pub fn tenants(&self) -> Vec<TenantRecord> {
         self.read().tenants.values().cloned().collect()
+    }
+
+    /// Every tenant as gateways discover it, with a version that changes whenever
+    /// the list does (a digest of it).
+    pub fn tenant_list(&self) -> TenantList {
+        let tenants: Vec<ListedTenant> = self
+            .read()
+            .tenants
+            .values()
+            .map(|t| ListedTenant {
+                id: t.id.clone(),
+                issuer: t.issuer.clone(),
+                audiences: vec![t.audience.clone()],
+                algorithms: vec![t.alg.clone()],
+                // Every tenant has encryption keys; the alg of those it holds.
+                enc_alg: enc_alg(t).ok().map(|a| a.as_str().to_owned()),
+            })
+            .collect();
+        let body = serde_json::to_vec(&tenants).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+        let version = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        TenantList { version, tenants }
     }
 
     /// Creates a tenant (and its first keys) unless it exists; true if created. Only

@@ -294,7 +294,7 @@ async fn admin_inputs_are_validated_before_anything_is_stored() {
     assert_eq!(r.unwrap().status(), 201);
     let lab = listed().await.into_iter().find(|t| t["id"] == "lab-9").unwrap();
     assert_eq!(
-        (lab["interval"].as_i64(), lab["max_token_ttl"].as_i64(), lab["clock_skew"].as_i64()),
+        (lab["rotation_interval_secs"].as_i64(), lab["max_token_ttl_secs"].as_i64(), lab["clock_skew_secs"].as_i64()),
         (Some(3600), Some(600), Some(5))
     );
 

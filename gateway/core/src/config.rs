@@ -3,6 +3,7 @@
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
 mod audit;
+pub mod discovery;
 pub mod file;
 mod http;
 mod route;
@@ -207,6 +208,8 @@ pub struct Config {
     pub tenant_labels: bool,
     /// Limits, header hygiene and forwarding trust of the request's HTTP (`http:`).
     pub http: crate::http_limits::HttpSettings,
+    /// Tenants added from the sidecar's tenant list, if configured.
+    pub tenant_discovery: Option<discovery::DiscoverySettings>,
 }
 
 struct Errors(Vec<FieldError>);
@@ -457,6 +460,7 @@ impl TryFrom<FileConfig> for Config {
             Some(ReplayStoreSettings { url: r.url.clone(), token, timeout })
         });
 
+        let tenant_discovery = discovery::settings(&f, &mut errs);
         if f.auth.replay_cache_size == Some(0) {
             errs.push("auth.replay_cache_size", "must be at least 1");
         }
@@ -487,6 +491,7 @@ impl TryFrom<FileConfig> for Config {
             replay_store,
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
             http,
+            tenant_discovery,
         })
     }
 }

@@ -62,6 +62,9 @@ pub struct FileConfig {
     /// Limits, header hygiene and forwarding trust of the request's HTTP.
     #[serde(default)]
     pub http: HttpFile,
+    /// Tenants added from the sidecar's tenant list.
+    #[serde(default)]
+    pub tenant_discovery: Option<super::discovery::DiscoveryFile>,
 }
 
 /// `http:` section.
