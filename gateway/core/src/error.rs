@@ -88,6 +88,9 @@ pub enum PolicyError {
     /// No allow rule names any of the caller's roles.
     #[error("role not allowed")]
     Role,
+    /// The token's tenant is not one the route (or the rule naming the role) serves.
+    #[error("tenant not allowed")]
+    Tenant,
     /// A rule names the role but not this method.
     #[error("method not allowed for role")]
     Method,
@@ -207,6 +210,7 @@ impl Denial {
                 AuthError::TokenRevoked => auth("token_revoked"),
             },
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
+            Denial::Policy(PolicyError::Tenant) => forbid("forbidden_tenant"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
             Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
             Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
@@ -276,6 +280,7 @@ mod tests {
             (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
             (AuthError::TokenRevoked.into(), 401, "token_revoked"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
+            (PolicyError::Tenant.into(), 403, "forbidden_tenant"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
             (PolicyError::Owner.into(), 403, "forbidden_owner"),
             (Denial::NoRoute, 404, "route_not_found"),
