@@ -314,6 +314,9 @@ fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
     };
     let listen = addr(&f.listen, "listen", &mut errs);
     let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
+    if admin_listen == listen && listen.port() != 0 {
+        errs.push("admin_listen", format!("{admin_listen} is also the proxy's listen address"));
+    }
     if f.threads == Some(0) {
         errs.push("threads", "must be at least 1");
     }

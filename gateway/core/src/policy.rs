@@ -231,7 +231,8 @@ mod tests {
     #[test]
     fn authorization_table() {
         let f = fixture();
-        let table: &[(&str, Value, &str, &str, Result<(), &str>)] = &[
+        type Case = (&'static str, Value, &'static str, &'static str, Result<(), &'static str>);
+        let table: &[Case] = &[
             // No tenant list, no rules: any verified token of any tenant.
             ("hospital-a", json!("anyone"), "GET", "/open", Ok(())),
             // A tenant-scoped route refuses other tenants, whatever the role.
