@@ -164,6 +164,18 @@ fn show(prefix: &str, segs: &[Segment]) -> String {
     }
 }
 
+/// `message` without its ` at line L column C`: the place is in the text read
+/// again, not the file, and the field path says where it is.
+fn without_location(mut message: String) -> String {
+    if let Some(i) = message.rfind(" at line ") {
+        let rest = &message[i + " at line ".len()..];
+        if rest.split(" column ").all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            message.truncate(i);
+        }
+    }
+    message
+}
+
 /// The field a serde message names: `` missing field `x` `` or `` unknown field `x` ``.
 fn named_field<'a>(message: &'a str, kind: &str) -> Option<&'a str> {
     message.strip_prefix(kind)?.strip_prefix(" field `")?.split('`').next()
@@ -181,12 +193,22 @@ fn lenient<T: DeserializeOwned>(
     placeholder: &dyn Fn(&str) -> Option<Value>,
 ) -> Option<T> {
     for _ in 0..MAX_ERRORS_PER_ENTRY {
-        let e = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+        // Through YAML text rather than from the value, so a plain scalar reads as a
+        // string where one is wanted (`issuer: 2024`), as it does from the file.
+        let text = serde_yaml_ng::to_string(&value).ok()?;
+        let e = match serde_path_to_error::deserialize::<_, T>(serde_yaml_ng::Deserializer::from_str(&text)) {
             Ok(t) => return Some(t),
             Err(e) => e,
         };
         let mut segs: Vec<Segment> = e.path().iter().cloned().collect();
-        let message = e.into_inner().to_string();
+        // The YAML reader puts its own path in front (the struct's, or the field's):
+        // ours, with the prefix, replaces it.
+        let mut message = without_location(e.into_inner().to_string());
+        if let Some(rest) =
+            (1..=segs.len()).rev().find_map(|k| message.strip_prefix(&format!("{}: ", show("", &segs[..k]))))
+        {
+            message = rest.to_owned();
+        }
         if let Some(field) = named_field(&message, "unknown") {
             if !matches!(segs.last(), Some(Segment::Map { key }) if key == field) {
                 segs.push(Segment::Map { key: field.to_owned() });
@@ -261,7 +283,7 @@ mod tests {
     fn every_error_is_found_in_one_read() {
         let yaml = format!(
             "{BASE}auth: {{ leway: 30s, leeway: 30 parsecs }}\nthreads: many\n\
-             tenants:\n  hospital-a: {{ issuer: i, audiences: [a], algorithms: [ES256] }}\n  \
+             tenants:\n  hospital-a: {{ issuer: 2024, audiences: [a], algorithms: [ES256] }}\n  \
              hospital-b: {{ issuer: i, audiences: [a], algorithms: ES256 }}\n\
              upstreams:\n  labs: {{ peers: [\"127.0.0.1:3\"] }}\n  records: {{ peers: [\"127.0.0.1:4\"], retries: lots }}\n\
              routes:\n  \
@@ -287,5 +309,6 @@ mod tests {
             assert!(errs.iter().any(|e| e.starts_with(w)), "missing {w:?} in {errs:#?}");
         }
         assert_eq!(errs.len(), want.len(), "{errs:#?}");
+        assert!(errs.iter().all(|e| !e.contains(" at line ")), "{errs:#?}");
     }
 }
