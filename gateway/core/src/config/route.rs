@@ -179,3 +179,72 @@ pub(super) fn routes(f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<Rout
     }
     routes
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn errors(routes: &str) -> Vec<String> {
+        let yaml = format!(
+            "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nkeys: {{ url_template: \"http://k/{{tenant}}\" }}\n\
+             tenants:\n  a: {{ issuer: i, audiences: [x], algorithms: [ES256] }}\n  b: {{ issuer: i, audiences: [x], algorithms: [ES256] }}\n\
+             upstreams:\n  u: {{ peers: [\"127.0.0.1:3\"] }}\nroutes:\n{routes}"
+        );
+        match Config::from_yaml(&yaml) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.into_iter().map(|f| format!("{}: {}", f.path, f.message)).collect(),
+        }
+    }
+
+    /// Tenant lists, duplicates and names: each case and the errors it must give
+    /// (none for the ones that are fine).
+    #[test]
+    fn route_checks_table() {
+        let table: &[(&str, &[&str])] = &[
+            ("  - { path: /x, upstream: u, tenants: [a], allow: [{ role: r, tenants: [a] }] }\n", &[]),
+            ("  - { path: /x, upstream: u, tenants: [] }\n", &["routes[0].tenants: must name at least one tenant"]),
+            (
+                "  - { name: n, path: /x, upstream: u, tenants: [a, c, a] }\n",
+                &[
+                    "routes[0] (name: n).tenants[1]: no tenant named \"c\"; configured tenants: a, b",
+                    "routes[0] (name: n).tenants[2]: \"a\" is listed twice",
+                ],
+            ),
+            (
+                "  - { path: /x, upstream: u, tenants: [a], allow: [{ role: r, tenants: [b] }] }\n",
+                &["routes[0].allow[0].tenants[0]: \"b\" is not one of the route's tenants"],
+            ),
+            (
+                "  - { path: /x, upstream: u, public: true, tenants: [a] }\n",
+                &["routes[0].public: a public route cannot"],
+            ),
+            // Same path and a method in common: the later route is shadowed.
+            (
+                "  - { path: \"/p/{id}\", upstream: u, methods: [GET] }\n  - { path: \"/p/{pid}\", upstream: u }\n",
+                &["routes[1].path: same path and method (GET) as routes[0], which is matched first"],
+            ),
+            // Other methods, or a prefix beside a path, are not duplicates.
+            ("  - { path: /p, upstream: u, methods: [GET] }\n  - { path: /p, upstream: u, methods: [PUT] }\n", &[]),
+            ("  - { path: /p, upstream: u }\n  - { prefix: /p, upstream: u }\n", &[]),
+            (
+                "  - { prefix: /, upstream: u }\n  - { name: all, prefix: /, upstream: u }\n",
+                &["routes[1] (name: all).prefix: same path and method (every method) as routes[0]"],
+            ),
+            (
+                "  - { name: n, path: /a, upstream: u }\n  - { name: n, path: /b, upstream: u }\n",
+                &["routes[1] (name: n).name: \"n\" is already the name of routes[0] (name: n)"],
+            ),
+            (
+                "  - { name: route-1, path: /a, upstream: u }\n  - { path: /b, upstream: u }\n",
+                &["routes[1].name: \"route-1\" is already the name of routes[0] (name: route-1)"],
+            ),
+        ];
+        for (routes, want) in table {
+            let errs = errors(routes);
+            assert_eq!(errs.len(), want.len(), "{routes}: {errs:#?}");
+            for w in *want {
+                assert!(errs.iter().any(|e| e.starts_with(w)), "{routes}: missing {w:?} in {errs:#?}");
+            }
+        }
+    }
+}
