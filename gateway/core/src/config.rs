@@ -271,7 +271,7 @@ impl Config {
         let Some((file, gaps)) = file else {
             return Err(ConfigError(errors));
         };
-        match validate(file, &gaps) {
+        match Config::validate(file, &gaps) {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError(errors)),
             Err(ConfigError(more)) => {
@@ -299,194 +299,196 @@ impl TryFrom<FileConfig> for Config {
 
     fn try_from(f: FileConfig) -> Result<Config, ConfigError> {
         let gaps = load::Gaps::none(&f);
-        validate(f, &gaps)
+        Config::validate(f, &gaps)
     }
 }
 
-/// Validates a file config; `gaps` says what its reading left out.
-fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
-    let mut errs = Errors(Vec::new());
-    let addr = |s: &str, path: &str, errs: &mut Errors| -> SocketAddr {
-        s.parse().unwrap_or_else(|_| {
-            errs.push(path, format!("{s:?} is not an ip:port address"));
-            SocketAddr::from(([127, 0, 0, 1], 0))
-        })
-    };
-    let listen = addr(&f.listen, "listen", &mut errs);
-    let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
-    if admin_listen == listen && listen.port() != 0 {
-        errs.push("admin_listen", format!("{admin_listen} is also the proxy's listen address"));
-    }
-    if f.threads == Some(0) {
-        errs.push("threads", "must be at least 1");
-    }
-    for (name, claim) in [("auth.tenant_claim", &f.auth.tenant_claim), ("auth.role_claim", &f.auth.role_claim)] {
-        if claim.is_empty() {
-            errs.push(name, "must not be empty");
+impl Config {
+    /// Validates a file config; `gaps` says what its reading left out.
+    fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
+        let mut errs = Errors(Vec::new());
+        let addr = |s: &str, path: &str, errs: &mut Errors| -> SocketAddr {
+            s.parse().unwrap_or_else(|_| {
+                errs.push(path, format!("{s:?} is not an ip:port address"));
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            })
+        };
+        let listen = addr(&f.listen, "listen", &mut errs);
+        let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
+        if admin_listen == listen && listen.port() != 0 {
+            errs.push("admin_listen", format!("{admin_listen} is also the proxy's listen address"));
         }
-    }
-    let max_token_size = f.auth.max_token_size.unwrap_or(8192);
-    if !(256..=65536).contains(&max_token_size) {
-        errs.push("auth.max_token_size", "must be between 256 and 65536 bytes");
-    }
-    let k = &f.keys;
-    let secs = |d: Option<crate::duration::Dur>, default: i64| d.map_or(default, |d| d.secs());
-    let refresh = RefreshPolicy {
-        floor: secs(k.refresh_floor, 30),
-        ceiling: secs(k.refresh_ceiling, 3600),
-        default_max_age: secs(k.default_max_age, 300),
-        unknown_kid_cooldown: secs(k.unknown_kid_cooldown, 10),
-        max_stale: secs(k.max_stale, 3600),
-    };
-    if refresh.floor < 1 {
-        errs.push("keys.refresh_floor", "must be at least 1s");
-    }
-    if refresh.ceiling < refresh.floor {
-        errs.push("keys.refresh_ceiling", "must not be below keys.refresh_floor");
-    }
-    if refresh.max_stale < refresh.ceiling {
-        errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
-    }
-    let fetch_timeout = k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0);
-    if fetch_timeout < Duration::from_millis(10) || fetch_timeout > Duration::from_secs(60) {
-        errs.push("keys.fetch_timeout", "must be between 10ms and 60s");
-    }
-    let max_fetch_bytes = k.max_fetch_bytes.unwrap_or(DEFAULT_MAX_FETCH_BYTES);
-    if !(1024..=MAX_FETCH_BYTES_LIMIT).contains(&max_fetch_bytes) {
-        errs.push("keys.max_fetch_bytes", format!("must be between 1024 and {MAX_FETCH_BYTES_LIMIT} bytes"));
-    }
-    let startup = match k.startup.as_deref() {
-        None | Some("fail_fast") => Startup::FailFast,
-        Some("not_ready") => Startup::NotReady,
-        Some(other) => {
-            errs.push("keys.startup", format!("{other:?} is not fail_fast or not_ready"));
-            Startup::FailFast
+        if f.threads == Some(0) {
+            errs.push("threads", "must be at least 1");
         }
-    };
-    let tenants = tenant::tenants(&f, gaps, &mut errs);
-
-    let mut headers = Vec::new();
-    for (i, h) in f.headers.iter().enumerate() {
-        let p = format!("headers[{i}]");
-        let name = h.header.to_ascii_lowercase();
-        if !valid_header_name(&name) {
-            errs.push(format!("{p}.header"), format!("{:?} is not a valid header name", h.header));
+        for (name, claim) in [("auth.tenant_claim", &f.auth.tenant_claim), ("auth.role_claim", &f.auth.role_claim)] {
+            if claim.is_empty() {
+                errs.push(name, "must not be empty");
+            }
         }
-        if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
-            errs.push(format!("{p}.header"), format!("{:?} cannot carry a claim", h.header));
+        let max_token_size = f.auth.max_token_size.unwrap_or(8192);
+        if !(256..=65536).contains(&max_token_size) {
+            errs.push("auth.max_token_size", "must be between 256 and 65536 bytes");
         }
-        if headers.iter().any(|m: &HeaderMapping| m.header == name) {
-            errs.push(format!("{p}.header"), format!("{:?} is mapped twice", h.header));
+        let k = &f.keys;
+        let secs = |d: Option<crate::duration::Dur>, default: i64| d.map_or(default, |d| d.secs());
+        let refresh = RefreshPolicy {
+            floor: secs(k.refresh_floor, 30),
+            ceiling: secs(k.refresh_ceiling, 3600),
+            default_max_age: secs(k.default_max_age, 300),
+            unknown_kid_cooldown: secs(k.unknown_kid_cooldown, 10),
+            max_stale: secs(k.max_stale, 3600),
+        };
+        if refresh.floor < 1 {
+            errs.push("keys.refresh_floor", "must be at least 1s");
         }
-        let array = match h.array.as_deref() {
-            None | Some("csv") => ArrayEncoding::Csv,
-            Some("json") => ArrayEncoding::Json,
-            Some(o) => {
-                errs.push(format!("{p}.array"), format!("{o:?} is not csv or json"));
-                ArrayEncoding::Csv
+        if refresh.ceiling < refresh.floor {
+            errs.push("keys.refresh_ceiling", "must not be below keys.refresh_floor");
+        }
+        if refresh.max_stale < refresh.ceiling {
+            errs.push("keys.max_stale", "must be at least keys.refresh_ceiling, or keys expire before their refresh");
+        }
+        let fetch_timeout = k.fetch_timeout.map_or(Duration::from_secs(2), |d| d.0);
+        if fetch_timeout < Duration::from_millis(10) || fetch_timeout > Duration::from_secs(60) {
+            errs.push("keys.fetch_timeout", "must be between 10ms and 60s");
+        }
+        let max_fetch_bytes = k.max_fetch_bytes.unwrap_or(DEFAULT_MAX_FETCH_BYTES);
+        if !(1024..=MAX_FETCH_BYTES_LIMIT).contains(&max_fetch_bytes) {
+            errs.push("keys.max_fetch_bytes", format!("must be between 1024 and {MAX_FETCH_BYTES_LIMIT} bytes"));
+        }
+        let startup = match k.startup.as_deref() {
+            None | Some("fail_fast") => Startup::FailFast,
+            Some("not_ready") => Startup::NotReady,
+            Some(other) => {
+                errs.push("keys.startup", format!("{other:?} is not fail_fast or not_ready"));
+                Startup::FailFast
             }
         };
-        if h.claim.is_empty() {
-            errs.push(format!("{p}.claim"), "must not be empty");
-        }
-        headers.push(HeaderMapping { claim: h.claim.clone(), header: name, array });
-    }
+        let tenants = tenant::tenants(&f, gaps, &mut errs);
 
-    let mut upstreams = BTreeMap::new();
-    for (name, u) in &f.upstreams {
-        let p = format!("upstreams.{name}");
-        if u.peers.is_empty() {
-            errs.push(format!("{p}.peers"), "at least one peer is required");
-        }
-        let peers = u
-            .peers
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    errs.push(format!("{p}.peers[{i}]"), format!("{s:?} is not an ip:port address"));
-                    None
-                }
-            })
-            .collect();
-        let health_check = u.health_check.as_ref().map(|h| {
-            if !h.path.starts_with('/') {
-                errs.push(format!("{p}.health_check.path"), "must start with '/'");
+        let mut headers = Vec::new();
+        for (i, h) in f.headers.iter().enumerate() {
+            let p = format!("headers[{i}]");
+            let name = h.header.to_ascii_lowercase();
+            if !valid_header_name(&name) {
+                errs.push(format!("{p}.header"), format!("{:?} is not a valid header name", h.header));
             }
-            HealthCheck { path: h.path.clone(), interval: h.interval.map_or(Duration::from_secs(5), |d| d.0) }
+            if ["host", "authorization", "content-length", "transfer-encoding", "connection"].contains(&name.as_str()) {
+                errs.push(format!("{p}.header"), format!("{:?} cannot carry a claim", h.header));
+            }
+            if headers.iter().any(|m: &HeaderMapping| m.header == name) {
+                errs.push(format!("{p}.header"), format!("{:?} is mapped twice", h.header));
+            }
+            let array = match h.array.as_deref() {
+                None | Some("csv") => ArrayEncoding::Csv,
+                Some("json") => ArrayEncoding::Json,
+                Some(o) => {
+                    errs.push(format!("{p}.array"), format!("{o:?} is not csv or json"));
+                    ArrayEncoding::Csv
+                }
+            };
+            if h.claim.is_empty() {
+                errs.push(format!("{p}.claim"), "must not be empty");
+            }
+            headers.push(HeaderMapping { claim: h.claim.clone(), header: name, array });
+        }
+
+        let mut upstreams = BTreeMap::new();
+        for (name, u) in &f.upstreams {
+            let p = format!("upstreams.{name}");
+            if u.peers.is_empty() {
+                errs.push(format!("{p}.peers"), "at least one peer is required");
+            }
+            let peers = u
+                .peers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(_) => {
+                        errs.push(format!("{p}.peers[{i}]"), format!("{s:?} is not an ip:port address"));
+                        None
+                    }
+                })
+                .collect();
+            let health_check = u.health_check.as_ref().map(|h| {
+                if !h.path.starts_with('/') {
+                    errs.push(format!("{p}.health_check.path"), "must start with '/'");
+                }
+                HealthCheck { path: h.path.clone(), interval: h.interval.map_or(Duration::from_secs(5), |d| d.0) }
+            });
+            upstreams.insert(
+                name.clone(),
+                Upstream {
+                    name: name.clone(),
+                    peers,
+                    health_check,
+                    connect_timeout: u.connect_timeout.map_or(Duration::from_secs(1), |d| d.0),
+                    read_timeout: u.read_timeout.map_or(Duration::from_secs(30), |d| d.0),
+                    retries: u.retries.unwrap_or(1),
+                },
+            );
+        }
+
+        let routes = route::routes(&f, gaps, &mut errs);
+        let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
+        let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
+
+        let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
+        let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
+
+        let revocation = f.revocation.as_ref().and_then(|r| {
+            check_url(&r.feed_url, "revocation.feed_url", &mut errs);
+            let token = credential(&r.token_env, &r.token_file, "revocation", &mut errs)?;
+            let poll_wait = r.poll_wait.map_or(Duration::from_secs(20), |d| d.0);
+            if poll_wait > Duration::from_secs(30) {
+                errs.push("revocation.poll_wait", "at most 30s");
+            }
+            Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
         });
-        upstreams.insert(
-            name.clone(),
-            Upstream {
-                name: name.clone(),
-                peers,
-                health_check,
-                connect_timeout: u.connect_timeout.map_or(Duration::from_secs(1), |d| d.0),
-                read_timeout: u.read_timeout.map_or(Duration::from_secs(30), |d| d.0),
-                retries: u.retries.unwrap_or(1),
+
+        let replay_store = f.replay_store.as_ref().and_then(|r| {
+            check_url(&r.url, "replay_store.url", &mut errs);
+            let timeout = r.timeout.map_or(Duration::from_secs(1), |d| d.0);
+            if timeout.is_zero() || timeout > Duration::from_secs(10) {
+                errs.push("replay_store.timeout", "between 1ms and 10s");
+            }
+            let token = credential(&r.token_env, &r.token_file, "replay_store", &mut errs)?;
+            Some(ReplayStoreSettings { url: r.url.clone(), token, timeout })
+        });
+
+        if f.auth.replay_cache_size == Some(0) {
+            errs.push("auth.replay_cache_size", "must be at least 1");
+        }
+        if !errs.0.is_empty() {
+            return Err(ConfigError(errs.0));
+        }
+        Ok(Config {
+            listen,
+            admin_listen,
+            threads: f.threads.unwrap_or(2),
+            verify: VerifyOptions {
+                tenant_claim: f.auth.tenant_claim,
+                leeway: f.auth.leeway.map_or(30, |d| d.secs()),
+                max_token_size,
             },
-        );
+            role_claim: f.auth.role_claim,
+            forward_authorization: f.auth.forward_authorization,
+            token_cache_size: f.auth.token_cache_size.unwrap_or(10_000),
+            replay_cache_size: f.auth.replay_cache_size.unwrap_or(100_000),
+            keys: KeySettings { refresh, fetch_timeout, max_fetch_bytes, startup },
+            tenants,
+            headers,
+            upstreams,
+            router: Router::new(routes),
+            audit,
+            admin_token,
+            revocation,
+            replay_store,
+            tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
+            http,
+        })
     }
-
-    let routes = route::routes(&f, gaps, &mut errs);
-    let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
-    let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
-
-    let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
-    let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
-
-    let revocation = f.revocation.as_ref().and_then(|r| {
-        check_url(&r.feed_url, "revocation.feed_url", &mut errs);
-        let token = credential(&r.token_env, &r.token_file, "revocation", &mut errs)?;
-        let poll_wait = r.poll_wait.map_or(Duration::from_secs(20), |d| d.0);
-        if poll_wait > Duration::from_secs(30) {
-            errs.push("revocation.poll_wait", "at most 30s");
-        }
-        Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
-    });
-
-    let replay_store = f.replay_store.as_ref().and_then(|r| {
-        check_url(&r.url, "replay_store.url", &mut errs);
-        let timeout = r.timeout.map_or(Duration::from_secs(1), |d| d.0);
-        if timeout.is_zero() || timeout > Duration::from_secs(10) {
-            errs.push("replay_store.timeout", "between 1ms and 10s");
-        }
-        let token = credential(&r.token_env, &r.token_file, "replay_store", &mut errs)?;
-        Some(ReplayStoreSettings { url: r.url.clone(), token, timeout })
-    });
-
-    if f.auth.replay_cache_size == Some(0) {
-        errs.push("auth.replay_cache_size", "must be at least 1");
-    }
-    if !errs.0.is_empty() {
-        return Err(ConfigError(errs.0));
-    }
-    Ok(Config {
-        listen,
-        admin_listen,
-        threads: f.threads.unwrap_or(2),
-        verify: VerifyOptions {
-            tenant_claim: f.auth.tenant_claim,
-            leeway: f.auth.leeway.map_or(30, |d| d.secs()),
-            max_token_size,
-        },
-        role_claim: f.auth.role_claim,
-        forward_authorization: f.auth.forward_authorization,
-        token_cache_size: f.auth.token_cache_size.unwrap_or(10_000),
-        replay_cache_size: f.auth.replay_cache_size.unwrap_or(100_000),
-        keys: KeySettings { refresh, fetch_timeout, max_fetch_bytes, startup },
-        tenants,
-        headers,
-        upstreams,
-        router: Router::new(routes),
-        audit,
-        admin_token,
-        revocation,
-        replay_store,
-        tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
-        http,
-    })
 }
 
 fn check_url(u: &str, path: &str, errs: &mut Errors) {
