@@ -195,7 +195,8 @@ impl KeyFetcher {
     ) -> Result<(DecryptionKeySet, Option<i64>), KeySourceError> {
         let (body, max_age) = match source {
             DecryptionSource::Url { url, token } => {
-                let token = read_token(token).ok_or(KeySourceError::Credential)?;
+                let token =
+                    read_token(token).ok_or_else(|| KeySourceError::Credential(crate::credential::source(token)))?;
                 self.get(url, Some(&token)).await?
             }
             DecryptionSource::File(path) => (self.read_file(path).await?, None),

@@ -9,6 +9,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod audit;
+mod credential;
 mod discovery;
 mod edge;
 mod keys;
@@ -63,9 +64,19 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     if cli.check || cli.pingora.test {
-        // The same validation a SIGHUP reload runs.
-        if let Err(e) = keys::load_checked(&cli.config) {
-            eprintln!("invalid config {}:\n{e}", cli.config.display());
+        // The same validation a SIGHUP reload runs, then the credentials start-up reads.
+        let problems = match keys::load_checked(&cli.config) {
+            Ok(config) => credential::problems(&config),
+            Err(e) => {
+                let mut problems = vec![e];
+                if let Ok(config) = Config::from_file(&cli.config) {
+                    problems.extend(credential::problems(&config));
+                }
+                problems
+            }
+        };
+        if !problems.is_empty() {
+            eprintln!("invalid config {}:\n{}", cli.config.display(), problems.join("\n"));
             return ExitCode::from(2);
         }
         println!("config {} is valid", cli.config.display());
@@ -78,6 +89,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let problems = credential::problems(&config);
+    if !problems.is_empty() {
+        eprintln!("gateway: credentials not available:\n{}", problems.join("\n"));
+        return ExitCode::from(2);
+    }
+    // Pingora retries a taken port forever; a graceful upgrade (`-u`) takes the
+    // listening sockets over from the old process, so there is nothing to check.
+    if !cli.pingora.upgrade {
+        if let Err(e) = ports_free(&[("listen", config.listen), ("admin_listen", config.admin_listen)]) {
+            eprintln!("gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -85,6 +109,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds each listener address once (and lets go) so a taken port fails start-up at
+/// once, naming the field and address, instead of Pingora's endless bind retries.
+fn ports_free(addrs: &[(&str, std::net::SocketAddr)]) -> Result<(), String> {
+    for (field, addr) in addrs {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!("{field}: {addr} is in use"),
+                _ => format!("{field}: {addr} cannot be bound: {e}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli, config: Config) -> anyhow::Result<()> {

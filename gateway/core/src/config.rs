@@ -6,6 +6,7 @@ mod audit;
 pub mod discovery;
 pub mod file;
 mod http;
+mod load;
 mod route;
 mod tenant;
 
@@ -271,14 +272,22 @@ fn valid_header_name(name: &str) -> bool {
 
 impl Config {
     /// Parses and validates YAML text.
+    /// Every error is reported, the file's (an unknown field, a wrong type) and the
+    /// validation's alike: an entry with a file error is left out and the rest still
+    /// validated.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            ConfigError(vec![FieldError { path: if path == "." { "(root)".into() } else { path }, message }])
-        })?;
-        Config::try_from(file)
+        let (file, mut errors) = load::read(text);
+        let Some((file, gaps)) = file else {
+            return Err(ConfigError(errors));
+        };
+        match Config::validate(file, &gaps) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(ConfigError(more)) => {
+                errors.extend(more);
+                Err(ConfigError(errors))
+            }
+        }
     }
 
     /// Reads and validates a YAML file.
@@ -298,6 +307,14 @@ impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(f: FileConfig) -> Result<Config, ConfigError> {
+        let gaps = load::Gaps::none(&f);
+        Config::validate(f, &gaps)
+    }
+}
+
+impl Config {
+    /// Validates a file config; `gaps` says what its reading left out.
+    fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
         let mut errs = Errors(Vec::new());
         let addr = |s: &str, path: &str, errs: &mut Errors| -> SocketAddr {
             s.parse().unwrap_or_else(|_| {
@@ -307,6 +324,9 @@ impl TryFrom<FileConfig> for Config {
         };
         let listen = addr(&f.listen, "listen", &mut errs);
         let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
+        if admin_listen == listen && listen.port() != 0 {
+            errs.push("admin_listen", format!("{admin_listen} is also the proxy's listen address"));
+        }
         if f.threads == Some(0) {
             errs.push("threads", "must be at least 1");
         }
@@ -353,7 +373,7 @@ impl TryFrom<FileConfig> for Config {
                 Startup::FailFast
             }
         };
-        let tenants = tenant::tenants(&f, &mut errs);
+        let tenants = tenant::tenants(&f, gaps, &mut errs);
 
         let mut headers = Vec::new();
         for (i, h) in f.headers.iter().enumerate() {
@@ -419,7 +439,7 @@ impl TryFrom<FileConfig> for Config {
             );
         }
 
-        let routes = route::routes(&f, &mut errs);
+        let routes = route::routes(&f, gaps, &mut errs);
         let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
         let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 

@@ -92,6 +92,9 @@ pub enum PolicyError {
     /// No allow rule names any of the caller's roles.
     #[error("role not allowed")]
     Role,
+    /// The token's tenant is not one the route (or the rule naming the role) serves.
+    #[error("tenant not allowed")]
+    Tenant,
     /// A rule names the role but not this method.
     #[error("method not allowed for role")]
     Method,
@@ -214,6 +217,7 @@ impl Denial {
                 }
             },
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
+            Denial::Policy(PolicyError::Tenant) => forbid("forbidden_tenant"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
             Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
             Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
@@ -284,6 +288,7 @@ mod tests {
             (AuthError::TokenRevoked.into(), 401, "token_revoked"),
             (AuthError::RevocationsUnavailable.into(), 503, "revocations_unavailable"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
+            (PolicyError::Tenant.into(), 403, "forbidden_tenant"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
             (PolicyError::Owner.into(), 403, "forbidden_owner"),
             (Denial::NoRoute, 404, "route_not_found"),

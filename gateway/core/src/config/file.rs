@@ -427,7 +427,7 @@ pub struct HealthCheckFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
-    /// Name used in logs and metrics.
+    /// Name used in logs, metrics and error messages (default `route-<index>`); unique.
     #[serde(default)]
     pub name: Option<String>,
     /// Exact path template, e.g. `/patients/{patient_id}/records`.
@@ -444,6 +444,9 @@ pub struct RouteFile {
     /// No token needed.
     #[serde(default)]
     pub public: bool,
+    /// Tenants whose tokens the route accepts (default: every configured tenant).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     /// Allow rules (any one must pass).
     #[serde(default)]
     pub allow: Vec<AllowFile>,
@@ -467,6 +470,9 @@ pub struct RouteFile {
 pub struct AllowFile {
     /// Role this rule grants.
     pub role: String,
+    /// Tenants this rule applies to (default: every tenant the route accepts).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     /// Methods allowed for the role (default: the route's).
     #[serde(default)]
     pub methods: Vec<String>,
