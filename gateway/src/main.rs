@@ -42,9 +42,26 @@ struct Cli {
     /// Validate the config, print every error with its field path, and exit.
     #[arg(long)]
     check: bool,
-    /// Pingora's own options (`-t` also validates, `-u` for graceful upgrade).
-    #[command(flatten)]
-    pingora: Opt,
+    /// Pingora server config file (`upgrade_sock`, `pid_file`, grace periods, ...).
+    #[arg(short, long, value_name = "PINGORA_YAML")]
+    conf: Option<String>,
+    /// Graceful upgrade: take the listening sockets over from the running gateway
+    /// (both need `-c` with the same `upgrade_sock`; then send SIGQUIT to the old one).
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run in the background (Pingora's daemon mode).
+    #[arg(short, long)]
+    daemon: bool,
+    /// Same as `--check` (Pingora's spelling).
+    #[arg(short, long)]
+    test: bool,
+}
+
+impl Cli {
+    /// Pingora's own options, from the flags above.
+    fn pingora(&self) -> Opt {
+        Opt { upgrade: self.upgrade, daemon: self.daemon, nocapture: false, test: self.test, conf: self.conf.clone() }
+    }
 }
 
 fn main() -> ExitCode {
@@ -63,7 +80,7 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let cli = Cli::parse();
-    if cli.check || cli.pingora.test {
+    if cli.check || cli.test {
         // The same validation a SIGHUP reload runs, then the credentials start-up reads.
         let problems = match keys::load_checked(&cli.config) {
             Ok(config) => credential::problems(&config),
@@ -96,7 +113,7 @@ fn main() -> ExitCode {
     }
     // Pingora retries a taken port forever; a graceful upgrade (`-u`) takes the
     // listening sockets over from the old process, so there is nothing to check.
-    if !cli.pingora.upgrade {
+    if !cli.upgrade {
         if let Err(e) = ports_free(&[("listen", config.listen), ("admin_listen", config.admin_listen)]) {
             eprintln!("gateway: {e}");
             return ExitCode::FAILURE;
@@ -172,15 +189,15 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
     // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
     // (`-c`), drain for 5 s and stop.
-    let mut server = if cli.pingora.conf.is_some() {
-        Server::new(Some(cli.pingora))?
+    let mut server = if cli.conf.is_some() {
+        Server::new(Some(cli.pingora()))?
     } else {
         let conf = ServerConf {
             grace_period_seconds: Some(5),
             graceful_shutdown_timeout_seconds: Some(5),
             ..ServerConf::default()
         };
-        Server::new_with_opt_and_conf(Some(cli.pingora), conf)
+        Server::new_with_opt_and_conf(Some(cli.pingora()), conf)
     };
     server.bootstrap();
 

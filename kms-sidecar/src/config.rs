@@ -60,8 +60,12 @@ pub struct TenantFile {
     pub alg: String,
     /// `iss` of issued tokens.
     pub issuer: String,
-    /// Default `aud` of issued tokens.
-    pub audience: String,
+    /// The `aud` of issued tokens, one value (the admin API's and the gateway's name).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Older spelling of `audiences`: one string.
+    #[serde(default)]
+    pub audience: Option<String>,
     /// Rotation schedule.
     pub rotation: RotationFile,
     /// Encryption key management: `RSA-OAEP-256` (default) or `ECDH-ES+A256KW`.
@@ -191,7 +195,14 @@ impl KmsConfig {
             );
         }
         for (i, t) in cfg.tenants.iter().enumerate() {
-            match TenantSpec::validate(t.input()) {
+            let input = match t.input() {
+                Ok(input) => input,
+                Err(e) => {
+                    errs.push(format!("tenants[{i}].{e}"));
+                    continue;
+                }
+            };
+            match TenantSpec::validate(input) {
                 Ok(spec) => cfg.specs.push(spec),
                 Err(e) => {
                     errs.extend(e.iter().map(|e| format!("tenants[{i}].{}: {}", e.field.name(Source::Yaml), e.problem)))
@@ -219,19 +230,21 @@ impl KmsConfig {
 }
 
 impl TenantFile {
-    /// The definition as the validator takes it (durations in whole seconds).
-    pub fn input(&self) -> TenantInput {
-        TenantInput {
+    /// The definition as the validator takes it (durations in whole seconds), or
+    /// `field: problem` when the audience is not given exactly once.
+    pub fn input(&self) -> Result<TenantInput, String> {
+        let audience = crate::tenant::one_audience(self.audience.as_deref(), &self.audiences)?;
+        Ok(TenantInput {
             id: self.id.clone(),
             alg: self.alg.clone(),
             issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
+            audience,
             interval: Some(self.rotation.interval.secs()),
             max_token_ttl: self.rotation.max_token_ttl.map(|d| d.secs()),
             clock_skew: self.rotation.clock_skew.map(|d| d.secs()),
             enc_alg: self.enc_alg.clone(),
             rsa_bits: self.rsa_bits,
-        }
+        })
     }
 }
 

@@ -77,19 +77,23 @@ pub struct TenantBody {
     pub rsa_bits: Option<u32>,
 }
 
+/// The one `aud` a tenant issues, given as `audiences: [one]` or the older
+/// `audience: one` (never both), or `audiences: problem`.
+pub fn one_audience(audience: Option<&str>, audiences: &[String]) -> Result<String, String> {
+    match (audience, audiences) {
+        (Some(a), []) => Ok(a.to_owned()),
+        (None, [a]) => Ok(a.clone()),
+        (Some(_), [_, ..]) => Err("audiences: give audiences or the older audience, not both".into()),
+        (None, []) => Err("audiences: required (one value: the aud of issued tokens)".into()),
+        (None, _) => Err("audiences: the sidecar issues tokens for one audience: give exactly one value".into()),
+    }
+}
+
 impl TenantBody {
     /// The body as validator input; `audiences` must hold exactly one value (or
     /// `audience` give it), else the problem is returned.
     pub fn input(self) -> Result<TenantInput, String> {
-        let audience = match (self.audience, self.audiences.as_slice()) {
-            (Some(a), []) => a,
-            (None, [a]) => a.clone(),
-            (Some(_), [_, ..]) => return Err("audiences: give audiences or the older audience, not both".into()),
-            (None, []) => return Err("audiences: required (one value: the aud of issued tokens)".into()),
-            (None, _) => {
-                return Err("audiences: the sidecar issues tokens for one audience: give exactly one value".into())
-            }
-        };
+        let audience = one_audience(self.audience.as_deref(), &self.audiences)?;
         Ok(TenantInput {
             id: self.id,
             alg: self.alg,
