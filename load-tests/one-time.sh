@@ -5,19 +5,43 @@
 # Prints requests/s, p50/p99, gateway (and sidecar) CPU per request, the average
 # one-time check time from the gateway's metrics, and the ratio shared/memory.
 # Usage: load-tests/one-time.sh [seconds=5] [connections=16]
+# Env:
+#   PROFILE      release (default) or debug: which target/<profile> binaries to run
+#   NO_BUILD=1   use the existing binaries, do not run cargo
+#   KMS_PORT, CHAN_PORT  fixed ports of the sidecar's public and internal listeners
+#   UP_PORT      fixed port of the upstream (the other role services take UP_PORT+1..+3)
+#   GW_PORT      fixed ports of the gateways: memory GW_PORT, shared GW_PORT+1, and
+#                their admin listeners GW_PORT+10, GW_PORT+11
+#   (default for each: a free port picked at start)
+#   TARGET_URL   drive a one-time route of an already running gateway instead (a full
+#                URL, e.g. the demo's http://127.0.0.1:8080/insurance/patients/p-100/summary)
+#                with the tokens of the file TOKENS (one per line, each used once);
+#                nothing is built or started, one wrk pass is printed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-5}
 CONN=${2:-16}
+PROFILE=${PROFILE:-release}
 command -v wrk >/dev/null || { echo "wrk missing: apt-get install wrk" >&2; exit 1; }
-cargo build --release -q -p gateway -p kms-sidecar -p upstreams -p testkit
-BIN=target/release
+if [ -n "${TARGET_URL:-}" ]; then
+  [ -s "${TOKENS:-}" ] || { echo "TARGET_URL needs TOKENS: a file of one-time tokens, one per line" >&2; exit 1; }
+  echo "wrk: ${DUR}s, $CONN connections against $TARGET_URL, $(wc -l <"$TOKENS") tokens each used once"
+  TOKENS=$(realpath "$TOKENS") wrk -t1 -c"$CONN" -d"${DUR}s" --latency -s load-tests/one-time.lua "$TARGET_URL" |
+    awk '/Requests\/sec/ {rps=$2} $1=="50%" {p50=$2} $1=="99%" {p99=$2} /Non-2xx/ {n=$4}
+         END {printf "target   %10s req/s  p50 %-9s p99 %-9s non-2xx %s\n", rps, p50, p99, n+0}'
+  exit 0
+fi
+if [ "${NO_BUILD:-}" != 1 ]; then
+  if [ "$PROFILE" = release ]; then cargo build --release -q -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
+fi
+BIN=target/$PROFILE
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KMS=$(port); CHAN=$(port); UP=$(port); D1=$(port); D2=$(port); D3=$(port)
+KMS=${KMS_PORT:-$(port)}; CHAN=${CHAN_PORT:-$(port)}; UP=${UP_PORT:-$(port)}
+if [ -n "${UP_PORT:-}" ]; then D1=$((UP + 1)); D2=$((UP + 2)); D3=$((UP + 3)); else D1=$(port); D2=$(port); D3=$(port); fi
 export KMS_MASTER_KEY=$(head -c 32 /dev/urandom | base64) KMS_ADMIN_TOKEN=ot-admin-$RANDOM-$RANDOM-token KMS_GATEWAY_TOKEN=ot-gateway-$RANDOM-$RANDOM-tok
 wait_for() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$2 did not come up" >&2; exit 1; }
 
@@ -25,21 +49,21 @@ cat >"$WORK/kms.yaml" <<YAML
 listen: 127.0.0.1:$KMS
 internal_listen: 127.0.0.1:$CHAN
 data_dir: $WORK/kms
-create_if_missing: true
 master_key: { env: KMS_MASTER_KEY }
 admin_token: { env: KMS_ADMIN_TOKEN }
 gateway_token: { env: KMS_GATEWAY_TOKEN }
 tenants:
   - { id: t1, alg: ES256, issuer: https://issuer.test/t1, audience: api, rotation: { interval: 1d } }
 YAML
+"$BIN/kms-sidecar" init --config "$WORK/kms.yaml" >/dev/null
 RUST_LOG=warn "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & KPID=$!; pids+=($KPID)
 "$BIN/upstreams" --patient 127.0.0.1:$UP --doctor 127.0.0.1:$D1 --lab 127.0.0.1:$D2 --insurance 127.0.0.1:$D3 >"$WORK/up.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar
 wait_for "http://127.0.0.1:$UP/healthz" upstreams
 
-start_gateway() { # name extra-yaml -> sets GW_<name>, ADMIN_<name>, PID_<name>
+start_gateway() { # name extra-yaml index -> sets GW_<name>, ADMIN_<name>, PID_<name>
   local name=$1 extra=$2 gw admin
-  gw=$(port); admin=$(port)
+  if [ -n "${GW_PORT:-}" ]; then gw=$((GW_PORT + $3)); admin=$((GW_PORT + 10 + $3)); else gw=$(port); admin=$(port); fi
   cat >"$WORK/$name.yaml" <<YAML
 listen: 127.0.0.1:$gw
 admin_listen: 127.0.0.1:$admin
@@ -61,8 +85,8 @@ YAML
   eval "GW_$name=$gw ADMIN_$name=$admin PID_$name=$!"
   wait_for "http://127.0.0.1:$admin/readyz" "gateway ($name)"
 }
-start_gateway memory ""
-start_gateway shared "replay_store: { url: \"http://127.0.0.1:$CHAN/internal/v1/one-time\", token_env: KMS_GATEWAY_TOKEN }"
+start_gateway memory "" 0
+start_gateway shared "replay_store: { url: \"http://127.0.0.1:$CHAN/internal/v1/one-time\", token_env: KMS_GATEWAY_TOKEN }" 1
 
 # More tokens than a run can use (ES256 signs in microseconds).
 N=$((DUR * 12000))

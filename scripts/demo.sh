@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings up the whole stack on loopback with the shipped config (conf/gateway.yaml
-# and conf/kms.yaml):
+# Brings up the whole stack on loopback with the shipped config ($GATEWAY_CONFIG,
+# default conf/gateway.yaml, and $KMS_CONFIG, default conf/kms.yaml):
 #   kms-sidecar  127.0.0.1:8081 (JWKS, issuing, admin)  127.0.0.1:8082 (gateway channel)
 #   upstreams    127.0.0.1:9101-9104 (patient, doctor, lab, insurance)
 #   gateway      127.0.0.1:8080 (proxy)  127.0.0.1:9090 (healthz, readyz, metrics)
@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SMOKE=${1:-}
 PROFILE=${PROFILE:-debug}
+GATEWAY_CONFIG=${GATEWAY_CONFIG:-conf/gateway.yaml}
+KMS_CONFIG=${KMS_CONFIG:-conf/kms.yaml}
 scripts/deps.sh
 if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
 BIN=target/$PROFILE
@@ -35,11 +37,15 @@ wait_for() { # url name
   echo "$2 did not come up; see .demo/logs/$2.log" >&2; tail -20 ".demo/logs/$2.log" >&2; exit 1
 }
 
-"$BIN/kms-sidecar" serve --config conf/kms.yaml >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
+# The key store is created once, explicitly; `serve` refuses to start without one.
+KMS_DATA=$(sed -n "s/^data_dir: *[\"']\{0,1\}\([^\"' #]*\).*/\1/p" "$KMS_CONFIG")
+[ -e "${KMS_DATA:-.demo/kms}/keys.redb" ] || "$BIN/kms-sidecar" init --config "$KMS_CONFIG" >.demo/logs/kms-init.log 2>&1 \
+  || { echo "kms-sidecar init failed; see .demo/logs/kms-init.log" >&2; cat .demo/logs/kms-init.log >&2; exit 1; }
+"$BIN/kms-sidecar" serve --config "$KMS_CONFIG" >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:8081/healthz kms-sidecar
 "$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9101/healthz upstreams
-RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config conf/gateway.yaml >.demo/logs/gateway.log 2>&1 & pids+=($!)
+RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config "$GATEWAY_CONFIG" >.demo/logs/gateway.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9090/readyz gateway
 echo "stack up: gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090  sidecar http://127.0.0.1:8081"
 
@@ -60,7 +66,12 @@ show 200 "identity headers the upstream received (spoofed X-User-Id removed)" -H
 show 403 "patient p-100 reads p-101's records" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-101/records || ok=false
 show 200 "hospital-b doctor reads a hospital-b patient" -H "Authorization: Bearer $DOCTOR_B" http://127.0.0.1:8080/doctors/patients/p-200/records || ok=false
 show 401 "no token" http://127.0.0.1:8080/patients/p-100/records || ok=false
-show 401 "forged token (signature of another key)" -H "Authorization: Bearer ${PATIENT%.*}.$(printf 'x%.0s' $(seq 342))" http://127.0.0.1:8080/patients/p-100/records || ok=false
+# A well-formed RS256 token under the sidecar's current kid, signed by another key
+# (a test key of gateway/testkit/keys): 401 signature_invalid.
+KID=$(python3 -c 'import base64,json,sys; h=sys.argv[1]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "${PATIENT%%.*}")
+FORGED=$("$BIN/mint-test-token" --key rsa-b.pem --kid "$KID" --alg RS256 --tenant hospital-a \
+  --issuer https://kms.local/hospital-a --aud medapi --sub p-100 --role patient --ttl 300)
+show 401 "forged token (kid $KID, signed by another key)" -H "Authorization: Bearer $FORGED" http://127.0.0.1:8080/patients/p-100/records || ok=false
 JTI=$(printf '%s' "$PATIENT" | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c["jti"], c["exp"])')
 curl -s -o /dev/null -X POST -H "Authorization: Bearer $KMS_ADMIN_TOKEN" \
   -d "{\"tenant\":\"hospital-a\",\"jti\":\"${JTI% *}\",\"exp\":${JTI#* }}" http://127.0.0.1:8081/admin/revoke

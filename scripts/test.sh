@@ -11,6 +11,7 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace --no-fail-fast 2>&1 | tee /tmp/gateway-test.log
+if python3 -c "import yaml" 2>/dev/null; then echo "== compose.yaml and conf/docker"; scripts/check-compose.sh; fi
 echo "== demo stack smoke run"
 scripts/demo.sh --smoke
 echo "== bounded load run (k6): rotation, reload and revocation under load"

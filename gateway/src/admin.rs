@@ -1,5 +1,6 @@
 //! The admin listener: `/healthz` (process up), `/readyz` (every required tenant's
-//! keys loaded), `/metrics` (Prometheus text) and `/audit` (queries over the audit
+//! keys loaded and, with `revocation.require_sync`, the revocation feed read once
+//! since start), `/metrics` (Prometheus text) and `/audit` (queries over the audit
 //! trail; bearer credential compared in constant time, failures counted).
 
 use crate::audit::AuditLog;
@@ -26,8 +27,8 @@ pub struct Admin {
     pub audit: Option<Arc<AuditLog>>,
     /// Bearer credential for `/audit`; without one the endpoint is off.
     pub token: Option<Zeroizing<String>>,
-    /// Revocation feed health, when a feed is configured.
-    pub feed: Option<Arc<FeedStatus>>,
+    /// Revocation feed health (reported when the current config has a feed).
+    pub feed: Arc<FeedStatus>,
 }
 
 impl Admin {
@@ -105,10 +106,15 @@ impl ServeHttp for Admin {
                 let rt = self.rt.load();
                 let now = now();
                 let missing = rt.missing_keys(now);
-                // The gateway keeps serving on its last revocation state when the feed is
-                // down; readiness says so rather than taking the gateway out of service.
-                let feed = self.feed.as_ref().map(|f| f.describe());
-                let (status, word) = if missing.is_empty() { (200, "ready") } else { (503, "not_ready") };
+                // Before the feed was read once (or a fresh saved state loaded) a gateway
+                // that requires it is not ready. Afterwards it keeps serving on its last
+                // revocation state when the feed is down; readiness says so rather than
+                // taking the gateway out of service.
+                let synced = rt.engine.revocations.synced();
+                let settings = rt.engine.config.revocation.as_ref();
+                let feed = settings.map(|_| self.feed.describe(synced));
+                let unsynced = settings.is_some_and(|s| s.require_sync) && !synced;
+                let (status, word) = if missing.is_empty() && !unsynced { (200, "ready") } else { (503, "not_ready") };
                 let mut body = serde_json::json!({"status": word});
                 if !missing.is_empty() {
                     body["tenants_without_keys"] = serde_json::json!(missing);

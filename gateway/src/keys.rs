@@ -34,6 +34,20 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Empties a tenant's signing and decryption keys at once (the sidecar deleted the
+/// tenant): its tokens fail verification from now on, before any refresh. The empty
+/// sets count as loaded, so readiness is unchanged; a later fetch (the tenant
+/// created again) installs keys as usual.
+pub fn drop_tenant_keys(engine: &gateway_core::Engine, tenant: &str, now: i64) {
+    if !engine.config.tenants.iter().any(|t| t.id == tenant) {
+        return;
+    }
+    engine.keys.install(tenant, KeySet::default(), now, None);
+    if engine.dkeys.tenants().iter().any(|t| t == tenant) {
+        engine.dkeys.install(tenant, DecryptionKeySet::default(), now, None);
+    }
+}
+
 /// Signing or decryption keys: how logs name them, which counter counts their
 /// fetches and which store keeps their refresh schedule.
 struct Kind<'a, S> {
@@ -181,7 +195,8 @@ impl KeyFetcher {
     ) -> Result<(DecryptionKeySet, Option<i64>), KeySourceError> {
         let (body, max_age) = match source {
             DecryptionSource::Url { url, token } => {
-                let token = read_token(token).ok_or(KeySourceError::Credential)?;
+                let token =
+                    read_token(token).ok_or_else(|| KeySourceError::Credential(crate::credential::source(token)))?;
                 self.get(url, Some(&token)).await?
             }
             DecryptionSource::File(path) => (self.read_file(path).await?, None),

@@ -3,8 +3,14 @@
 //! then runs the proxy, the admin listener, the key refresher and the upstream
 //! health checks as Pingora services.
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod admin;
 mod audit;
+mod credential;
+mod discovery;
 mod edge;
 mod keys;
 mod metrics;
@@ -36,9 +42,26 @@ struct Cli {
     /// Validate the config, print every error with its field path, and exit.
     #[arg(long)]
     check: bool,
-    /// Pingora's own options (`-t` also validates, `-u` for graceful upgrade).
-    #[command(flatten)]
-    pingora: Opt,
+    /// Pingora server config file (`upgrade_sock`, `pid_file`, grace periods, ...).
+    #[arg(short, long, value_name = "PINGORA_YAML")]
+    conf: Option<String>,
+    /// Graceful upgrade: take the listening sockets over from the running gateway
+    /// (both need `-c` with the same `upgrade_sock`; then send SIGQUIT to the old one).
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run in the background (Pingora's daemon mode).
+    #[arg(short, long)]
+    daemon: bool,
+    /// Same as `--check` (Pingora's spelling).
+    #[arg(short, long)]
+    test: bool,
+}
+
+impl Cli {
+    /// Pingora's own options, from the flags above.
+    fn pingora(&self) -> Opt {
+        Opt { upgrade: self.upgrade, daemon: self.daemon, nocapture: false, test: self.test, conf: self.conf.clone() }
+    }
 }
 
 fn main() -> ExitCode {
@@ -57,10 +80,20 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .init();
     let cli = Cli::parse();
-    if cli.check || cli.pingora.test {
-        // The same validation a SIGHUP reload runs.
-        if let Err(e) = keys::load_checked(&cli.config) {
-            eprintln!("invalid config {}:\n{e}", cli.config.display());
+    if cli.check || cli.test {
+        // The same validation a SIGHUP reload runs, then the credentials start-up reads.
+        let problems = match keys::load_checked(&cli.config) {
+            Ok(config) => credential::problems(&config),
+            Err(e) => {
+                let mut problems = vec![e];
+                if let Ok(config) = Config::from_file(&cli.config) {
+                    problems.extend(credential::problems(&config));
+                }
+                problems
+            }
+        };
+        if !problems.is_empty() {
+            eprintln!("invalid config {}:\n{}", cli.config.display(), problems.join("\n"));
             return ExitCode::from(2);
         }
         println!("config {} is valid", cli.config.display());
@@ -73,6 +106,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let problems = credential::problems(&config);
+    if !problems.is_empty() {
+        eprintln!("gateway: credentials not available:\n{}", problems.join("\n"));
+        return ExitCode::from(2);
+    }
+    // Pingora retries a taken port forever; a graceful upgrade (`-u`) takes the
+    // listening sockets over from the old process, so there is nothing to check.
+    if !cli.upgrade {
+        if let Err(e) = ports_free(&[("listen", config.listen), ("admin_listen", config.admin_listen)]) {
+            eprintln!("gateway: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli, config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,6 +126,20 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds each listener address once (and lets go) so a taken port fails start-up at
+/// once, naming the field and address, instead of Pingora's endless bind retries.
+fn ports_free(addrs: &[(&str, std::net::SocketAddr)]) -> Result<(), String> {
+    for (field, addr) in addrs {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            return Err(match e.kind() {
+                std::io::ErrorKind::AddrInUse => format!("{field}: {addr} is in use"),
+                _ => format!("{field}: {addr} cannot be bound: {e}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
@@ -121,21 +181,23 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("admin token must be at least 16 characters");
     }
-    let revocation_settings = first.engine.config.revocation.clone();
     let feed_status = Arc::new(revocation::FeedStatus::default());
+    if let Some(settings) = &first.engine.config.revocation {
+        revocation::load_state(settings, &first.engine.revocations, &feed_status);
+    }
     let rt = runtime::shared(first);
 
     // Pingora's defaults wait 5 minutes after SIGTERM; without a Pingora conf file
     // (`-c`), drain for 5 s and stop.
-    let mut server = if cli.pingora.conf.is_some() {
-        Server::new(Some(cli.pingora))?
+    let mut server = if cli.conf.is_some() {
+        Server::new(Some(cli.pingora()))?
     } else {
         let conf = ServerConf {
             grace_period_seconds: Some(5),
             graceful_shutdown_timeout_seconds: Some(5),
             ..ServerConf::default()
         };
-        Server::new_with_opt_and_conf(Some(cli.pingora), conf)
+        Server::new_with_opt_and_conf(Some(cli.pingora()), conf)
     };
     server.bootstrap();
 
@@ -153,7 +215,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             audit: audit.clone(),
             token: admin_token,
-            feed: revocation_settings.as_ref().map(|_| feed_status.clone()),
+            feed: feed_status.clone(),
         },
     );
     admin.threads = Some(1);
@@ -163,11 +225,17 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(admin);
     server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
     server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
-    if let Some(settings) = revocation_settings {
-        let follower = revocation::Follower { rt: rt.clone(), settings, status: feed_status, metrics: metrics.clone() };
-        server.add_service(background_service("revocation feed", follower));
-    }
-    server.add_service(background_service("config reload", reload::Reloader { path: cli.config, rt, metrics }));
+    // Always running: it follows the feed of the current config (a reload may add one).
+    let follower = revocation::Follower {
+        rt: rt.clone(),
+        status: feed_status,
+        metrics: metrics.clone(),
+        saved_at: Default::default(),
+    };
+    server.add_service(background_service("revocation feed", follower));
+    let reloader = Arc::new(reload::Reloader::new(cli.config, rt, metrics.clone()));
+    server.add_service(background_service("tenant discovery", discovery::Discovery::new(reloader.clone(), &metrics)?));
+    server.add_service(background_service("config reload", reload::OnHangup(reloader)));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());
     // Every request has finished: let the audit writers finish what is queued.

@@ -1,10 +1,32 @@
 //! Config validation through the real binary: every shipped file in `conf/` passes
-//! `--check`, and a bad file is refused with every error and its field path.
+//! `--check`, and a bad file is refused with every error and its field path, file
+//! errors and validation errors in one run; missing credentials are named; a taken
+//! port fails start-up at once.
 
 mod support;
 
 use gateway_core::Config;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 use support::run_binary;
+
+/// The credentials `conf/gateway.yaml` reads from the environment.
+const CONF_ENV: [(&str, &str); 2] =
+    [("KMS_GATEWAY_TOKEN", "gateway-channel-credential"), ("GATEWAY_ADMIN_TOKEN", "gateway-admin-credential")];
+
+/// Runs the binary to completion with these args and environment (the conf
+/// credentials removed first); returns (exit ok, stdout+stderr).
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.args(args).current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).env("RUST_LOG", "warn");
+    for (k, _) in CONF_ENV {
+        cmd.env_remove(k);
+    }
+    let out = cmd.envs(env.iter().copied()).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
 
 fn conf_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf")
@@ -20,9 +42,9 @@ fn every_shipped_gateway_config_is_valid() {
             continue;
         }
         Config::from_file(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let (ok, out) = run_binary(&["--config", path.to_str().unwrap(), "--check"]);
+        let (ok, out) = run_with_env(&["--config", path.to_str().unwrap(), "--check"], &CONF_ENV);
         assert!(ok, "{name}: {out}");
-        let (ok, out) = run_binary(&["--config", path.to_str().unwrap(), "-t"]);
+        let (ok, out) = run_with_env(&["--config", path.to_str().unwrap(), "-t"], &CONF_ENV);
         assert!(ok, "{name} with -t: {out}");
         checked += 1;
     }
@@ -194,4 +216,138 @@ routes:
         !ok && out.contains("tenants.t1.encryption.keys.file") && out.contains("no usable decryption key"),
         "{out}"
     );
+}
+
+/// `conf/gateway.yaml` without its credentials in the environment: `--check` names
+/// each variable and the field that expects it, and start-up refuses the same way
+/// (not "channel credential not available" after a key fetch).
+#[test]
+fn missing_credentials_are_named_by_check_and_start_up() {
+    let conf = conf_dir().join("gateway.yaml");
+    let conf = conf.to_str().unwrap();
+    let (ok, out) = run_with_env(&["--config", conf, "--check"], &[]);
+    assert!(!ok, "{out}");
+    for want in [
+        "revocation.token_env: environment variable KMS_GATEWAY_TOKEN is not set",
+        "replay_store.token_env: environment variable KMS_GATEWAY_TOKEN is not set",
+        "decryption.token_env: environment variable KMS_GATEWAY_TOKEN is not set",
+        "admin.token_env: environment variable GATEWAY_ADMIN_TOKEN is not set",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in {out}");
+    }
+    let (ok, out) = run_with_env(&["--config", conf, "--check"], &[CONF_ENV[0], ("GATEWAY_ADMIN_TOKEN", "short")]);
+    assert!(
+        !ok && out.contains("admin.token_env: environment variable GATEWAY_ADMIN_TOKEN holds fewer than 16"),
+        "{out}"
+    );
+    assert!(!out.contains("KMS_GATEWAY_TOKEN"), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-token");
+    let cfg = dir.path().join("g.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\ndecryption: {{ url_template: \"http://127.0.0.1:1/{{tenant}}\", token_file: {} }}\n\
+             tenants:\n  t1: {{ issuer: i, audiences: [a], algorithms: [ES256], keys: {{ url: \"http://127.0.0.1:1/j\" }}, encryption: {{}} }}\n\
+             upstreams:\n  u: {{ peers: [\"127.0.0.1:3\"] }}\nroutes:\n  - {{ prefix: /, upstream: u }}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let (ok, out) = run_with_env(&["--config", cfg.to_str().unwrap(), "--check"], &[]);
+    assert!(!ok && out.contains(&format!("decryption.token_file: file {}", missing.display())), "{out}");
+    let (ok, out) = run_with_env(&["--config", cfg.to_str().unwrap()], &[]);
+    assert!(!ok && out.contains(&format!("decryption.token_file: file {}", missing.display())), "{out}");
+}
+
+/// Errors of the file (unknown field, wrong type, missing field) and of validation
+/// (unknown upstream and tenant, duplicates) all come out of one `--check`, each
+/// route named by place and name, unknown references listing the valid choices.
+#[test]
+fn check_reports_file_and_validation_errors_in_one_run() {
+    let bad = r#"
+listen: 127.0.0.1:8080
+admin_listen: 127.0.0.1:8081
+keys: { url_template: "http://127.0.0.1:1/{tenant}" }
+auth: { leway: 30s }
+tenants:
+  hospital-a: { issuer: a, audiences: [api], algorithms: [ES256] }
+  hospital-b: { issuer: b, audiences: [api], algorithms: [ES256] }
+upstreams:
+  labs: { peers: ["127.0.0.1:3"] }
+  records: { peers: ["127.0.0.1:4"] }
+routes:
+  - { name: typo, path: /a, upstream: labs, tenant: hospital-a }
+  - { name: lab-results, path: "/labs/{id}", methods: [GET], upstream: lab }
+  - { name: lab-upload, path: "/labs/{lab_id}", methods: [GET, POST], upstream: labs }
+  - { name: b-labs, path: /b, upstream: labs, tenants: [hospital-b, hospital-c], allow: [{ role: lab, tenants: [hospital-a] }] }
+  - { name: b-labs, path: /c, upstream: records, allow: [{ role: x, owner: { claim: sub, param: pid } }] }
+  - { name: late, path: /d, upstream: labs, methods: GET }
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, bad).unwrap();
+    let (ok, out) = run_binary(&["--config", path.to_str().unwrap(), "--check"]);
+    assert!(!ok, "{out}");
+    for want in [
+        "auth.leway: unknown field `leway`",
+        "routes[0] (name: typo).tenant: unknown field `tenant`",
+        "routes[5] (name: late).methods: invalid type",
+        "routes[1] (name: lab-results).upstream: no upstream named \"lab\"; configured upstreams: labs, records",
+        "routes[2] (name: lab-upload).path: same path and method (GET) as routes[1] (name: lab-results), which is matched first",
+        "routes[3] (name: b-labs).tenants[1]: no tenant named \"hospital-c\"; configured tenants: hospital-a, hospital-b",
+        "routes[3] (name: b-labs).allow[0].tenants[0]: \"hospital-a\" is not one of the route's tenants",
+        "routes[4] (name: b-labs).name: \"b-labs\" is already the name of routes[3] (name: b-labs)",
+        "routes[4] (name: b-labs).allow[0].owner.param: the route has no parameter \"pid\"; its parameters: none",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in {out}");
+    }
+}
+
+/// A gateway whose listen (or admin) port is taken exits at once naming the field
+/// and address, instead of retrying the bind forever.
+#[test]
+fn a_taken_port_fails_start_up_at_once() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap();
+    let free = support::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    for (field, listen, admin) in [
+        ("listen", taken.to_string(), format!("127.0.0.1:{free}")),
+        ("admin_listen", format!("127.0.0.1:{free}"), taken.to_string()),
+    ] {
+        let cfg = dir.path().join("g.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen: {listen}\nadmin_listen: {admin}\ntenants:\n  t1: {{ issuer: i, audiences: [a], algorithms: [RS256], keys: {{ file: {}/rsa-a.pub.pem }} }}\n\
+                 upstreams:\n  u: {{ peers: [\"127.0.0.1:3\"] }}\nroutes:\n  - {{ prefix: /, upstream: u }}\n",
+                testkit::keys_dir().display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["--config", cfg.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("{field}: the gateway still runs with {taken} taken");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(!status.success());
+        assert!(text.contains(&format!("{field}: {taken} is in use")), "{field}: {text}");
+    }
+    drop(held);
 }

@@ -212,6 +212,7 @@ pub struct Sidecar {
     pub base: String,
     /// Internal channel base URL.
     pub internal: String,
+    cfg: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -226,50 +227,87 @@ pub const SIDECAR_ADMIN: &str = "sidecar-test-admin-token";
 /// Gateway channel credential of test sidecars.
 pub const SIDECAR_GATEWAY: &str = "sidecar-test-gateway-token";
 
+fn sidecar_binary() -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");
+    if !path.exists() {
+        let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "kms-sidecar"]).status().unwrap();
+        assert!(ok.success(), "building kms-sidecar failed");
+    }
+    path
+}
+
+fn sidecar_command(args: &[&str], cfg: &std::path::Path) -> Command {
+    let mut c = Command::new(sidecar_binary());
+    c.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("KMS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+        .env("KMS_ADMIN_TOKEN", SIDECAR_ADMIN)
+        .env("KMS_GATEWAY_TOKEN", SIDECAR_GATEWAY)
+        .env("RUST_LOG", "warn");
+    c
+}
+
 impl Sidecar {
-    /// Starts a sidecar with `jwks_max_age` and these tenant lines (YAML list items).
+    /// Creates a store (`kms-sidecar init`) and starts a sidecar with `jwks_max_age`
+    /// and these tenant lines (YAML list items).
     pub async fn start(max_age: &str, tenants: &str) -> Sidecar {
-        let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");
-        if !path.exists() {
-            let ok = Command::new(env!("CARGO")).args(["build", "-q", "-p", "kms-sidecar"]).status().unwrap();
-            assert!(ok.success(), "building kms-sidecar failed");
-        }
         let dir = tempfile::tempdir().unwrap();
         let (port, internal) = (free_port(), free_port());
         let cfg = dir.path().join("kms.yaml");
         std::fs::write(
             &cfg,
             format!(
-                "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
+                "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
                  master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\n\
                  gateway_token: {{ env: KMS_GATEWAY_TOKEN }}\njwks_max_age: {max_age}\ntenants:\n{tenants}",
                 dir.path().join("data").display()
             ),
         )
         .unwrap();
-        let child = Command::new(path)
-            .args(["serve", "--config", cfg.to_str().unwrap()])
-            .env("KMS_MASTER_KEY", "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-            .env("KMS_ADMIN_TOKEN", SIDECAR_ADMIN)
-            .env("KMS_GATEWAY_TOKEN", SIDECAR_GATEWAY)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let sidecar = Sidecar {
+        let (ok, out) = run_sidecar(&["init"], &cfg);
+        assert!(ok, "kms-sidecar init: {out}");
+        let child = sidecar_command(&["serve"], &cfg).stdout(Stdio::null()).spawn().unwrap();
+        let mut sidecar = Sidecar {
             child,
             base: format!("http://127.0.0.1:{port}"),
             internal: format!("http://127.0.0.1:{internal}"),
+            cfg,
             _dir: dir,
         };
+        sidecar.wait_up().await;
+        sidecar
+    }
+
+    async fn wait_up(&mut self) {
         let http = reqwest::Client::new();
-        for _ in 0..200 {
-            if http.get(format!("{}/healthz", sidecar.base)).send().await.is_ok_and(|r| r.status() == 200) {
-                return sidecar;
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("kms-sidecar exited: {status}");
+            }
+            if http.get(format!("{}/healthz", self.base)).send().await.is_ok_and(|r| r.status() == 200) {
+                return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("kms-sidecar did not come up");
+    }
+
+    /// Starts the stopped sidecar again on the same ports, config and data directory.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.child = sidecar_command(&["serve"], &self.cfg).stdout(Stdio::null()).spawn().unwrap();
+        self.wait_up().await;
+    }
+
+    /// Runs `kms-sidecar <args> --config <this sidecar's config>` to completion.
+    pub fn run(&self, args: &[&str]) -> (bool, String) {
+        run_sidecar(args, &self.cfg)
+    }
+
+    /// The sidecar's `data_dir`.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("data")
     }
 
     /// Mints a token for `tenant`/`sub` with `role` and `ttl_secs`.
@@ -314,6 +352,14 @@ impl Sidecar {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Runs the kms-sidecar binary with `args --config cfg`; returns (exit ok, stdout+stderr).
+fn run_sidecar(args: &[&str], cfg: &std::path::Path) -> (bool, String) {
+    let out = sidecar_command(args, cfg).output().unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
 }
 
 /// The claims object of a compact JWS.

@@ -74,7 +74,15 @@ async fn graceful_upgrade_hands_over_the_listeners_without_dropping_requests() {
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut new = spawn(true);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The new process is ready for the hand-over once it listens on the upgrade
+    // socket (the old one connects there on SIGQUIT to pass its listeners).
+    let sock = dir.path().join("upgrade.sock");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "the new process never listened on the upgrade socket");
+        assert!(new.try_wait().unwrap().is_none(), "the new process exited");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(Command::new("kill").args(["-QUIT", &old.id().to_string()]).status().unwrap().success());
     let exited = {
         let deadline = Instant::now() + Duration::from_secs(15);

@@ -8,7 +8,7 @@ use crate::one_time::OneTimeWriter;
 use crate::secret;
 use crate::service::{Kms, KmsError, MintRequest};
 use crate::store::{Claim, Revocation};
-use crate::tenant::{Source, TenantInput, TenantSpec};
+use crate::tenant::{Source, TenantBody, TenantSpec};
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use gateway_core::revocation::FeedPage;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -165,82 +166,62 @@ fn describe(changes: &[Change]) -> Value {
 
 async fn rotate(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let req: RotateRequest = parse_json(&body)?;
-    let changes = st.kms.rotate(&req.tenant, req.key_use, req.emergency, now())?;
-    if req.emergency {
-        // Gateways learn of the removed key through the revocation feed at once,
-        // without waiting for their JWKS cache to expire.
-        let events: Vec<Revocation> = changes
-            .iter()
-            .filter_map(|c| match c {
-                Change::Revoke { kid } => Some(Revocation {
-                    tenant: req.tenant.clone(),
-                    kid: Some(kid.clone()),
-                    at: now(),
-                    ..Default::default()
-                }),
-                _ => None,
-            })
-            .collect();
-        if !events.is_empty() {
-            publish(&st, st.kms.revoke(events)?);
-        }
-    }
+    // Gateways learn of a key removed by an emergency rotation through the revocation
+    // feed at once, without waiting for their JWKS cache to expire; the removal and its
+    // feed event are one transaction.
+    let (changes, events) = st.kms.rotate(&req.tenant, req.key_use, req.emergency, now())?;
+    publish(&st, events);
     let kind = if req.emergency { "emergency" } else { "manual" };
     st.metrics.rotations.with_label_values(&[&req.tenant, req.key_use.as_str(), kind]).inc();
     tracing::info!(tenant = %req.tenant, key_use = req.key_use.as_str(), kind, "rotation");
     Ok(Json(describe(&changes)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateTenant {
-    id: String,
-    alg: String,
-    issuer: String,
-    audience: String,
-    #[serde(default)]
-    rotation_interval_secs: Option<i64>,
-    #[serde(default)]
-    max_token_ttl_secs: Option<i64>,
-    #[serde(default)]
-    clock_skew_secs: Option<i64>,
-    #[serde(default)]
-    enc_alg: Option<String>,
-    #[serde(default)]
-    rsa_bits: Option<u32>,
-}
-
+/// `POST /admin/tenants`: a [`TenantBody`]; 201 with the tenant as `GET` shows it.
 async fn create_tenant(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
-    let req: CreateTenant = parse_json(&body)?;
-    let input = TenantInput {
-        id: req.id,
-        alg: req.alg,
-        issuer: req.issuer,
-        audience: req.audience,
-        interval: req.rotation_interval_secs,
-        max_token_ttl: req.max_token_ttl_secs,
-        clock_skew: req.clock_skew_secs,
-        enc_alg: req.enc_alg,
-        rsa_bits: req.rsa_bits,
-    };
+    let req: TenantBody = parse_json(&body)?;
+    let input = req.input().map_err(KmsError::BadRequest)?;
     let spec = TenantSpec::validate(input).map_err(|e| KmsError::BadRequest(TenantSpec::describe(&e, Source::Api)))?;
     let id = spec.id().to_owned();
+    let shown = TenantBody::from(spec.record());
     if st.kms.ensure_tenant(spec, now())? {
-        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+        Ok((StatusCode::CREATED, Json(shown)).into_response())
     } else {
         Err(KmsError::Conflict(format!("tenant {id} exists")))
     }
 }
 
+/// `GET /admin/tenants`: `{"tenants": [TenantBody]}`, the names of the POST body.
 async fn list_tenants(State(st): St) -> Response {
-    Json(json!({"tenants": st.kms.tenants()})).into_response()
+    let tenants: Vec<TenantBody> = st.kms.tenants().iter().map(TenantBody::from).collect();
+    Json(json!({ "tenants": tenants })).into_response()
+}
+
+/// `GET /internal/v1/tenants`: a [`TenantList`] for gateway tenant discovery, with
+/// its `version` as a strong ETag (`If-None-Match` answers 304).
+async fn tenant_list(State(st): St, headers: HeaderMap) -> Response {
+    let list = st.kms.tenant_list();
+    let etag = format!("\"{}\"", list.version);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let etag = HeaderValue::from_str(&etag).expect("hex etag");
+    let no_store = (header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if matches {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), no_store]).into_response();
+    }
+    ([(header::ETAG, etag), no_store], Json(list)).into_response()
 }
 
 async fn delete_tenant(State(st): St, Path(id): Path<String>) -> Result<Response, KmsError> {
-    if st.kms.delete_tenant(&id)? {
-        Ok(StatusCode::NO_CONTENT.into_response())
-    } else {
-        Err(KmsError::UnknownTenant)
+    // The deletion puts a tenant-wide revocation on the feed in the same transaction.
+    match st.kms.delete_tenant(&id, now())? {
+        Some(event) => {
+            publish(&st, vec![event]);
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        None => Err(KmsError::UnknownTenant),
     }
 }
 
@@ -310,25 +291,35 @@ struct RevokeRequest {
     subject: Option<String>,
     #[serde(default)]
     before: Option<i64>,
+    #[serde(default)]
+    lower: bool,
 }
 
 async fn revoke(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
     let r: RevokeRequest = parse_json(&body)?;
     let now = now();
     let event = match (&r.jti, r.exp, &r.subject) {
-        (Some(_), Some(_), None) if r.before.is_none() => {
+        (Some(_), Some(_), None) if r.before.is_none() && !r.lower => {
             Revocation { tenant: r.tenant, jti: r.jti, exp: r.exp, at: now, ..Default::default() }
         }
-        (None, None, _) => Revocation {
-            tenant: r.tenant,
-            subject: r.subject,
-            before: Some(r.before.unwrap_or(now)),
-            at: now,
-            ..Default::default()
-        },
+        (None, None, _) => {
+            if r.lower && r.before.is_none() {
+                return Err(KmsError::BadRequest("before: required with lower (0 removes the watermark)".into()));
+            }
+            let before = r.before.unwrap_or(now);
+            Kms::check_watermark(before, now)?;
+            Revocation {
+                tenant: r.tenant,
+                subject: r.subject,
+                before: Some(before),
+                lower: r.lower,
+                at: now,
+                ..Default::default()
+            }
+        }
         _ => {
             return Err(KmsError::BadRequest(
-                "give {tenant, jti, exp} for one token, or {tenant, subject?, before?} for a watermark".into(),
+                "give {tenant, jti, exp} for one token, or {tenant, subject?, before?, lower?} for a watermark".into(),
             ))
         }
     };
@@ -344,20 +335,25 @@ struct FeedQuery {
     after: u64,
     #[serde(default)]
     wait: Option<u64>,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
+/// `GET /internal/v1/revocations?after=&wait=&epoch=`: a [`FeedPage`]. It long-polls
+/// only a reader that is current in this epoch; one with another epoch (or none), or
+/// ahead of the feed, is answered at once so it can resync from the start.
 async fn revocation_feed(
     State(st): St,
     axum::extract::Query(q): axum::extract::Query<FeedQuery>,
 ) -> Result<Response, KmsError> {
     let mut rx = st.feed.subscribe();
     let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
-    if *rx.borrow_and_update() <= q.after && !wait.is_zero() {
-        let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last > q.after)).await;
+    let current = q.epoch.as_deref() == Some(st.kms.feed_epoch());
+    if current && *rx.borrow_and_update() == q.after && !wait.is_zero() {
+        let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last != q.after)).await;
     }
-    let events = st.kms.revocations_after(q.after)?;
-    let cursor = events.iter().map(|e| e.seq).max().unwrap_or(q.after);
-    Ok(([(header::CACHE_CONTROL, "no-store")], Json(json!({"events": events, "cursor": cursor}))).into_response())
+    let page: FeedPage = st.kms.feed_page(q.after, now())?;
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(page)).into_response())
 }
 
 #[derive(Deserialize)]
@@ -414,6 +410,7 @@ pub fn internal(st: Arc<AppState>) -> Router {
     Router::new()
         .route("/internal/v1/tenants/{tenant}/decryption-keys", get(decryption_keys))
         .route("/internal/v1/revocations", get(revocation_feed))
+        .route("/internal/v1/tenants", get(tenant_list))
         .route("/internal/v1/one-time", post(claim_one_time))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))

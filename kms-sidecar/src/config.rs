@@ -60,8 +60,12 @@ pub struct TenantFile {
     pub alg: String,
     /// `iss` of issued tokens.
     pub issuer: String,
-    /// Default `aud` of issued tokens.
-    pub audience: String,
+    /// The `aud` of issued tokens, one value (the admin API's and the gateway's name).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Older spelling of `audiences`: one string.
+    #[serde(default)]
+    pub audience: Option<String>,
     /// Rotation schedule.
     pub rotation: RotationFile,
     /// Encryption key management: `RSA-OAEP-256` (default) or `ECDH-ES+A256KW`.
@@ -142,9 +146,10 @@ pub struct KmsConfig {
     pub internal_listen: SocketAddr,
     /// Directory of the embedded store.
     pub data_dir: String,
-    /// Create a new store when none exists (demo); otherwise a missing store is an error.
+    /// No longer accepted (a store is created only by `kms-sidecar init`); kept so
+    /// that an old config is refused with a message naming the field.
     #[serde(default)]
-    pub create_if_missing: bool,
+    pub create_if_missing: Option<serde_yaml_ng::Value>,
     /// Base64 32-byte master key.
     pub master_key: SecretSource,
     /// Bearer credential for admin and issuing endpoints.
@@ -183,8 +188,21 @@ impl KmsConfig {
         let mut cfg: KmsConfig =
             serde_path_to_error::deserialize(de).map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
         let mut errs = Vec::new();
+        if cfg.create_if_missing.is_some() {
+            errs.push(
+                "create_if_missing: no longer supported: create the store once with `kms-sidecar init --config <file>`"
+                    .into(),
+            );
+        }
         for (i, t) in cfg.tenants.iter().enumerate() {
-            match TenantSpec::validate(t.input()) {
+            let input = match t.input() {
+                Ok(input) => input,
+                Err(e) => {
+                    errs.push(format!("tenants[{i}].{e}"));
+                    continue;
+                }
+            };
+            match TenantSpec::validate(input) {
                 Ok(spec) => cfg.specs.push(spec),
                 Err(e) => {
                     errs.extend(e.iter().map(|e| format!("tenants[{i}].{}: {}", e.field.name(Source::Yaml), e.problem)))
@@ -212,19 +230,21 @@ impl KmsConfig {
 }
 
 impl TenantFile {
-    /// The definition as the validator takes it (durations in whole seconds).
-    pub fn input(&self) -> TenantInput {
-        TenantInput {
+    /// The definition as the validator takes it (durations in whole seconds), or
+    /// `field: problem` when the audience is not given exactly once.
+    pub fn input(&self) -> Result<TenantInput, String> {
+        let audience = crate::tenant::one_audience(self.audience.as_deref(), &self.audiences)?;
+        Ok(TenantInput {
             id: self.id.clone(),
             alg: self.alg.clone(),
             issuer: self.issuer.clone(),
-            audience: self.audience.clone(),
+            audience,
             interval: Some(self.rotation.interval.secs()),
             max_token_ttl: self.rotation.max_token_ttl.map(|d| d.secs()),
             clock_skew: self.rotation.clock_skew.map(|d| d.secs()),
             enc_alg: self.enc_alg.clone(),
             rsa_bits: self.rsa_bits,
-        }
+        })
     }
 }
 
@@ -252,5 +272,7 @@ mod tests {
         assert!(err.contains("limits.request_timeout") && err.contains("limits.max_headers"), "{err}");
         let cfg = KmsConfig::from_yaml(&format!("{text}\nlimits: {{ header_read_timeout: 2s }}\n")).unwrap();
         assert_eq!(cfg.http_limits.header_read_timeout, std::time::Duration::from_secs(2));
+        let err = KmsConfig::from_yaml(&format!("{text}create_if_missing: true\n")).unwrap_err();
+        assert!(err.starts_with("create_if_missing: no longer supported") && err.contains("kms-sidecar init"), "{err}");
     }
 }

@@ -33,11 +33,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the service.
+    /// Run the service (its key store must exist: see `init`).
     Serve {
         /// YAML config.
         #[arg(long)]
         config: std::path::PathBuf,
+    },
+    /// Create the key store of this config (refuses if one exists), or with
+    /// `--accept-restore` accept the store in place as this sidecar's own after a
+    /// restore from a backup (revocations recorded since the backup are not in it).
+    Init {
+        /// YAML config.
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Accept the existing store instead of creating one.
+        #[arg(long)]
+        accept_restore: bool,
     },
     /// Mint a token through a running sidecar; prints only the token.
     Mint {
@@ -82,6 +93,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().cmd {
         Cmd::Serve { config } => serve(&config),
+        Cmd::Init { config, accept_restore } => init(&config, accept_restore),
         Cmd::Mint { tenant, sub, role, aud, ttl, encrypt, claims, url, token_file } => {
             mint(tenant, sub, role, aud, ttl, encrypt, claims, url, token_file)
         }
@@ -101,7 +113,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+/// Reads and validates the config and builds the sealer from its master key.
+fn load(path: &std::path::Path) -> anyhow::Result<(config::KmsConfig, crypto::Sealer)> {
     let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let cfg =
         config::KmsConfig::from_yaml(&text).map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
@@ -112,6 +125,28 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("master_key: not base64 (use `kms-sidecar gen-master-key`)"))?,
     );
     let sealer = crypto::Sealer::new(&master).map_err(|e| anyhow::anyhow!("master_key: {e}"))?;
+    Ok((cfg, sealer))
+}
+
+fn init(path: &std::path::Path, accept_restore: bool) -> anyhow::Result<()> {
+    let (cfg, sealer) = load(path)?;
+    let dir = std::path::Path::new(&cfg.data_dir);
+    if accept_restore {
+        let store = store::Store::open(dir, sealer)?;
+        if let Err(e) = store.check_last_run() {
+            tracing::warn!(reason = %e, "accepting the store as it is");
+        }
+        store.record_last_run()?;
+        println!("accepted the key store at {} (store id {}) as this sidecar's", dir.display(), store.id());
+    } else {
+        let store = store::Store::create(dir, sealer)?;
+        println!("created a new key store at {} (store id {})", dir.display(), store.id());
+    }
+    Ok(())
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let (cfg, sealer) = load(path)?;
     let admin_token = cfg.admin_token.read("admin_token")?;
     let gateway_token = cfg.gateway_token.read("gateway_token")?;
     for (name, t) in [("admin_token", &admin_token), ("gateway_token", &gateway_token)] {
@@ -124,7 +159,9 @@ fn serve(path: &std::path::Path) -> anyhow::Result<()> {
             "admin_token and gateway_token: must differ (the gateway channel must not hold the admin credential)"
         );
     }
-    let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer, cfg.create_if_missing)?;
+    let store = store::Store::open(std::path::Path::new(&cfg.data_dir), sealer)?;
+    store.check_last_run()?;
+    store.record_last_run()?;
     let kms = Arc::new(service::Kms::new(store, cfg.max_age(), cfg.keep_retired).map_err(|e| anyhow::anyhow!("{e}"))?);
     for t in kms.tenants() {
         if let Err(e) = tenant::TenantSpec::validate(tenant::TenantInput::from(&t)) {

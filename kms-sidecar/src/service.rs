@@ -7,6 +7,8 @@ use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
 use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
 use crate::tenant::TenantSpec;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use gateway_core::config::discovery::{ListedTenant, TenantList};
+use gateway_core::revocation::FeedPage;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -79,6 +81,7 @@ struct Snapshot {
 /// The key service.
 pub struct Kms {
     store: Store,
+    epoch: String,
     snap: RwLock<Snapshot>,
     write: Mutex<()>,
     max_age: i64,
@@ -99,6 +102,9 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
 /// Token lifetime when a mint request gives none (capped by the tenant's maximum).
 pub const DEFAULT_TTL: i64 = 900;
 
+/// How far in the future a revocation watermark may lie (seconds): clock skew only.
+pub const WATERMARK_AHEAD: i64 = 60;
+
 /// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
 pub const ONE_TIME_SKEW: i64 = 60;
 
@@ -111,7 +117,10 @@ fn random_hex(n: usize) -> String {
 impl Kms {
     /// Loads the store's contents.
     pub fn new(store: Store, max_age: i64, keep_retired: bool) -> Result<Kms, KmsError> {
-        let kms = Kms { store, snap: RwLock::default(), write: Mutex::new(()), max_age, keep_retired };
+        // The feed's numbering is only meaningful within one store and one run of it:
+        // a gateway that sees another epoch reads the whole feed again.
+        let epoch = format!("{}.{}", store.id(), random_hex(8));
+        let kms = Kms { store, epoch, snap: RwLock::default(), write: Mutex::new(()), max_age, keep_retired };
         kms.reload()?;
         Ok(kms)
     }
@@ -149,6 +158,28 @@ impl Kms {
         self.read().tenants.values().cloned().collect()
     }
 
+    /// Every tenant as gateways discover it, with a version that changes whenever
+    /// the list does (a digest of it).
+    pub fn tenant_list(&self) -> TenantList {
+        let tenants: Vec<ListedTenant> = self
+            .read()
+            .tenants
+            .values()
+            .map(|t| ListedTenant {
+                id: t.id.clone(),
+                issuer: t.issuer.clone(),
+                audiences: vec![t.audience.clone()],
+                algorithms: vec![t.alg.clone()],
+                // Every tenant has encryption keys; the alg of those it holds.
+                enc_alg: enc_alg(t).ok().map(|a| a.as_str().to_owned()),
+            })
+            .collect();
+        let body = serde_json::to_vec(&tenants).unwrap_or_default();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
+        let version = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        TenantList { version, tenants }
+    }
+
     /// Creates a tenant (and its first keys) unless it exists; true if created. Only
     /// a validated spec is stored, exactly as validated.
     pub fn ensure_tenant(&self, spec: TenantSpec, now: i64) -> Result<bool, KmsError> {
@@ -162,17 +193,21 @@ impl Kms {
         Ok(true)
     }
 
-    /// Removes a tenant and all its keys; false if unknown.
-    pub fn delete_tenant(&self, id: &str) -> Result<bool, KmsError> {
+    /// Removes a tenant and all its keys and, in the same transaction, puts a
+    /// tenant-wide revocation (`deleted`, every token issued up to `now`) on the feed;
+    /// returns that event, or `None` if the tenant is unknown.
+    pub fn delete_tenant(&self, id: &str, now: i64) -> Result<Option<Revocation>, KmsError> {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         if !self.read().tenants.contains_key(id) {
-            return Ok(false);
+            return Ok(None);
         }
         let kids: Vec<String> =
             self.read().keys.iter().filter(|k| k.tenant == id).map(|k| k.timeline.kid.clone()).collect();
-        self.store.commit(&[], &[], &kids, &[id.to_owned()])?;
+        let event =
+            Revocation { tenant: id.to_owned(), before: Some(now), deleted: true, at: now, ..Default::default() };
+        let mut events = self.store.commit(&[], &[], &kids, &[id.to_owned()], vec![event])?;
         self.reload()?;
-        Ok(true)
+        Ok(events.pop())
     }
 
     fn timelines(&self, tenant: &str) -> Vec<Timeline> {
@@ -186,20 +221,27 @@ impl Kms {
         for t in self.tenants() {
             let changes = keyring::plan(&self.timelines(&t.id), &self.schedule(&t), now);
             if !changes.is_empty() {
-                self.apply_locked(&t, changes.clone(), now, false)?;
+                let _ = self.apply_locked(&t, changes.clone(), now, false)?;
                 done.extend(changes.into_iter().map(|c| (t.id.clone(), c)));
             }
         }
         Ok(done)
     }
 
-    /// Manual rotation; returns the changes made.
-    pub fn rotate(&self, tenant: &str, key_use: Use, emergency: bool, now: i64) -> Result<Vec<Change>, KmsError> {
+    /// Manual rotation; returns the changes made and the feed events of the keys an
+    /// emergency rotation removed (committed in the same transaction as the removal).
+    pub fn rotate(
+        &self,
+        tenant: &str,
+        key_use: Use,
+        emergency: bool,
+        now: i64,
+    ) -> Result<(Vec<Change>, Vec<Revocation>), KmsError> {
         let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
         let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
         let changes = keyring::rotate_now(&self.timelines(tenant), &self.schedule(&t), key_use, emergency, now);
-        self.apply_locked(&t, changes.clone(), now, false)?;
-        Ok(changes)
+        let events = self.apply_locked(&t, changes.clone(), now, false)?;
+        Ok((changes, events))
     }
 
     fn new_key(&self, t: &TenantRecord, key_use: Use, activates_at: i64, now: i64) -> Result<KeyRecord, KmsError> {
@@ -220,11 +262,21 @@ impl Kms {
         })
     }
 
-    fn apply_locked(&self, t: &TenantRecord, changes: Vec<Change>, now: i64, new_tenant: bool) -> Result<(), KmsError> {
+    /// Applies key changes in one transaction; a removed key (`Revoke`) is put on the
+    /// revocation feed in that same transaction, so gateways refuse its tokens at once
+    /// and no crash can commit the removal without its event. Returns the events.
+    fn apply_locked(
+        &self,
+        t: &TenantRecord,
+        changes: Vec<Change>,
+        now: i64,
+        new_tenant: bool,
+    ) -> Result<Vec<Revocation>, KmsError> {
         let existing: Vec<KeyRecord> = self.read().keys.iter().filter(|k| k.tenant == t.id).cloned().collect();
         let find = |kid: &str| existing.iter().find(|k| k.timeline.kid == kid).cloned();
         let mut upserts: Vec<KeyRecord> = Vec::new();
         let mut deletes = Vec::new();
+        let mut events = Vec::new();
         for c in changes {
             match c {
                 Change::Create { key_use, activates_at } => {
@@ -238,6 +290,12 @@ impl Kms {
                     }
                 }
                 Change::Revoke { kid } => {
+                    events.push(Revocation {
+                        tenant: t.id.clone(),
+                        kid: Some(kid.clone()),
+                        at: now,
+                        ..Default::default()
+                    });
                     if let Some(mut k) = find(&kid) {
                         k.timeline.revoked = true;
                         if !self.keep_retired {
@@ -259,8 +317,9 @@ impl Kms {
             }
         }
         let tenants: Vec<TenantRecord> = if new_tenant { vec![t.clone()] } else { Vec::new() };
-        self.store.commit(&tenants, &upserts, &deletes, &[])?;
-        self.reload()
+        let events = self.store.commit(&tenants, &upserts, &deletes, &[], events)?;
+        self.reload()?;
+        Ok(events)
     }
 
     /// The public JWKS of one tenant, or of all (each key then carries `tenant`).
@@ -361,9 +420,34 @@ impl Kms {
         Ok(self.store.append_revocations(events)?)
     }
 
-    /// Revocations after `after` (the gateway's cursor).
-    pub fn revocations_after(&self, after: u64) -> Result<Vec<Revocation>, KmsError> {
-        Ok(self.store.revocations_after(after, 10_000)?)
+    /// The feed's epoch: the store's id and this run's, so that a gateway never
+    /// mistakes positions of a replaced, restored or re-opened store for its own.
+    pub fn feed_epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    /// One page of the feed after `after` (the gateway's cursor); single-token entries
+    /// whose token has expired by `now` are left out (the cursor still passes them).
+    pub fn feed_page(&self, after: u64, now: i64) -> Result<FeedPage, KmsError> {
+        let (rows, last) = self.store.revocations_after(after, 10_000)?;
+        let cursor = rows.last().map_or(after, |r| r.seq);
+        let events = rows.iter().filter(|r| !(r.jti.is_some() && r.exp.is_some_and(|e| e < now))).map(Into::into);
+        Ok(FeedPage { epoch: self.epoch.clone(), events: events.collect(), cursor, last })
+    }
+
+    /// Checks a subject or tenant watermark: seconds since the epoch, not negative and
+    /// not beyond [`WATERMARK_AHEAD`] from `now` (a value in milliseconds would
+    /// otherwise revoke every future token for good).
+    pub fn check_watermark(before: i64, now: i64) -> Result<(), KmsError> {
+        if before < 0 {
+            return Err(KmsError::BadRequest(format!("before: {before} must not be negative")));
+        }
+        if before > now.saturating_add(WATERMARK_AHEAD) {
+            return Err(KmsError::BadRequest(format!(
+                "before: {before} is more than {WATERMARK_AHEAD} s in the future (now is {now}); give seconds since the epoch, not milliseconds"
+            )));
+        }
+        Ok(())
     }
 
     /// The feed's last sequence number.
@@ -492,7 +576,7 @@ impl Kms {
                 upserts.push(cur);
             }
         }
-        self.store.commit(&[], &upserts, &[], &[])?;
+        self.store.commit(&[], &upserts, &[], &[], Vec::new())?;
         self.reload()?;
         Ok(kid)
     }
@@ -501,6 +585,116 @@ impl Kms {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::Sealer;
+
+    fn kms(dir: &std::path::Path) -> Kms {
+        let store = match Store::open(dir, Sealer::new(&[7; 32]).unwrap()) {
+            Ok(s) => s,
+            Err(StoreError::Missing(_)) => Store::create(dir, Sealer::new(&[7; 32]).unwrap()).unwrap(),
+            Err(e) => panic!("{e}"),
+        };
+        Kms::new(store, 60, false).unwrap()
+    }
+
+    fn tenant(id: &str) -> TenantRecord {
+        TenantRecord {
+            id: id.into(),
+            alg: "ES256".into(),
+            issuer: format!("https://kms.test/{id}"),
+            audience: "api".into(),
+            interval: 86_400,
+            max_token_ttl: 900,
+            clock_skew: 60,
+            enc_alg: Some("ECDH-ES+A256KW".into()),
+            rsa_bits: None,
+        }
+    }
+
+    fn spec(id: &str) -> crate::tenant::TenantSpec {
+        crate::tenant::TenantSpec::validate(crate::tenant::TenantInput::from(&tenant(id))).unwrap()
+    }
+
+    fn revoked(kms: &Kms, kid: &str) -> bool {
+        kms.store.keys().unwrap().iter().find(|k| k.timeline.kid == kid).unwrap().timeline.revoked
+    }
+
+    /// The key removal of an emergency rotation and its feed event are one redb
+    /// transaction: a failure injected between the two writes leaves neither, and a
+    /// success leaves both (read back from disk after reopening).
+    #[test]
+    fn emergency_rotation_and_tenant_deletion_write_their_feed_events_in_the_same_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = kms(dir.path());
+        kms.ensure_tenant(spec("t"), 1_000).unwrap();
+        kms.ensure_tenant(spec("gone"), 1_000).unwrap();
+        let current = kms.current_key("t", Use::Sig, 1_000).unwrap().timeline.kid;
+
+        kms.store.inject_failure_before_events(true);
+        assert!(kms.rotate("t", Use::Sig, true, 1_001).is_err());
+        assert!(!revoked(&kms, &current), "the removal was not committed without its event");
+        assert_eq!(kms.last_revocation().unwrap(), 0, "nor the event");
+        assert!(kms.delete_tenant("gone", 1_001).is_err());
+        assert!(kms.tenants().iter().any(|t| t.id == "gone"), "the deletion was not committed without its event");
+        assert!(kms.store.keys().unwrap().iter().any(|k| k.tenant == "gone"));
+        assert_eq!(kms.last_revocation().unwrap(), 0);
+
+        kms.store.inject_failure_before_events(false);
+        let (changes, events) = kms.rotate("t", Use::Sig, true, 1_002).unwrap();
+        assert!(changes.contains(&Change::Revoke { kid: current.clone() }));
+        assert_eq!(events.len(), 1);
+        assert_eq!((events[0].seq, events[0].kid.as_deref()), (1, Some(current.as_str())));
+        let deleted = kms.delete_tenant("gone", 1_003).unwrap().unwrap();
+        assert_eq!((deleted.seq, deleted.before, deleted.deleted), (2, Some(1_003), true));
+        assert_eq!(kms.delete_tenant("gone", 1_004).unwrap(), None, "already gone");
+        drop(kms);
+
+        let kms = self::kms(dir.path());
+        assert!(revoked(&kms, &current), "durable");
+        assert!(!kms.store.keys().unwrap().iter().any(|k| k.tenant == "gone"));
+        let page = kms.feed_page(0, 1_005).unwrap();
+        assert_eq!(page.events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(page.events[0].kid.as_deref(), Some(current.as_str()));
+        assert!(page.events[1].deleted && page.events[1].tenant == "gone");
+    }
+
+    #[test]
+    fn feed_pages_carry_the_epoch_and_skip_expired_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = kms(dir.path());
+        kms.ensure_tenant(spec("t"), 1_000).unwrap();
+        let ev = |jti: &str, exp| Revocation {
+            tenant: "t".into(),
+            jti: Some(jti.into()),
+            exp: Some(exp),
+            ..Default::default()
+        };
+        kms.revoke(vec![ev("old", 1_100), ev("live", 5_000)]).unwrap();
+        let page = kms.feed_page(0, 2_000).unwrap();
+        assert_eq!((page.cursor, page.last), (2, 2));
+        assert_eq!(page.events.len(), 1, "the expired token's entry is left out");
+        assert_eq!(page.events[0].jti.as_deref(), Some("live"));
+        assert!(page.epoch.starts_with(kms.store.id()), "{}", page.epoch);
+        let after = kms.feed_page(5, 2_000).unwrap();
+        assert_eq!(
+            (after.cursor, after.last, after.events.len()),
+            (5, 2, 0),
+            "a reader ahead of the feed sees last < cursor"
+        );
+        let epoch = page.epoch.clone();
+        drop(kms);
+        let again = self::kms(dir.path());
+        assert_ne!(again.feed_page(0, 2_000).unwrap().epoch, epoch, "every run has its own epoch");
+    }
+
+    #[test]
+    fn watermarks_must_be_seconds_near_now() {
+        assert!(Kms::check_watermark(1_000, 1_000).is_ok());
+        assert!(Kms::check_watermark(1_060, 1_000).is_ok(), "clock skew");
+        assert!(Kms::check_watermark(0, 1_000).is_ok());
+        let ms = Kms::check_watermark(1_000_000, 1_000).unwrap_err().to_string();
+        assert!(ms.starts_with("before:") && ms.contains("milliseconds"), "{ms}");
+        assert!(Kms::check_watermark(-1, 1_000).unwrap_err().to_string().starts_with("before:"));
+    }
 
     #[test]
     fn one_time_ids_are_held_past_expiry_for_clock_skew() {
@@ -514,7 +708,7 @@ mod tests {
     #[test]
     fn mint_exp_never_overflows_even_for_an_unvalidated_stored_tenant() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), crate::crypto::Sealer::new(&[7u8; 32]).unwrap(), true).unwrap();
+        let store = Store::create(dir.path(), crate::crypto::Sealer::new(&[7u8; 32]).unwrap()).unwrap();
         let legacy = TenantRecord {
             id: "legacy".into(),
             alg: "ES256".into(),
@@ -526,7 +720,7 @@ mod tests {
             enc_alg: None,
             rsa_bits: None,
         };
-        store.commit(&[legacy], &[], &[], &[]).unwrap();
+        store.commit(&[legacy], &[], &[], &[], Vec::new()).unwrap();
         let kms = Kms::new(store, 60, false).unwrap();
         let req = |ttl: i64| serde_json::from_value::<MintRequest>(json!({"sub": "u", "ttl_secs": ttl})).unwrap();
         match kms.mint("legacy", req(i64::MAX), 1_700_000_000) {

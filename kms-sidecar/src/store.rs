@@ -2,7 +2,14 @@
 //! halves sealed under the master key. Every write is one transaction committed with
 //! immediate durability before the caller acknowledges anything. Opening checks the
 //! file's integrity and a sealed canary, so a wrong master key or a corrupted store
-//! stops start-up with a clear error; keys are never silently regenerated.
+//! stops start-up with a clear error; keys are never silently regenerated. A store is
+//! created only by [`Store::create`] (`kms-sidecar init`), with a random store id.
+//!
+//! Beside the database, `last-run.json` records the store id and the revocation
+//! feed's last position this sidecar wrote. A store whose feed is behind that record
+//! (restored from an older copy) or that has another id (replaced) is refused by
+//! [`Store::check_last_run`] until an operator accepts it (`init --accept-restore`):
+//! revocations recorded after the copy was taken are not in it.
 
 use crate::crypto::Sealer;
 use crate::keyring::Timeline;
@@ -44,6 +51,11 @@ impl Claim {
     }
 }
 
+/// Name of the database file in `data_dir`.
+pub const DB_FILE: &str = "keys.redb";
+/// Name of the last-run record in `data_dir`.
+pub const LAST_RUN_FILE: &str = "last-run.json";
+
 /// One entry of the revocation feed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revocation {
@@ -61,9 +73,15 @@ pub struct Revocation {
     /// Every token of this subject issued before `before`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    /// Watermark: tokens with `iat` before this are refused (with `subject`, or tenant-wide).
+    /// Watermark: tokens with `iat` up to this are refused (with `subject`, or tenant-wide).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<i64>,
+    /// Set the watermark to `before` even when lower (an explicit correction).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lower: bool,
+    /// The tenant was deleted (with a tenant-wide `before`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
     /// A key removed by an emergency rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kid: Option<String>,
@@ -71,7 +89,30 @@ pub struct Revocation {
     #[serde(default)]
     pub at: i64,
 }
+impl From<&Revocation> for gateway_core::revocation::RevocationEvent {
+    fn from(r: &Revocation) -> Self {
+        Self {
+            seq: r.seq,
+            tenant: r.tenant.clone(),
+            jti: r.jti.clone(),
+            exp: r.exp,
+            subject: r.subject.clone(),
+            before: r.before,
+            lower: r.lower,
+            deleted: r.deleted,
+            kid: r.kid.clone(),
+        }
+    }
+}
+
 const CANARY: &[u8] = b"kms-sidecar canary v1";
+
+/// What this sidecar last knew of its store (`last-run.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct LastRun {
+    store_id: String,
+    seq: u64,
+}
 
 /// A stored tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,9 +158,15 @@ pub struct KeyRecord {
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// No store and `create_if_missing` is off.
-    #[error("no key store at {0} (set create_if_missing: true to initialise a new one)")]
+    /// No store: it is created only explicitly.
+    #[error("no key store at {0}: run `kms-sidecar init --config <file>` once to create one (keys are never created implicitly)")]
     Missing(String),
+    /// `init` found a store already.
+    #[error("a key store already exists at {0}; init never replaces one")]
+    Exists(String),
+    /// The store is not the one this sidecar last ran with.
+    #[error("{0}. Revocations recorded since are not in it: re-issue them once it runs. Accept this store with `kms-sidecar init --config <file> --accept-restore`")]
+    Restored(String),
     /// The canary did not unseal.
     #[error("the master key does not open this key store (wrong KMS master key?)")]
     WrongMasterKey,
@@ -139,27 +186,82 @@ fn db<E: std::fmt::Display>(e: E) -> StoreError {
 pub struct Store {
     db: Database,
     sealer: Sealer,
+    dir: std::path::PathBuf,
+    id: String,
+    /// Serialises writers of `last-run.json` (revocations commit concurrently).
+    last_run: std::sync::Mutex<()>,
+    #[cfg(test)]
+    fail_before_events: std::sync::atomic::AtomicBool,
+}
+
+fn random_id() -> Result<String, StoreError> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| StoreError::Db("random number generator failed".into()))?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
+pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?
+    };
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Store {
-    /// Opens (or, if allowed, creates) the store in `dir`.
-    pub fn open(dir: &Path, sealer: Sealer, create_if_missing: bool) -> Result<Store, StoreError> {
-        let path = dir.join("keys.redb");
-        let exists = path.exists();
-        if !exists && !create_if_missing {
+    /// Opens the existing store in `dir`; a missing one is an error (see [`Store::create`]).
+    pub fn open(dir: &Path, sealer: Sealer) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
+        Self::open_db(dir, sealer, false)
+    }
+
+    /// Creates a new store in `dir` with a fresh store id; an existing one is an error.
+    pub fn create(dir: &Path, sealer: Sealer) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        if path.exists() {
+            return Err(StoreError::Exists(path.display().to_string()));
+        }
+        let store = Self::open_db(dir, sealer, true)?;
+        store.record_last_run()?;
+        Ok(store)
+    }
+
+    fn open_db(dir: &Path, sealer: Sealer, create: bool) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
         crate::permission::private_dir(dir).map_err(db)?;
         crate::permission::private_file(&path).map_err(db)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
-        let database = if exists { builder.open(&path) } else { builder.create(&path) }.map_err(db)?;
-        let store = Store { db: database, sealer };
-        let canary = {
+        let database = if create { builder.create(&path) } else { builder.open(&path) }.map_err(db)?;
+        let mut store = Store {
+            db: database,
+            sealer,
+            dir: dir.to_owned(),
+            id: String::new(),
+            last_run: std::sync::Mutex::new(()),
+            #[cfg(test)]
+            fail_before_events: Default::default(),
+        };
+        let (canary, id) = {
             let tx = store.db.begin_read().map_err(db)?;
             match tx.open_table(META) {
-                Ok(t) => t.get("canary").map_err(db)?.map(|v| v.value().to_vec()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Ok(t) => (
+                    t.get("canary").map_err(db)?.map(|v| v.value().to_vec()),
+                    t.get("store_id").map_err(db)?.map(|v| String::from_utf8_lossy(v.value()).into_owned()),
+                ),
+                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
                 Err(e) => return Err(db(e)),
             }
         };
@@ -170,7 +272,7 @@ impl Store {
                     return Err(StoreError::WrongMasterKey);
                 }
             }
-            None if exists && !create_if_missing => return Err(StoreError::Corrupt("canary".into())),
+            None if !create => return Err(StoreError::Corrupt("canary".into())),
             None => {
                 let sealed = store.sealer.seal("canary", CANARY).map_err(db)?;
                 let tx = store.db.begin_write().map_err(db)?;
@@ -185,7 +287,73 @@ impl Store {
                 tx.commit().map_err(db)?;
             }
         }
+        store.id = match id {
+            Some(id) => id,
+            // Created now, or by a version without store ids: given one once, durably.
+            None => {
+                let id = random_id()?;
+                let tx = store.db.begin_write().map_err(db)?;
+                tx.open_table(META).map_err(db)?.insert("store_id", id.as_bytes()).map_err(db)?;
+                tx.commit().map_err(db)?;
+                id
+            }
+        };
         Ok(store)
+    }
+
+    /// The store's id (random, made when the store was created).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Refuses a store that is not the one this sidecar last ran with: another store
+    /// id, or a revocation feed behind the last position recorded (an older copy).
+    /// Without a record (first run of this version) the store is accepted.
+    pub fn check_last_run(&self) -> Result<(), StoreError> {
+        let path = self.dir.join(LAST_RUN_FILE);
+        let text = match std::fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::Db(format!("{}: {e}", path.display()))),
+        };
+        let last: LastRun =
+            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt(path.display().to_string()))?;
+        let seq = self.last_revocation()?;
+        let db_path = self.dir.join(DB_FILE);
+        if last.store_id != self.id {
+            return Err(StoreError::Restored(format!(
+                "the key store at {} (id {}) is not the one this sidecar last ran with (id {}): replaced or restored from another store",
+                db_path.display(),
+                self.id,
+                last.store_id
+            )));
+        }
+        if seq < last.seq {
+            return Err(StoreError::Restored(format!(
+                "the key store at {} is older than the one this sidecar last ran with: its revocation feed ends at {seq}, the last run's at {} (restored from an older copy?)",
+                db_path.display(),
+                last.seq
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records this store (id and feed position) as the one this sidecar runs with.
+    pub fn record_last_run(&self) -> Result<(), StoreError> {
+        // One writer at a time, reading the position under the lock: the record only
+        // moves forward and is never a half-written file.
+        let _w = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
+        let last = LastRun { store_id: self.id.clone(), seq: self.last_revocation()? };
+        let bytes = serde_json::to_vec(&last).map_err(db)?;
+        write_durably(&self.dir.join(LAST_RUN_FILE), &bytes).map_err(db)
+    }
+
+    /// After a revocation commit: a failure to record it only weakens restore
+    /// detection (the record lags, never leads), so it is logged, not returned.
+    fn note_feed_advanced(&self) {
+        if let Err(e) = self.record_last_run() {
+            tracing::error!(error = %e, "could not update last-run.json (restore detection is behind)");
+        }
     }
 
     /// Every tenant.
@@ -213,29 +381,32 @@ impl Store {
     }
 
     /// Appends revocations durably; returns them with their sequence numbers.
-    pub fn append_revocations(&self, mut events: Vec<Revocation>) -> Result<Vec<Revocation>, StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
-        {
-            let mut t = tx.open_table(REVOCATIONS).map_err(db)?;
-            let mut seq = t.last().map_err(db)?.map_or(0, |(k, _)| k.value());
-            for e in &mut events {
-                seq += 1;
-                e.seq = seq;
-                t.insert(seq, serde_json::to_vec(e).map_err(db)?.as_slice()).map_err(db)?;
-            }
-        }
-        tx.commit().map_err(db)?;
-        Ok(events)
+    pub fn append_revocations(&self, events: Vec<Revocation>) -> Result<Vec<Revocation>, StoreError> {
+        self.commit(&[], &[], &[], &[], events)
     }
 
-    /// Revocations with a sequence number above `after`, at most `limit`.
-    pub fn revocations_after(&self, after: u64, limit: usize) -> Result<Vec<Revocation>, StoreError> {
+    /// Numbers `events` after the feed's last position and inserts them into `tx`.
+    fn insert_revocations(tx: &redb::WriteTransaction, events: &mut [Revocation]) -> Result<(), StoreError> {
+        let mut t = tx.open_table(REVOCATIONS).map_err(db)?;
+        let mut seq = t.last().map_err(db)?.map_or(0, |(k, _)| k.value());
+        for e in events {
+            seq += 1;
+            e.seq = seq;
+            t.insert(seq, serde_json::to_vec(e).map_err(db)?.as_slice()).map_err(db)?;
+        }
+        Ok(())
+    }
+
+    /// Revocations with a sequence number above `after`, at most `limit`, and the
+    /// feed's last sequence number, read together.
+    pub fn revocations_after(&self, after: u64, limit: usize) -> Result<(Vec<Revocation>, u64), StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
         let t = match tx.open_table(REVOCATIONS) {
             Ok(t) => t,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok((Vec::new(), 0)),
             Err(e) => return Err(db(e)),
         };
+        let last = t.last().map_err(db)?.map_or(0, |(k, _)| k.value());
         let mut out = Vec::new();
         for row in t.range(after.saturating_add(1)..).map_err(db)?.take(limit) {
             let (k, v) = row.map_err(db)?;
@@ -244,7 +415,7 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt(format!("revocation {}", k.value())))?,
             );
         }
-        Ok(out)
+        Ok((out, last))
     }
 
     /// The last sequence number of the feed (0 when empty).
@@ -342,14 +513,17 @@ impl Store {
         self.sealer.open(&rec.timeline.kid, sealed).map_err(|_| StoreError::WrongMasterKey)
     }
 
-    /// Writes tenants and keys, deletes keys and tenants, all in one durable transaction.
+    /// Writes tenants and keys, deletes keys and tenants, and appends `events` to the
+    /// revocation feed, all in one durable transaction: either every change is
+    /// committed or none is. Returns the events numbered.
     pub fn commit(
         &self,
         tenants: &[TenantRecord],
         keys: &[KeyRecord],
         delete_keys: &[String],
         delete_tenants: &[String],
-    ) -> Result<(), StoreError> {
+        mut events: Vec<Revocation>,
+    ) -> Result<Vec<Revocation>, StoreError> {
         let tx = self.db.begin_write().map_err(db)?;
         {
             let mut t = tx.open_table(TENANTS).map_err(db)?;
@@ -367,7 +541,24 @@ impl Store {
                 k.remove(kid.as_str()).map_err(db)?;
             }
         }
-        tx.commit().map_err(db)
+        // Tests inject a failure here, between the key changes and their feed events:
+        // the transaction is then dropped uncommitted and neither is written.
+        #[cfg(test)]
+        if self.fail_before_events.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(StoreError::Db("injected failure".into()));
+        }
+        Self::insert_revocations(&tx, &mut events)?;
+        tx.commit().map_err(db)?;
+        if !events.is_empty() {
+            self.note_feed_advanced();
+        }
+        Ok(events)
+    }
+
+    /// Makes the next commits fail after their key changes and before their feed events.
+    #[cfg(test)]
+    pub fn inject_failure_before_events(&self, on: bool) {
+        self.fail_before_events.store(on, std::sync::atomic::Ordering::Release);
     }
 }
 
@@ -376,7 +567,49 @@ mod tests {
     use super::*;
 
     fn store(dir: &Path) -> Store {
-        Store::open(dir, Sealer::new(&[7; 32]).unwrap(), true).unwrap()
+        match Store::open(dir, Sealer::new(&[7; 32]).unwrap()) {
+            Ok(s) => s,
+            Err(StoreError::Missing(_)) => Store::create(dir, Sealer::new(&[7; 32]).unwrap()).unwrap(),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn stores_are_created_only_explicitly_and_restores_are_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let sealer = || Sealer::new(&[7; 32]).unwrap();
+        assert!(matches!(Store::open(dir.path(), sealer()), Err(StoreError::Missing(_))));
+        let s = Store::create(dir.path(), sealer()).unwrap();
+        let id = s.id().to_owned();
+        assert_eq!(id.len(), 32);
+        let rev = |t: &str| Revocation { tenant: t.into(), before: Some(1), ..Default::default() };
+        s.append_revocations(vec![rev("a")]).unwrap();
+        drop(s);
+        assert!(matches!(Store::create(dir.path(), sealer()), Err(StoreError::Exists(_))));
+        let copy = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.path().join(DB_FILE), copy.path().join(DB_FILE)).unwrap();
+        let s = Store::open(dir.path(), sealer()).unwrap();
+        assert_eq!(s.id(), id, "the id is kept");
+        s.check_last_run().unwrap();
+        s.append_revocations(vec![rev("b")]).unwrap();
+        drop(s);
+        // The older copy put back in place: its feed is behind the last run's.
+        std::fs::copy(copy.path().join(DB_FILE), dir.path().join(DB_FILE)).unwrap();
+        let s = Store::open(dir.path(), sealer()).unwrap();
+        let err = s.check_last_run().unwrap_err().to_string();
+        assert!(
+            err.contains("older than the one this sidecar last ran with") && err.contains("--accept-restore"),
+            "{err}"
+        );
+        s.record_last_run().unwrap();
+        s.check_last_run().unwrap();
+        drop(s);
+        // Another store in its place.
+        let other = tempfile::tempdir().unwrap();
+        drop(Store::create(other.path(), sealer()).unwrap());
+        std::fs::copy(other.path().join(DB_FILE), dir.path().join(DB_FILE)).unwrap();
+        let err = Store::open(dir.path(), sealer()).unwrap().check_last_run().unwrap_err().to_string();
+        assert!(err.contains("is not the one this sidecar last ran with"), "{err}");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! ```
 
 use crate::store::TenantRecord;
+use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
 
 /// Most bytes in a tenant id: kids are `<tenant>-<use>-<suffix>` and stay far below
@@ -33,6 +34,99 @@ pub const DEFAULT_CLOCK_SKEW: i64 = 60;
 pub const ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 /// Encryption key management algorithms.
 pub const ENC_ALGS: [&str; 2] = ["RSA-OAEP-256", "ECDH-ES+A256KW"];
+/// Encryption key management when none is given: every tenant gets encryption keys.
+pub const DEFAULT_ENC_ALG: &str = "RSA-OAEP-256";
+/// RSA signing key size when none is given.
+pub const DEFAULT_RSA_BITS: u32 = 2048;
+
+/// A tenant as the admin API takes it (`POST /admin/tenants`) and answers it
+/// (`GET /admin/tenants`): one set of field names both ways. `audiences` holds the
+/// one `aud` the sidecar puts in the tokens it issues (so exactly one value); the old
+/// body's `audience` (a string) is still accepted. The answer always carries the
+/// values in force, defaults filled in (`enc_alg` is never null: every tenant has
+/// encryption keys; `rsa_bits` is null for a non-RSA `alg`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantBody {
+    /// Tenant id.
+    pub id: String,
+    /// Signing algorithm.
+    pub alg: String,
+    /// `iss` of issued tokens.
+    pub issuer: String,
+    /// The `aud` of issued tokens (exactly one).
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Old spelling of `audiences`, accepted in a POST body only.
+    #[serde(default, skip_serializing)]
+    pub audience: Option<String>,
+    /// Rotation interval, seconds.
+    #[serde(default)]
+    pub rotation_interval_secs: Option<i64>,
+    /// Longest token lifetime, seconds.
+    #[serde(default)]
+    pub max_token_ttl_secs: Option<i64>,
+    /// Clock skew, seconds.
+    #[serde(default)]
+    pub clock_skew_secs: Option<i64>,
+    /// Encryption key management.
+    #[serde(default)]
+    pub enc_alg: Option<String>,
+    /// RSA signing key size.
+    #[serde(default)]
+    pub rsa_bits: Option<u32>,
+}
+
+/// The one `aud` a tenant issues, given as `audiences: [one]` or the older
+/// `audience: one` (never both), or `audiences: problem`.
+pub fn one_audience(audience: Option<&str>, audiences: &[String]) -> Result<String, String> {
+    match (audience, audiences) {
+        (Some(a), []) => Ok(a.to_owned()),
+        (None, [a]) => Ok(a.clone()),
+        (Some(_), [_, ..]) => Err("audiences: give audiences or the older audience, not both".into()),
+        (None, []) => Err("audiences: required (one value: the aud of issued tokens)".into()),
+        (None, _) => Err("audiences: the sidecar issues tokens for one audience: give exactly one value".into()),
+    }
+}
+
+impl TenantBody {
+    /// The body as validator input; `audiences` must hold exactly one value (or
+    /// `audience` give it), else the problem is returned.
+    pub fn input(self) -> Result<TenantInput, String> {
+        let audience = one_audience(self.audience.as_deref(), &self.audiences)?;
+        Ok(TenantInput {
+            id: self.id,
+            alg: self.alg,
+            issuer: self.issuer,
+            audience,
+            interval: self.rotation_interval_secs,
+            max_token_ttl: self.max_token_ttl_secs,
+            clock_skew: self.clock_skew_secs,
+            enc_alg: self.enc_alg,
+            rsa_bits: self.rsa_bits,
+        })
+    }
+}
+
+impl From<&TenantRecord> for TenantBody {
+    /// A stored tenant as the API shows it, with the values in force (a record stored
+    /// before defaults were written shows them filled in).
+    fn from(t: &TenantRecord) -> Self {
+        let rsa = t.alg.starts_with("RS") || t.alg.starts_with("PS");
+        TenantBody {
+            id: t.id.clone(),
+            alg: t.alg.clone(),
+            issuer: t.issuer.clone(),
+            audiences: vec![t.audience.clone()],
+            audience: None,
+            rotation_interval_secs: Some(t.interval),
+            max_token_ttl_secs: Some(t.max_token_ttl),
+            clock_skew_secs: Some(t.clock_skew),
+            enc_alg: Some(t.enc_alg.clone().unwrap_or_else(|| DEFAULT_ENC_ALG.to_owned())),
+            rsa_bits: rsa.then(|| t.rsa_bits.unwrap_or(DEFAULT_RSA_BITS)),
+        }
+    }
+}
 
 /// A tenant definition as given, from either source; durations in whole seconds.
 #[derive(Debug, Clone, Default)]
@@ -186,7 +280,8 @@ impl TenantSpec {
             interval,
             max_token_ttl,
             clock_skew,
-            enc_alg: t.enc_alg,
+            // Stored as in force: a tenant without `enc_alg` gets RSA-OAEP-256 keys.
+            enc_alg: Some(t.enc_alg.unwrap_or_else(|| DEFAULT_ENC_ALG.to_owned())),
             rsa_bits: t.rsa_bits,
         }))
     }
@@ -241,9 +336,34 @@ mod tests {
         let spec = TenantSpec::validate(input()).unwrap();
         let r = spec.record();
         assert_eq!((r.interval, r.max_token_ttl, r.clock_skew), (DEFAULT_INTERVAL, 900, 60));
+        assert_eq!(r.enc_alg.as_deref(), Some(DEFAULT_ENC_ALG), "the enc alg in force is stored, never null");
         let t = TenantInput { interval: Some(4), max_token_ttl: Some(30), clock_skew: Some(0), ..input() };
         let r = TenantSpec::validate(t).unwrap().record().clone();
         assert_eq!((r.interval, r.max_token_ttl, r.clock_skew), (4, 30, 0));
+    }
+
+    /// The GET answer parses back as a POST body with the same names, and a record
+    /// stored without `enc_alg` (RSA-OAEP-256 keys) shows the alg of its keys.
+    #[test]
+    fn the_answer_uses_the_body_names_and_shows_the_enc_alg_in_force() {
+        let body: TenantBody = serde_json::from_value(serde_json::json!({
+            "id": "lab-9", "alg": "ES256", "issuer": "i", "audiences": ["api"], "enc_alg": "ECDH-ES+A256KW"
+        }))
+        .unwrap();
+        let spec = TenantSpec::validate(body.input().unwrap()).unwrap();
+        let shown = serde_json::to_value(TenantBody::from(spec.record())).unwrap();
+        let again: TenantBody = serde_json::from_value(shown.clone()).expect("the answer is a valid body");
+        assert_eq!(again.audiences, ["api"]);
+        assert_eq!((shown["enc_alg"].as_str(), shown["rsa_bits"].is_null()), (Some("ECDH-ES+A256KW"), true));
+        let mut legacy = spec.record().clone();
+        legacy.enc_alg = None;
+        assert_eq!(TenantBody::from(&legacy).enc_alg.as_deref(), Some("RSA-OAEP-256"));
+        let old: TenantBody =
+            serde_json::from_value(serde_json::json!({"id": "a", "alg": "ES256", "issuer": "i", "audience": "x"}))
+                .unwrap();
+        assert_eq!(old.input().unwrap().audience, "x", "the old name still works");
+        let two = TenantBody { audiences: vec!["a".into(), "b".into()], ..again };
+        assert!(two.input().unwrap_err().starts_with("audiences:"));
     }
 
     #[test]

@@ -30,12 +30,12 @@ impl Drop for Kms {
     }
 }
 
-fn config(dir: &Path, port: u16, internal: u16, create: bool) -> std::path::PathBuf {
+fn config(dir: &Path, port: u16, internal: u16) -> std::path::PathBuf {
     let path = dir.join("kms.yaml");
     std::fs::write(
         &path,
         format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: {create}\n\
+            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
              master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
              jwks_max_age: 30s\ntenants:\n  - {{ id: t-rsa, alg: RS256, rsa_bits: 3072, issuer: https://kms.test/t-rsa, audience: api, rotation: {{ interval: 1d }} }}\n\
              \x20 - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
@@ -46,9 +46,20 @@ fn config(dir: &Path, port: u16, internal: u16, create: bool) -> std::path::Path
     path
 }
 
+/// Starts `serve`; with `create`, first runs `init` if the store does not exist yet.
 fn spawn(dir: &Path, master: &str, create: bool) -> (Child, u16, u16) {
     let (port, internal) = (free_port(), free_port());
-    let cfg = config(dir, port, internal, create);
+    let cfg = config(dir, port, internal);
+    if create && !dir.join("data/keys.redb").exists() {
+        let out = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
+            .args(["init", "--config", cfg.to_str().unwrap()])
+            .env("KMS_MASTER_KEY", master)
+            .env("KMS_ADMIN_TOKEN", ADMIN)
+            .env("KMS_GATEWAY_TOKEN", GATEWAY)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
         .args(["serve", "--config", cfg.to_str().unwrap()])
         .env("KMS_MASTER_KEY", master)

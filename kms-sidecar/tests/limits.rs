@@ -43,7 +43,7 @@ fn spawn(dir: &Path, admin: &str, gateway: &str, extra_limits: &str) -> (Child, 
     std::fs::write(
         &path,
         format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\ncreate_if_missing: true\n\
+            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
              master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
              limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32{extra_limits} }}\n\
              tenants:\n  - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
@@ -52,6 +52,17 @@ fn spawn(dir: &Path, admin: &str, gateway: &str, extra_limits: &str) -> (Child, 
         ),
     )
     .unwrap();
+    if !dir.join("data").exists() {
+        // A new store is made by `init` only; its outcome shows in `serve` below (the
+        // identical-credentials case is refused by both).
+        let _ = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
+            .args(["init", "--config", path.to_str().unwrap()])
+            .env("KMS_MASTER_KEY", MASTER)
+            .env("KMS_ADMIN_TOKEN", admin)
+            .env("KMS_GATEWAY_TOKEN", gateway)
+            .output()
+            .unwrap();
+    }
     let child = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
         .args(["serve", "--config", path.to_str().unwrap()])
         .env("KMS_MASTER_KEY", MASTER)
@@ -283,7 +294,7 @@ async fn admin_inputs_are_validated_before_anything_is_stored() {
     assert_eq!(r.unwrap().status(), 201);
     let lab = listed().await.into_iter().find(|t| t["id"] == "lab-9").unwrap();
     assert_eq!(
-        (lab["interval"].as_i64(), lab["max_token_ttl"].as_i64(), lab["clock_skew"].as_i64()),
+        (lab["rotation_interval_secs"].as_i64(), lab["max_token_ttl_secs"].as_i64(), lab["clock_skew_secs"].as_i64()),
         (Some(3600), Some(600), Some(5))
     );
 

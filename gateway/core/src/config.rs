@@ -3,8 +3,10 @@
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
 mod audit;
+pub mod discovery;
 pub mod file;
 mod http;
+mod load;
 mod route;
 mod tenant;
 
@@ -146,6 +148,12 @@ pub struct RevocationSettings {
     pub token: AdminToken,
     /// Long-poll wait.
     pub poll_wait: Duration,
+    /// Refuse tokens on protected routes until the feed (or a fresh saved state) was read.
+    pub require_sync: bool,
+    /// File keeping the revocation state between runs (written durably after changes).
+    pub state_file: Option<String>,
+    /// Oldest saved state that counts as in sync at start.
+    pub state_max_age: Duration,
 }
 
 /// A shared one-time token store (the kms-sidecar's `/internal/v1/one-time`), for
@@ -201,6 +209,8 @@ pub struct Config {
     pub tenant_labels: bool,
     /// Limits, header hygiene and forwarding trust of the request's HTTP (`http:`).
     pub http: crate::http_limits::HttpSettings,
+    /// Tenants added from the sidecar's tenant list, if configured.
+    pub tenant_discovery: Option<discovery::DiscoverySettings>,
 }
 
 struct Errors(Vec<FieldError>);
@@ -262,14 +272,22 @@ fn valid_header_name(name: &str) -> bool {
 
 impl Config {
     /// Parses and validates YAML text.
+    /// Every error is reported, the file's (an unknown field, a wrong type) and the
+    /// validation's alike: an entry with a file error is left out and the rest still
+    /// validated.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().to_string();
-            let message = e.into_inner().to_string();
-            ConfigError(vec![FieldError { path: if path == "." { "(root)".into() } else { path }, message }])
-        })?;
-        Config::try_from(file)
+        let (file, mut errors) = load::read(text);
+        let Some((file, gaps)) = file else {
+            return Err(ConfigError(errors));
+        };
+        match Config::validate(file, &gaps) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError(errors)),
+            Err(ConfigError(more)) => {
+                errors.extend(more);
+                Err(ConfigError(errors))
+            }
+        }
     }
 
     /// Reads and validates a YAML file.
@@ -289,6 +307,14 @@ impl TryFrom<FileConfig> for Config {
     type Error = ConfigError;
 
     fn try_from(f: FileConfig) -> Result<Config, ConfigError> {
+        let gaps = load::Gaps::none(&f);
+        Config::validate(f, &gaps)
+    }
+}
+
+impl Config {
+    /// Validates a file config; `gaps` says what its reading left out.
+    fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
         let mut errs = Errors(Vec::new());
         let addr = |s: &str, path: &str, errs: &mut Errors| -> SocketAddr {
             s.parse().unwrap_or_else(|_| {
@@ -298,6 +324,9 @@ impl TryFrom<FileConfig> for Config {
         };
         let listen = addr(&f.listen, "listen", &mut errs);
         let admin_listen = addr(&f.admin_listen, "admin_listen", &mut errs);
+        if admin_listen == listen && listen.port() != 0 {
+            errs.push("admin_listen", format!("{admin_listen} is also the proxy's listen address"));
+        }
         if f.threads == Some(0) {
             errs.push("threads", "must be at least 1");
         }
@@ -344,7 +373,7 @@ impl TryFrom<FileConfig> for Config {
                 Startup::FailFast
             }
         };
-        let tenants = tenant::tenants(&f, &mut errs);
+        let tenants = tenant::tenants(&f, gaps, &mut errs);
 
         let mut headers = Vec::new();
         for (i, h) in f.headers.iter().enumerate() {
@@ -410,7 +439,7 @@ impl TryFrom<FileConfig> for Config {
             );
         }
 
-        let routes = route::routes(&f, &mut errs);
+        let routes = route::routes(&f, gaps, &mut errs);
         let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
         let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 
@@ -424,7 +453,21 @@ impl TryFrom<FileConfig> for Config {
             if poll_wait > Duration::from_secs(30) {
                 errs.push("revocation.poll_wait", "at most 30s");
             }
-            Some(RevocationSettings { feed_url: r.feed_url.clone(), token, poll_wait })
+            if r.state_file.as_deref() == Some("") {
+                errs.push("revocation.state_file", "must not be empty");
+            }
+            let state_max_age = r.state_max_age.map_or(Duration::from_secs(3600), |d| d.0);
+            if state_max_age < Duration::from_secs(1) {
+                errs.push("revocation.state_max_age", "at least 1s");
+            }
+            Some(RevocationSettings {
+                feed_url: r.feed_url.clone(),
+                token,
+                poll_wait,
+                require_sync: r.require_sync.unwrap_or(true),
+                state_file: r.state_file.clone(),
+                state_max_age,
+            })
         });
 
         let replay_store = f.replay_store.as_ref().and_then(|r| {
@@ -437,6 +480,7 @@ impl TryFrom<FileConfig> for Config {
             Some(ReplayStoreSettings { url: r.url.clone(), token, timeout })
         });
 
+        let tenant_discovery = discovery::settings(&f, &mut errs);
         if f.auth.replay_cache_size == Some(0) {
             errs.push("auth.replay_cache_size", "must be at least 1");
         }
@@ -467,6 +511,7 @@ impl TryFrom<FileConfig> for Config {
             replay_store,
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
             http,
+            tenant_discovery,
         })
     }
 }

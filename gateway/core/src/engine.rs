@@ -213,7 +213,10 @@ impl Engine {
             refetch: r.refetch,
             token: None,
         })?;
-        if let Err(e) = self.revocations.check(&verified) {
+        let unsynced = self.config.revocation.as_ref().is_some_and(|r| r.require_sync) && !self.revocations.synced();
+        if let Err(e) =
+            if unsynced { Err(AuthError::RevocationsUnavailable) } else { self.revocations.check(&verified) }
+        {
             return Err(Refusal { token: Some(verified), ..refuse(e.into(), Some(route)) });
         }
         let permit = policy::authorize(matched, verified.clone(), method, &self.config.role_claim)

@@ -77,6 +77,10 @@ pub enum AuthError {
     /// Revoked (by `jti`, subject or tenant watermark, or an emergency key removal).
     #[error("token revoked")]
     TokenRevoked,
+    /// The revocation feed has not been read since start (and no fresh saved state):
+    /// refused rather than risk accepting a revoked token.
+    #[error("revocation state unavailable")]
+    RevocationsUnavailable,
     /// `exp - iat` exceeds the route's maximum token lifetime.
     #[error("token lifetime exceeds the route maximum")]
     LifetimeExceeded,
@@ -88,6 +92,9 @@ pub enum PolicyError {
     /// No allow rule names any of the caller's roles.
     #[error("role not allowed")]
     Role,
+    /// The token's tenant is not one the route (or the rule naming the role) serves.
+    #[error("tenant not allowed")]
+    Tenant,
     /// A rule names the role but not this method.
     #[error("method not allowed for role")]
     Method,
@@ -205,8 +212,12 @@ impl Denial {
                 AuthError::ClaimInvalid(_) => auth("claim_invalid"),
                 AuthError::LifetimeExceeded => auth("lifetime_exceeded"),
                 AuthError::TokenRevoked => auth("token_revoked"),
+                AuthError::RevocationsUnavailable => {
+                    DenialResponse { status: 503, reason: "revocations_unavailable", www_authenticate: None }
+                }
             },
             Denial::Policy(PolicyError::Role) => forbid("forbidden_role"),
+            Denial::Policy(PolicyError::Tenant) => forbid("forbidden_tenant"),
             Denial::Policy(PolicyError::Method) => forbid("forbidden_method"),
             Denial::Policy(PolicyError::Owner) => forbid("forbidden_owner"),
             Denial::NoRoute => DenialResponse { status: 404, reason: "route_not_found", www_authenticate: None },
@@ -275,7 +286,9 @@ mod tests {
             (AuthError::ClaimInvalid("exp".into()).into(), 401, "claim_invalid"),
             (AuthError::LifetimeExceeded.into(), 401, "lifetime_exceeded"),
             (AuthError::TokenRevoked.into(), 401, "token_revoked"),
+            (AuthError::RevocationsUnavailable.into(), 503, "revocations_unavailable"),
             (PolicyError::Role.into(), 403, "forbidden_role"),
+            (PolicyError::Tenant.into(), 403, "forbidden_tenant"),
             (PolicyError::Method.into(), 403, "forbidden_method"),
             (PolicyError::Owner.into(), 403, "forbidden_owner"),
             (Denial::NoRoute, 404, "route_not_found"),

@@ -30,6 +30,8 @@ pub struct Route {
     pub upstream: String,
     /// No token needed.
     pub public: bool,
+    /// Tenants whose tokens this route accepts; empty means every configured tenant.
+    pub tenants: Vec<String>,
     /// Allow rules; empty on a protected route means any valid token of the tenant.
     pub allow: Vec<AllowRule>,
     /// Maximum `exp - iat` in seconds.
@@ -177,6 +179,7 @@ mod tests {
             methods: methods.iter().map(|m| m.to_string()).collect(),
             upstream: "u".into(),
             public: false,
+            tenants: vec![],
             allow: vec![],
             max_token_lifetime: None,
             require_encrypted: false,

@@ -39,9 +39,10 @@ pub enum KeySourceError {
         /// Why.
         error: String,
     },
-    /// The sidecar channel credential could not be read.
-    #[error("channel credential not available")]
-    Credential,
+    /// The sidecar channel credential could not be read from where it is expected
+    /// (`environment variable X`, `file /p`).
+    #[error("channel credential not available: {0} (decryption.token_env or token_file)")]
+    Credential(String),
     /// The document is not a usable key set.
     #[error("{0}")]
     Invalid(String),

@@ -25,7 +25,9 @@ pub fn keys_dir() -> std::path::PathBuf {
 
 /// Reads a test key file by name.
 pub fn key_file(name: &str) -> Vec<u8> {
-    std::fs::read(keys_dir().join(name)).unwrap_or_else(|e| panic!("test key {name}: {e}"))
+    // A bare file name is one of the fixed test keys; anything with a `/` is a path.
+    let path = if name.contains('/') { std::path::PathBuf::from(name) } else { keys_dir().join(name) };
+    std::fs::read(&path).unwrap_or_else(|e| panic!("test key {}: {e}", path.display()))
 }
 
 /// A private test key with its `kid` and algorithm.

@@ -62,6 +62,9 @@ pub struct FileConfig {
     /// Limits, header hygiene and forwarding trust of the request's HTTP.
     #[serde(default)]
     pub http: HttpFile,
+    /// Tenants added from the sidecar's tenant list.
+    #[serde(default)]
+    pub tenant_discovery: Option<super::discovery::DiscoveryFile>,
 }
 
 /// `http:` section.
@@ -193,6 +196,15 @@ pub struct RevocationFile {
     /// Long-poll wait per request.
     #[serde(default)]
     pub poll_wait: Option<Dur>,
+    /// Refuse tokens on protected routes (503) until the feed was read once (default true).
+    #[serde(default)]
+    pub require_sync: Option<bool>,
+    /// Where to keep the revocation state between runs.
+    #[serde(default)]
+    pub state_file: Option<String>,
+    /// How old a saved state may be and still count as in sync at start (default 1h).
+    #[serde(default)]
+    pub state_max_age: Option<Dur>,
 }
 
 /// `audit:` section: the authenticated trail's files, and `anonymous:` for the rest.
@@ -415,7 +427,7 @@ pub struct HealthCheckFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteFile {
-    /// Name used in logs and metrics.
+    /// Name used in logs, metrics and error messages (default `route-<index>`); unique.
     #[serde(default)]
     pub name: Option<String>,
     /// Exact path template, e.g. `/patients/{patient_id}/records`.
@@ -432,6 +444,9 @@ pub struct RouteFile {
     /// No token needed.
     #[serde(default)]
     pub public: bool,
+    /// Tenants whose tokens the route accepts (default: every configured tenant).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     /// Allow rules (any one must pass).
     #[serde(default)]
     pub allow: Vec<AllowFile>,
@@ -455,6 +470,9 @@ pub struct RouteFile {
 pub struct AllowFile {
     /// Role this rule grants.
     pub role: String,
+    /// Tenants this rule applies to (default: every tenant the route accepts).
+    #[serde(default)]
+    pub tenants: Option<Vec<String>>,
     /// Methods allowed for the role (default: the route's).
     #[serde(default)]
     pub methods: Vec<String>,

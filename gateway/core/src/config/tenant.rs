@@ -2,6 +2,7 @@
 //! sources and JWE settings, each problem reported with its field path.
 
 use super::file::FileConfig;
+use super::load::Gaps;
 use super::{allowlist, check_url, credential, Errors};
 use crate::alg::Algorithm;
 use crate::jwe::{ContentEncryption, JweAllow, KeyManagement};
@@ -36,7 +37,7 @@ fn shown_id(id: &str) -> String {
 }
 
 /// Validates every tenant of `f`, pushing problems onto `errs`.
-pub(super) fn tenants(f: &FileConfig, errs: &mut Errors) -> Vec<Tenant> {
+pub(super) fn tenants(f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<Tenant> {
     let k = &f.keys;
     if let Some(t) = &k.url_template {
         if !t.contains("{tenant}") {
@@ -56,7 +57,7 @@ pub(super) fn tenants(f: &FileConfig, errs: &mut Errors) -> Vec<Tenant> {
     });
 
     let mut tenants = Vec::new();
-    if f.tenants.is_empty() {
+    if f.tenants.is_empty() && !gaps.lost("tenants", None) {
         errs.push("tenants", "at least one tenant is required");
     }
     for (id, t) in &f.tenants {

@@ -13,8 +13,24 @@ use serde_json::json;
 use std::io::Write;
 use testkit::jwe::EncKey;
 
+/// `300`, `90s`, `5m`, `1h` or `7d` as seconds.
+fn parse_ttl(text: &str) -> Result<i64, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (num, unit) = text.split_at(split);
+    let n: i64 = num.parse().map_err(|_| format!("{text:?}: expected seconds or e.g. 90s, 5m, 1h, 7d"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?}: too large"))
+}
+
 #[derive(Parser)]
 struct Args {
+    /// Signing key: a file name in gateway/testkit/keys/ (e.g. `rsa-a.pem`) or a path.
     #[arg(long, default_value = "rsa-a.pem")]
     key: String,
     #[arg(long, default_value = "rs-1")]
@@ -31,7 +47,8 @@ struct Args {
     sub: String,
     #[arg(long, default_value = "doctor")]
     role: String,
-    #[arg(long, default_value_t = 3600)]
+    /// Lifetime: seconds (`300`) or with a unit, as the sidecar's `mint --ttl` (`90s`, `5m`, `1h`, `7d`).
+    #[arg(long, default_value = "3600", value_parser = parse_ttl)]
     ttl: i64,
     /// Private JWKS whose first key the token is encrypted to (nested JWE).
     #[arg(long)]
