@@ -2,6 +2,7 @@
 //! then converted into validated types. Every problem is reported with its field
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
+mod access_log;
 mod audit;
 pub mod file;
 mod http;
@@ -13,6 +14,7 @@ use crate::keystore::RefreshPolicy;
 use crate::route::Router;
 use crate::tenant::Tenant;
 use crate::verify::VerifyOptions;
+pub use access_log::{AccessLogSettings, AccessLogTarget};
 use file::FileConfig;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -201,6 +203,8 @@ pub struct Config {
     pub tenant_labels: bool,
     /// Limits, header hygiene and forwarding trust of the request's HTTP (`http:`).
     pub http: crate::http_limits::HttpSettings,
+    /// The per-request access log (`access_log:`).
+    pub access_log: AccessLogSettings,
 }
 
 struct Errors(Vec<FieldError>);
@@ -415,6 +419,7 @@ impl TryFrom<FileConfig> for Config {
         let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 
         let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
+        let access_log = access_log::settings(f.access_log.as_ref(), &mut errs);
         let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
 
         let revocation = f.revocation.as_ref().and_then(|r| {
@@ -467,6 +472,7 @@ impl TryFrom<FileConfig> for Config {
             replay_store,
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
             http,
+            access_log,
         })
     }
 }
