@@ -20,18 +20,20 @@ use gateway_core::forwarded;
 use gateway_core::header::Inbound;
 use gateway_core::http_limits::{self, BodyBudget, HttpSettings};
 use gateway_core::EdgeError;
+use http::HeaderValue;
 use pingora::prelude::*;
 use std::net::IpAddr;
 
-/// The forwarding headers sent upstream.
+/// The forwarding headers sent upstream, as header values (cloning one is a reference
+/// count, and the host is the client's own header value, not a copy).
 #[derive(Debug, Clone)]
 pub struct Forwarded {
     /// `X-Forwarded-For`.
-    pub xff: String,
+    pub xff: HeaderValue,
     /// `X-Forwarded-Proto`.
     pub proto: &'static str,
     /// `X-Forwarded-Host`.
-    pub host: Option<String>,
+    pub host: Option<HeaderValue>,
 }
 
 /// Per-request edge state.
@@ -67,18 +69,31 @@ pub fn forwarding(session: &Session, http: &HttpSettings) -> (Option<IpAddr>, Op
         return (None, None);
     };
     let req = session.req_header();
-    let xff: Vec<&[u8]> = req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect();
+    // No list to allocate for the usual request without `X-Forwarded-For`.
+    let xff: Vec<&[u8]> = if req.headers.contains_key("x-forwarded-for") {
+        req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect()
+    } else {
+        Vec::new()
+    };
     let f = forwarded::forwarding(peer, &xff, &http.trusted);
     let proto = forwarded::proto(
         f.peer_trusted,
         req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
         session.digest().is_some_and(|d| d.ssl_digest.is_some()),
     );
-    let request_host =
-        req.headers.get("host").map(|v| v.as_bytes()).or(req.uri.authority().map(|a| a.as_str().as_bytes()));
-    let host = forwarded::host(f.peer_trusted, req.headers.get("x-forwarded-host").map(|v| v.as_bytes()), request_host)
-        .map(str::to_owned);
-    (Some(f.client_ip), Some(Forwarded { xff: f.xff, proto, host }))
+    let given = req.headers.get("x-forwarded-host");
+    let host_header = req.headers.get("host");
+    let request_host = host_header.map(|v| v.as_bytes()).or(req.uri.authority().map(|a| a.as_str().as_bytes()));
+    let host = forwarded::host(f.peer_trusted, given.map(|v| v.as_bytes()), request_host).and_then(|h| {
+        // The chosen value is one of the request's header values when it is that value
+        // itself: share it; else (the request line's authority) copy it.
+        let same = |v: &&HeaderValue| std::ptr::eq(v.as_bytes(), h.as_bytes());
+        given.filter(same).or(host_header.filter(same)).cloned().or_else(|| HeaderValue::from_str(h).ok())
+    });
+    // Built from a `String` (no copy); the core only emits header-safe text here.
+    let xff = HeaderValue::from_maybe_shared(Bytes::from(f.xff))
+        .unwrap_or_else(|_| HeaderValue::from_str(&f.client_ip.to_string()).unwrap_or(HeaderValue::from_static("")));
+    (Some(f.client_ip), Some(Forwarded { xff, proto, host }))
 }
 
 /// Head limits, framing and the header-name screen; removes screened headers from the

@@ -7,6 +7,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod access_log;
 mod admin;
 mod audit;
 mod credential;
@@ -166,6 +167,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Some(settings) => Some(Arc::new(audit::AuditLog::start(settings, &metrics)?)),
         None => None,
     };
+    let access_log = Arc::new(access_log::AccessLog::start(&first.engine.config.access_log, &metrics)?);
     let admin_token = match &first.engine.config.admin_token {
         None => None,
         Some(AdminToken::Env(var)) => Some(zeroize::Zeroizing::new(
@@ -201,7 +203,12 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     server.bootstrap();
 
-    let gateway = proxy::Gateway { rt: rt.clone(), metrics: metrics.clone(), audit: audit.clone() };
+    let gateway = proxy::Gateway {
+        rt: rt.clone(),
+        metrics: metrics.clone(),
+        audit: audit.clone(),
+        access_log: access_log.clone(),
+    };
     let app =
         edge::EdgeApp { proxy: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), rt: rt.clone() };
     let mut proxy = Service::new("gateway proxy".to_string(), app);
@@ -238,7 +245,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(background_service("config reload", reload::OnHangup(reloader)));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());
-    // Every request has finished: let the audit writers finish what is queued.
+    // Every request has finished: let the access log and audit writers finish what is queued.
+    access_log.drain(std::time::Duration::from_secs(2));
     if let Some(audit) = audit {
         audit.drain(std::time::Duration::from_secs(5));
     }

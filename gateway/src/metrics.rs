@@ -1,8 +1,10 @@
 //! The gateway's Prometheus metrics, registered into an explicit registry.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
+use std::sync::{Arc, OnceLock};
 
 /// Every metric the gateway exports.
 #[derive(Clone)]
@@ -49,6 +51,70 @@ pub struct Metrics {
     pub one_time_checks: HistogramVec,
     /// Inbound header names with `_`, by what was done: `drop`, `reject` or `allow`.
     pub underscore_headers: IntCounterVec,
+    /// Access log lines not written: queue full or write failure.
+    pub access_log_dropped: IntCounter,
+    /// `verify_seconds` children by algorithm, resolved on first use.
+    verify_by_alg: Arc<[(&'static str, OnceLock<Histogram>)]>,
+}
+
+/// The algorithm labels of `gateway_token_verify_seconds` kept resolved.
+const ALG_LABELS: [&str; 5] = ["RS256", "PS256", "ES256", "EdDSA", "unsigned"];
+
+/// Statuses whose `gateway_requests_total` children each route keeps resolved; others
+/// are looked up per request.
+const STATUSES: [u16; 30] = [
+    200, 201, 202, 204, 206, 301, 302, 303, 304, 307, 308, 400, 401, 403, 404, 405, 408, 409, 410, 413, 414, 415, 422,
+    429, 431, 500, 501, 502, 503, 504,
+];
+
+/// Label handles of one route (or of requests no route matched), resolved on first
+/// use and kept for the runtime's life, so a request costs no label lookup: its
+/// `gateway_requests_total` children by status and decision, and its upstream's
+/// `gateway_upstream_seconds` child.
+pub struct RouteMetrics {
+    route: String,
+    upstream: String,
+    requests: IntCounterVec,
+    upstream_seconds_vec: HistogramVec,
+    /// `[status slot][deny]`.
+    by_status: Box<[[OnceLock<IntCounter>; 2]; STATUSES.len()]>,
+    upstream_seconds: OnceLock<Histogram>,
+}
+
+impl RouteMetrics {
+    /// Counts one request with this response status (0: none) and decision.
+    pub fn request(&self, status: u16, deny: bool) {
+        let decision = if deny { "deny" } else { "allow" };
+        let mut buf = [0u8; 5];
+        let mut lookup =
+            || self.requests.with_label_values(&[self.route.as_str(), status_label(status, &mut buf), decision]);
+        match STATUSES.iter().position(|s| *s == status) {
+            Some(slot) => self.by_status[slot][usize::from(deny)].get_or_init(lookup).inc(),
+            None => lookup().inc(),
+        }
+    }
+
+    /// Observes the time to the upstream response's end.
+    pub fn upstream_seconds(&self, seconds: f64) {
+        self.upstream_seconds
+            .get_or_init(|| self.upstream_seconds_vec.with_label_values(&[self.upstream.as_str()]))
+            .observe(seconds);
+    }
+}
+
+/// A status code as label text, without allocating.
+fn status_label(status: u16, buf: &mut [u8; 5]) -> &str {
+    let mut n = status;
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 impl Metrics {
@@ -143,6 +209,11 @@ impl Metrics {
             &["action"],
         )?;
         registry.register(Box::new(underscore_headers.clone()))?;
+        let access_log_dropped = IntCounter::new(
+            "gateway_access_log_dropped_total",
+            "Access log lines not written: queue full or write failure.",
+        )?;
+        registry.register(Box::new(access_log_dropped.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -171,7 +242,30 @@ impl Metrics {
             one_time_ids,
             one_time_checks,
             underscore_headers,
+            access_log_dropped,
+            verify_by_alg: ALG_LABELS.iter().map(|a| (*a, OnceLock::new())).collect(),
         })
+    }
+
+    /// Observes one verification's latency under its algorithm's label.
+    pub fn verify_seconds(&self, alg: &str, seconds: f64) {
+        match self.verify_by_alg.iter().find(|(a, _)| *a == alg) {
+            Some((_, h)) => h.get_or_init(|| self.verify_seconds.with_label_values(&[alg])).observe(seconds),
+            None => self.verify_seconds.with_label_values(&[alg]).observe(seconds),
+        }
+    }
+
+    /// The label handles of a route named `route` forwarding to `upstream` (`"none"`
+    /// and `""` for requests no route matched).
+    pub fn route(&self, route: &str, upstream: &str) -> RouteMetrics {
+        RouteMetrics {
+            route: route.to_owned(),
+            upstream: upstream.to_owned(),
+            requests: self.requests.clone(),
+            upstream_seconds_vec: self.upstream_seconds.clone(),
+            by_status: Box::new(std::array::from_fn(|_| [OnceLock::new(), OnceLock::new()])),
+            upstream_seconds: OnceLock::new(),
+        }
     }
 
     /// The text exposition of every metric.
@@ -189,5 +283,32 @@ pub struct DecryptObserver(pub HistogramVec);
 impl gateway_core::verify::Observer for DecryptObserver {
     fn decrypted(&self, alg: gateway_core::jwe::KeyManagement, seconds: f64) {
         self.0.with_label_values(&[alg.as_str()]).observe(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_handles_count_like_label_lookups() {
+        let m = Metrics::new().unwrap();
+        let r = m.route("open", "echo");
+        r.request(200, false);
+        r.request(200, false);
+        r.request(401, true);
+        r.request(299, false);
+        r.upstream_seconds(0.01);
+        m.verify_seconds("RS256", 0.001);
+        m.verify_seconds("XX1", 0.001);
+        assert_eq!(m.requests.with_label_values(&["open", "200", "allow"]).get(), 2);
+        assert_eq!(m.requests.with_label_values(&["open", "401", "deny"]).get(), 1);
+        assert_eq!(m.requests.with_label_values(&["open", "299", "allow"]).get(), 1);
+        assert_eq!(m.upstream_seconds.with_label_values(&["echo"]).get_sample_count(), 1);
+        assert_eq!(m.verify_seconds.with_label_values(&["RS256"]).get_sample_count(), 1);
+        assert_eq!(m.verify_seconds.with_label_values(&["XX1"]).get_sample_count(), 1);
+        let mut buf = [0u8; 5];
+        assert_eq!(status_label(0, &mut buf), "0");
+        assert_eq!(status_label(503, &mut buf), "503");
     }
 }

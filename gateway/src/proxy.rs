@@ -4,8 +4,15 @@
 //! `upstream_peer` picks a peer from the prebuilt pool, `upstream_request_filter`
 //! applies the header plan and the forwarding headers, `fail_to_proxy` turns upstream
 //! failures into JSON 502/503/504s (and a client's broken or stalled body into its
-//! 4xx), and `logging` records metrics and one log line without token content.
+//! 4xx), and `logging` records metrics, the access log line (without token content)
+//! and the audit record.
+//!
+//! The request path allocates little: the route travels as the core's `Arc<Route>`,
+//! metric label handles are resolved once per route and runtime
+//! ([`crate::metrics::RouteMetrics`]), and header values move into the upstream
+//! request rather than being copied.
 
+use crate::access_log::{logged_path, AccessLog, AccessRecord};
 use crate::audit::AuditLog;
 use crate::edge::{self, EdgeState};
 use crate::keys::now;
@@ -16,6 +23,7 @@ use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Identity};
 use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
+use gateway_core::route::Route;
 use gateway_core::verify::Refetch;
 use gateway_core::{Allowed, AuthError, Decision, Denial, EdgeError, Refusal, VerifiedToken};
 use pingora::lb::Backend;
@@ -33,15 +41,21 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Audit trail, when configured.
     pub audit: Option<Arc<AuditLog>>,
+    /// The access log (a no-op when off).
+    pub access_log: Arc<AccessLog>,
 }
 
 /// Per-request state.
 pub struct Ctx {
     rt: Arc<Runtime>,
     started: Instant,
-    route: Option<String>,
-    upstream: Option<String>,
+    /// The matched route, if any.
+    route: Option<Arc<Route>>,
+    /// The request was allowed: it goes to the route's upstream.
+    forwarded: bool,
     headers: HeaderPlan,
+    /// `headers.set` as header bytes, made by the first `upstream_request_filter`.
+    identity: Vec<(Bytes, http::HeaderValue)>,
     reason: Option<&'static str>,
     token: Option<Arc<VerifiedToken>>,
     /// The gateway's own id of this request (forwarded upstream as `X-Request-Id`).
@@ -54,6 +68,13 @@ pub struct Ctx {
     client_ip: Option<IpAddr>,
     /// Forwarding headers and body state of the request's HTTP.
     edge: EdgeState,
+}
+
+impl Ctx {
+    /// The upstream pool name, once the request is allowed.
+    fn upstream(&self) -> Option<&str> {
+        self.route.as_deref().filter(|_| self.forwarded).map(|r| r.upstream.as_str())
+    }
 }
 
 /// The process's request ids: a counter after the process start time in nanoseconds.
@@ -90,11 +111,25 @@ impl Gateway {
         let req = session.req_header();
         let method = req.method.as_str();
         let path = req.uri.path();
-        let auth: Vec<&[u8]> = req.headers.get_all("authorization").iter().map(|v| v.as_bytes()).collect();
+        // Almost every request has at most one `Authorization` line: no allocation for it.
+        let all = req.headers.get_all("authorization");
+        let mut lines = all.iter();
+        let (one, many): ([&[u8]; 1], Vec<&[u8]>);
+        let auth: &[&[u8]] = match (lines.next(), lines.next()) {
+            (None, _) => &[],
+            (Some(v), None) => {
+                one = [v.as_bytes()];
+                &one
+            }
+            _ => {
+                many = all.iter().map(|v| v.as_bytes()).collect();
+                &many
+            }
+        };
         let started = Instant::now();
         // A nested JWE can name a new decryption key and, inside, a new signing key (both
         // rotated at once): each kind of key gets one refetch.
-        let mut outcome = decide_guarded(rt, method, path, &auth);
+        let mut outcome = decide_guarded(rt, method, path, auth);
         let mut done: Vec<Refetch> = Vec::new();
         while let Err(Refusal { refetch: Some(want), .. }) = &outcome {
             if done.contains(want) {
@@ -108,11 +143,11 @@ impl Gateway {
                 break;
             }
             done.push(want.clone());
-            outcome = decide_guarded(rt, method, path, &auth);
+            outcome = decide_guarded(rt, method, path, auth);
         }
         if let Some(t) = outcome.as_ref().ok().and_then(Decision::token) {
             let alg = t.alg().map_or("unsigned", |a| a.as_str());
-            self.metrics.verify_seconds.with_label_values(&[alg]).observe(started.elapsed().as_secs_f64());
+            self.metrics.verify_seconds(alg, started.elapsed().as_secs_f64());
         }
         match outcome? {
             Decision::Allowed(allowed) => Ok(allowed),
@@ -142,13 +177,15 @@ async fn refuse_edge(session: &mut Session, ctx: &mut Ctx, e: EdgeError) -> Resu
     Ok(true)
 }
 
-async fn write_json(session: &mut Session, status: u16, extra: &[(&str, &str)], body: String) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4))?;
+/// The gateway's own JSON answer. Its header names are lower case already, so the
+/// head is built without Pingora's case-preserving name map.
+async fn write_json(session: &mut Session, status: u16, extra: &[(&'static str, &str)], body: String) -> Result<()> {
+    let mut resp = ResponseHeader::build_no_case(status, Some(4))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
-    resp.insert_header("content-length", body.len().to_string())?;
+    resp.insert_header("content-length", body.len())?;
     for (k, v) in extra {
-        resp.insert_header(k.to_string(), *v)?;
+        resp.insert_header(*k, *v)?;
     }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
@@ -163,8 +200,9 @@ impl ProxyHttp for Gateway {
             rt: self.rt.load_full(),
             started: Instant::now(),
             route: None,
-            upstream: None,
+            forwarded: false,
             headers: HeaderPlan::default(),
+            identity: Vec::new(),
             reason: None,
             token: None,
             request_id: REQUEST_IDS.next(),
@@ -195,32 +233,30 @@ impl ProxyHttp for Gateway {
         }
         match self.decide(&rt, session).await {
             Ok(allowed) => {
-                let route = &allowed.permit.route().route;
-                ctx.route = Some(route.name.clone());
-                ctx.upstream = Some(route.upstream.clone());
+                ctx.route = Some(allowed.permit.route().route.clone());
+                ctx.forwarded = true;
                 ctx.token = allowed.permit.token().cloned();
                 ctx.headers = allowed.headers;
                 Ok(false)
             }
             Err(refusal) => {
                 let r = refusal.denial.response();
-                ctx.route = refusal.route.map(|r| r.name.clone());
+                ctx.route = refusal.route;
                 ctx.reason = Some(r.reason);
                 ctx.token = refusal.token;
-                let extra: Vec<(&str, &str)> =
-                    r.www_authenticate.map(|w| ("www-authenticate", w)).into_iter().collect();
+                let challenge = r.www_authenticate.map(|w| ("www-authenticate", w));
                 // An unread body is not drained for a refusal: the connection closes.
                 if !session.is_body_done() {
                     session.set_keepalive(None);
                 }
-                write_json(session, r.status, &extra, refusal.denial.body()).await?;
+                write_json(session, r.status, challenge.as_slice(), refusal.denial.body()).await?;
                 Ok(true)
             }
         }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let name = ctx.upstream.as_deref().unwrap_or_default();
+        let name = ctx.upstream().unwrap_or_default();
         let pool = ctx.rt.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
         match pool.peer(&ctx.tried) {
             Some((backend, peer)) => {
@@ -241,7 +277,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        let retries = ctx.upstream.as_deref().and_then(|n| ctx.rt.pools.get(n)).map_or(0, |p| p.settings.retries);
+        let retries = ctx.upstream().and_then(|n| ctx.rt.pools.get(n)).map_or(0, |p| p.settings.retries);
         if ctx.tried.len() <= retries {
             e.set_retry(true);
         }
@@ -258,21 +294,31 @@ impl ProxyHttp for Gateway {
             upstream_request.remove_header(name.as_str());
         }
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        // Pingora runs this filter again on a fresh copy for each retry: values are
+        // cloned (a reference count), not taken.
         if let Some(f) = &ctx.edge.forwarded {
-            upstream_request.insert_header("x-forwarded-for", f.xff.as_str())?;
+            upstream_request.insert_header("x-forwarded-for", f.xff.clone())?;
             upstream_request.insert_header("x-forwarded-proto", f.proto)?;
             if let Some(host) = &f.host {
-                upstream_request.insert_header("x-forwarded-host", host.as_str())?;
+                upstream_request.insert_header("x-forwarded-host", host.clone())?;
             }
         }
         if ctx.edge.body_read_ahead {
             // The whole body is in hand: the upstream has nothing to wait for.
             upstream_request.remove_header("expect");
         }
-        for (name, value) in &ctx.headers.set {
-            let value = http::HeaderValue::from_bytes(value.as_bytes())
-                .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
-            upstream_request.insert_header(name.clone(), value)?;
+        if ctx.identity.is_empty() && !ctx.headers.set.is_empty() {
+            // The mapped identity headers, turned into header bytes once (moved, not copied).
+            let mut identity = Vec::with_capacity(ctx.headers.set.len());
+            for (name, value) in std::mem::take(&mut ctx.headers.set) {
+                let value = http::HeaderValue::from_maybe_shared(Bytes::from(value))
+                    .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
+                identity.push((Bytes::from(name), value));
+            }
+            ctx.identity = identity;
+        }
+        for (name, value) in &ctx.identity {
+            upstream_request.insert_header(name.clone(), value.clone())?;
         }
         Ok(())
     }
@@ -328,26 +374,34 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.as_deref().unwrap_or("none");
-        let decision = if ctx.reason.is_some() && ctx.upstream.is_none() { "deny" } else { "allow" };
-        self.metrics.requests.with_label_values(&[route, &status.to_string(), decision]).inc();
+        let deny = ctx.reason.is_some() && !ctx.forwarded;
+        let decision = if deny { "deny" } else { "allow" };
+        let elapsed = ctx.started.elapsed();
+        let handles = ctx.rt.route_metrics(ctx.route.as_ref());
+        handles.request(status, deny);
         if let Some(reason) = ctx.reason {
             self.metrics.denials.with_label_values(&[reason]).inc();
         }
-        if let Some(up) = &ctx.upstream {
-            self.metrics.upstream_seconds.with_label_values(&[up]).observe(ctx.started.elapsed().as_secs_f64());
+        if ctx.forwarded {
+            handles.upstream_seconds(elapsed.as_secs_f64());
         }
-        tracing::info!(
-            method = %session.req_header().method,
-            route,
-            status,
-            decision,
-            reason = ctx.reason.unwrap_or(""),
-            tenant = ctx.token.as_ref().map_or("", |t| t.tenant().id.as_str()),
-            request_id = ctx.request_id.as_str(),
-            latency_us = ctx.started.elapsed().as_micros() as u64,
-            "request"
-        );
+        if self.access_log.enabled() {
+            let req = session.req_header();
+            self.access_log.record(&AccessRecord {
+                time_ms: unix_ms(),
+                request_id: ctx.request_id.as_str(),
+                client_ip: ctx.client_ip,
+                method: req.method.as_str(),
+                path: &logged_path(req.uri.path()),
+                status,
+                route: ctx.route.as_deref().map(|r| r.name.as_str()),
+                upstream: ctx.upstream(),
+                decision,
+                reason: ctx.reason,
+                tenant: ctx.token.as_ref().map(|t| t.tenant().id.as_str()),
+                latency_us: elapsed.as_micros() as u64,
+            });
+        }
         if let Some(audit) = &self.audit {
             let token = ctx.token.take();
             if let Some(admission) = audit.admit(token.is_some(), decision == "deny") {
@@ -371,7 +425,7 @@ fn audit_record(
     let who = token.map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
     let (path, path_truncated) = gateway_core::audit::recorded_path(req.uri.path(), max_path);
     AuditRecord {
-        time_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),
+        time_ms: unix_ms(),
         request_id: ctx.request_id.as_str().to_owned(),
         client_request_id: ctx.client_request_id.clone(),
         client_ip: ctx.client_ip,
@@ -381,15 +435,20 @@ fn audit_record(
         jti: who.jti,
         kid: who.kid,
         token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
-        route: ctx.route.clone(),
+        route: ctx.route.as_ref().map(|r| r.name.clone()),
         method: req.method.to_string(),
         path,
         path_truncated,
         decision: decision.to_owned(),
         reason: ctx.reason.map(str::to_owned),
         status,
-        upstream: ctx.upstream.clone(),
+        upstream: ctx.upstream().map(str::to_owned),
         latency_us: ctx.started.elapsed().as_micros() as u64,
         sampled_out: None,
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

@@ -84,6 +84,9 @@ impl Reloader {
         {
             tracing::warn!("listen, admin_listen and threads change only on restart or graceful upgrade");
         }
+        if config.access_log != fixed.access_log {
+            tracing::warn!("access_log changes only on restart or graceful upgrade");
+        }
         let new = Runtime::build(config, Some(&old), &self.metrics).map_err(|e| format!("{e:#}"))?;
         // Tenants new to this config (or with a new key source) load before the swap;
         // a tenant serving now must not be left without keys by it.

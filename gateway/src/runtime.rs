@@ -4,12 +4,13 @@
 //! so none ever sees half of an old config and half of a new one.
 
 use crate::keys::KeyFetcher;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::replay::SidecarReplayStore;
 use crate::upstream::{self, Pool};
 use arc_swap::ArcSwap;
 use gateway_core::engine::Shared;
 use gateway_core::replay::{MemoryReplayStore, ReplayStore};
+use gateway_core::route::Route;
 use gateway_core::tenant::Tenant;
 use gateway_core::{Config, Engine};
 use std::collections::HashMap;
@@ -25,6 +26,10 @@ pub struct Runtime {
     pub fetcher: Arc<KeyFetcher>,
     /// Tenants readiness waits for.
     pub required: Vec<String>,
+    /// Metric label handles of each route, in the router's order.
+    route_metrics: Vec<RouteMetrics>,
+    /// Metric label handles of requests no route matched.
+    unrouted: RouteMetrics,
 }
 
 fn decryption_source(t: &Tenant) -> Option<&gateway_core::tenant::DecryptionSource> {
@@ -68,7 +73,17 @@ impl Runtime {
         }
         let fetcher =
             Arc::new(KeyFetcher::new(&engine.config, engine.keys.clone(), engine.dkeys.clone(), metrics.clone())?);
-        Ok(Runtime { engine, pools, fetcher, required })
+        let route_metrics = engine.config.router.routes().iter().map(|r| metrics.route(&r.name, &r.upstream)).collect();
+        let unrouted = metrics.route("none", "");
+        Ok(Runtime { engine, pools, fetcher, required, route_metrics, unrouted })
+    }
+
+    /// The metric label handles of `route` (one of this runtime's), or of no route.
+    pub fn route_metrics(&self, route: Option<&Arc<Route>>) -> &RouteMetrics {
+        let routes = self.engine.config.router.routes();
+        route
+            .and_then(|r| routes.iter().position(|x| Arc::ptr_eq(x, r)))
+            .map_or(&self.unrouted, |i| &self.route_metrics[i])
     }
 
     /// The required tenants without usable signing keys, or (JWE tenants) decryption

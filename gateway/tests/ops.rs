@@ -110,7 +110,10 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
     server.set("t1", jwks(&[&key]));
     server.set("t2", jwks(&[&key]));
     let echo = EchoServer::start().await;
-    let gw = Gateway::start_logging(&standard_config(&server.url_template(), echo.addr, ""), "trace").await;
+    // The access log goes to stderr here, beside the operational log at trace.
+    let body =
+        format!("{}\naccess_log: {{ target: stderr }}\n", standard_config(&server.url_template(), echo.addr, ""));
+    let gw = Gateway::start_logging(&body, "trace").await;
     let http = reqwest::Client::new();
     let good = key.mint(&claims("t1", "patient-secret-id", json!("doctor")));
     let expired = {
@@ -121,9 +124,12 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
     for t in [&good, &expired, &"garbage.token.value".to_string()] {
         let _ = http.get(gw.url("/echo")).bearer_auth(t).send().await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.log().matches("\"request_id\"").count() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let log = gw.log();
-    assert!(log.contains("request"), "request lines are logged: {log}");
+    assert_eq!(log.matches("\"request_id\"").count(), 3, "one access line per request: {log}");
     let n = key.jwk()["n"].as_str().unwrap().to_string();
     for secret in [
         &good[..40],
@@ -194,4 +200,70 @@ async fn metrics_pass_promtool_and_count_refusals_by_reason() {
     let text = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"gateway_key_fetches_total{result="ok",tenant="all",trigger="startup"} 2"#), "{text}");
     assert!(!text.contains(r#"tenant="t1""#), "{text}");
+}
+
+/// The access log lines (JSON) in `path` once there are `n` of them.
+async fn access_lines(path: &std::path::Path, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n || Instant::now() > deadline {
+            return text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_file_has_one_json_line_per_request_without_tokens() {
+    let key = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
+    let server = JwksServer::start(60).await;
+    server.set("t1", jwks(&[&key]));
+    server.set("t2", jwks(&[&key]));
+    let echo = EchoServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("access.jsonl");
+    let body = format!(
+        "{}\naccess_log: {{ target: file, path: {}, format: json }}\n",
+        standard_config(&server.url_template(), echo.addr, ""),
+        file.display()
+    );
+    let gw = Gateway::start(&body).await;
+    let http = reqwest::Client::new();
+    let good = key.mint(&claims("t1", "patient-secret-id", json!("doctor")));
+    let r = http.get(gw.url("/public/ping?access_token=secret-in-query")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let r = http.get(gw.url("/patients/p-1/records")).bearer_auth(&good).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echoed: Value = r.json().await.unwrap();
+    let r = http.get(gw.url("/patients/p-1/records")).bearer_auth("garbage.token.value").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let path_token = format!("/echo/{}", &good[..60]);
+    let r = http.get(gw.url(&path_token)).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+
+    let lines = access_lines(&file, 4).await;
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let (public, allowed, refused, in_path) = (&lines[0], &lines[1], &lines[2], &lines[3]);
+    assert_eq!((public["route"].as_str(), public["status"].as_u64()), (Some("public"), Some(200)));
+    assert_eq!((public["decision"].as_str(), public["upstream"].as_str()), (Some("allow"), Some("echo")));
+    assert_eq!(public["path"], "/public/ping", "no query string");
+    assert_eq!(public["client_ip"], "127.0.0.1");
+    assert_eq!(public["method"], "GET");
+    assert!(public.get("tenant").is_none() && public.get("reason").is_none());
+    assert_eq!((allowed["route"].as_str(), allowed["tenant"].as_str()), (Some("records"), Some("t1")));
+    assert_eq!(allowed["status"], 200);
+    assert_eq!(allowed["request_id"], echoed["headers"]["x-request-id"], "the id sent upstream");
+    assert_eq!((refused["status"].as_u64(), refused["decision"].as_str()), (Some(401), Some("deny")));
+    assert_eq!(refused["reason"], "token_malformed");
+    assert_eq!(refused["upstream"], Value::Null);
+    assert_eq!(in_path["path"], "/echo/[token]", "a token-shaped path segment is redacted");
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    for secret in [&good[..40], &good[good.len() - 40..], "garbage.token", "patient-secret-id", "secret-in-query"] {
+        assert!(!text.contains(secret), "access log leaked {secret}: {text}");
+    }
+    let metrics = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("gateway_access_log_dropped_total 0"), "{metrics}");
+    assert!(!gw.log().contains("\"request_id\""), "access lines go to the file only");
 }

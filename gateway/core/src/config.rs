@@ -2,6 +2,7 @@
 //! then converted into validated types. Every problem is reported with its field
 //! path (`routes[2].allow[0].role`) before failing, never just the first.
 
+mod access_log;
 mod audit;
 pub mod discovery;
 pub mod file;
@@ -15,6 +16,7 @@ use crate::keystore::RefreshPolicy;
 use crate::route::Router;
 use crate::tenant::Tenant;
 use crate::verify::VerifyOptions;
+pub use access_log::{AccessLogSettings, AccessLogTarget};
 use file::FileConfig;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -211,6 +213,8 @@ pub struct Config {
     pub http: crate::http_limits::HttpSettings,
     /// Tenants added from the sidecar's tenant list, if configured.
     pub tenant_discovery: Option<discovery::DiscoverySettings>,
+    /// The per-request access log (`access_log:`).
+    pub access_log: AccessLogSettings,
 }
 
 struct Errors(Vec<FieldError>);
@@ -444,6 +448,7 @@ impl Config {
         let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 
         let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
+        let access_log = access_log::settings(f.access_log.as_ref(), &mut errs);
         let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
 
         let revocation = f.revocation.as_ref().and_then(|r| {
@@ -512,6 +517,7 @@ impl Config {
             tenant_labels: f.metrics.as_ref().and_then(|m| m.tenant_labels).unwrap_or(true),
             http,
             tenant_discovery,
+            access_log,
         })
     }
 }

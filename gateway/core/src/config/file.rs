@@ -65,6 +65,27 @@ pub struct FileConfig {
     /// Tenants added from the sidecar's tenant list.
     #[serde(default)]
     pub tenant_discovery: Option<super::discovery::DiscoveryFile>,
+    /// The per-request access log (default: JSON lines on stdout).
+    #[serde(default)]
+    pub access_log: Option<AccessLogFile>,
+}
+
+/// `access_log:` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessLogFile {
+    /// `off`, `stdout` (default), `stderr` or `file`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// The file, with `target: file`.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Line format: `json` (the only one).
+    #[serde(default)]
+    pub format: Option<String>,
+    /// Lines queued for the writer before new ones are dropped (default 16384).
+    #[serde(default)]
+    pub queue: Option<usize>,
 }
 
 /// `http:` section.
