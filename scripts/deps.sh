@@ -5,7 +5,7 @@
 # from PyPI) and the clippy/rustfmt components. Idempotent; uses sudo when not root.
 set -euo pipefail
 pkgs=(cmake clang pkg-config libssl-dev curl)
-[ "${1:-}" = test ] && pkgs+=(wrk prometheus)
+[ "${1:-}" = test ] && pkgs+=(wrk prometheus docker-compose)
 need=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
