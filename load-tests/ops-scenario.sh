@@ -21,11 +21,18 @@ WORK=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-KMS=${KMS_PORT:-$(port)}; CHAN=${CHAN_PORT:-$(port)}; GW=${GW_PORT:-$(port)}; ADMIN=${ADMIN_PORT:-$(port)}
-if [ -n "${UP_PORT:-}" ]; then P=$UP_PORT; D=$((P + 1)); L=$((P + 2)); I=$((P + 3)); else P=$(port); D=$(port); L=$(port); I=$(port); fi
+# Eight distinct free ports, held together while they are picked (no two alike).
+read -r -a FREE < <(python3 -c 'import socket
+ss=[socket.socket() for _ in range(8)]
+[s.bind(("127.0.0.1",0)) for s in ss]
+print(*[s.getsockname()[1] for s in ss])')
+KMS=${KMS_PORT:-${FREE[0]}}; CHAN=${CHAN_PORT:-${FREE[1]}}; GW=${GW_PORT:-${FREE[2]}}; ADMIN=${ADMIN_PORT:-${FREE[3]}}
+if [ -n "${UP_PORT:-}" ]; then P=$UP_PORT; D=$((P + 1)); L=$((P + 2)); I=$((P + 3)); else P=${FREE[4]}; D=${FREE[5]}; L=${FREE[6]}; I=${FREE[7]}; fi
 export KMS_MASTER_KEY=$(head -c 32 /dev/urandom | base64) KMS_ADMIN_TOKEN=ops-admin-$RANDOM-$RANDOM-token KMS_GATEWAY_TOKEN=ops-gateway-$RANDOM-$RANDOM-tok
-wait_for() { for _ in $(seq 300); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done; echo "$2 did not come up" >&2; exit 1; }
+wait_for() { # url name [log]
+  for _ in $(seq 600); do curl -sf -o /dev/null "$1" && return 0; sleep 0.1; done
+  echo "$2 did not come up" >&2; [ -n "${3:-}" ] && tail -n 40 "$3" >&2; exit 1
+}
 
 cat >"$WORK/kms.yaml" <<YAML
 listen: 127.0.0.1:$KMS
@@ -40,15 +47,15 @@ tenants:
 YAML
 "$BIN/kms-sidecar" init --config "$WORK/kms.yaml" >/dev/null
 "$BIN/kms-sidecar" serve --config "$WORK/kms.yaml" >"$WORK/kms.log" 2>&1 & pids+=($!)
-wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar
+wait_for "http://127.0.0.1:$KMS/healthz" kms-sidecar "$WORK/kms.log"
 "$BIN/upstreams" --patient 127.0.0.1:$P --doctor 127.0.0.1:$D --lab 127.0.0.1:$L --insurance 127.0.0.1:$I >"$WORK/up.log" 2>&1 & pids+=($!)
-wait_for "http://127.0.0.1:$D/healthz" upstreams
+wait_for "http://127.0.0.1:$D/healthz" upstreams "$WORK/up.log"
 gateway_conf() { # $1: extra route name
 cat <<YAML
 listen: 127.0.0.1:$GW
 admin_listen: 127.0.0.1:$ADMIN
 threads: 2
-keys: { url_template: "http://127.0.0.1:$KMS/jwk/{tenant}", refresh_floor: 1s, refresh_ceiling: 2s, unknown_kid_cooldown: 1s }
+keys: { url_template: "http://127.0.0.1:$KMS/jwk/{tenant}", refresh_floor: 1s, refresh_ceiling: 2s, unknown_kid_cooldown: 1s, startup: not_ready }
 decryption: { url_template: "http://127.0.0.1:$CHAN/internal/v1/tenants/{tenant}/decryption-keys", token_env: KMS_GATEWAY_TOKEN }
 tenants:
   hospital-a: { issuer: https://kms.local/hospital-a, audiences: [medapi], algorithms: [RS256], required_claims: [sub, jti], encryption: {} }
@@ -68,7 +75,7 @@ YAML
 }
 gateway_conf records-v1 >"$WORK/gw.yaml"
 RUST_LOG=warn "$BIN/gateway" --config "$WORK/gw.yaml" >"$WORK/gw.log" 2>&1 & GPID=$!; pids+=($GPID)
-wait_for "http://127.0.0.1:$ADMIN/readyz" gateway
+wait_for "http://127.0.0.1:$ADMIN/readyz" gateway "$WORK/gw.log"
 
 mint() { "$BIN/kms-sidecar" mint --url "http://127.0.0.1:$KMS" --tenant hospital-a --sub "$1" --role doctor --ttl 10m; }
 VICTIM=$(mint victim)
