@@ -13,10 +13,11 @@ use serde_json::json;
 use std::io::Write;
 use testkit::jwe::EncKey;
 
-/// `300`, `90s`, `5m`, `1h` or `7d` as seconds.
+/// `300`, `90s`, `5m`, `1h` or `7d` as seconds; negative (`-3600`) for an expired token.
 fn parse_ttl(text: &str) -> Result<i64, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (num, unit) = text.split_at(split);
+    let (sign, rest) = text.strip_prefix('-').map_or((1, text), |r| (-1, r));
+    let split = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+    let (num, unit) = rest.split_at(split);
     let n: i64 = num.parse().map_err(|_| format!("{text:?}: expected seconds or e.g. 90s, 5m, 1h, 7d"))?;
     let scale = match unit {
         "" | "s" => 1,
@@ -25,7 +26,7 @@ fn parse_ttl(text: &str) -> Result<i64, String> {
         "d" => 86_400,
         _ => return Err(format!("{text:?}: unit must be s, m, h or d")),
     };
-    n.checked_mul(scale).ok_or_else(|| format!("{text:?}: too large"))
+    n.checked_mul(scale).map(|v| sign * v).ok_or_else(|| format!("{text:?}: too large"))
 }
 
 #[derive(Parser)]
@@ -48,7 +49,7 @@ struct Args {
     #[arg(long, default_value = "doctor")]
     role: String,
     /// Lifetime: seconds (`300`) or with a unit, as the sidecar's `mint --ttl` (`90s`, `5m`, `1h`, `7d`).
-    #[arg(long, default_value = "3600", value_parser = parse_ttl)]
+    #[arg(long, default_value = "3600", value_parser = parse_ttl, allow_hyphen_values = true)]
     ttl: i64,
     /// Private JWKS whose first key the token is encrypted to (nested JWE).
     #[arg(long)]
