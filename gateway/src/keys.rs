@@ -12,8 +12,8 @@ mod source;
 pub use source::{load_checked, KeySourceError};
 use source::{parse_file, read_capped, CappedBody};
 
+use crate::background::revocation::read_token;
 use crate::metrics::Metrics;
-use crate::revocation::read_token;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::config::Config;

@@ -10,15 +10,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod access_log;
 mod admin;
 mod audit;
+mod background;
 mod credential;
-mod discovery;
 mod edge;
 mod keys;
 mod metrics;
 mod proxy;
-mod reload;
 mod replay;
-mod revocation;
 mod runtime;
 mod upstream;
 
@@ -183,9 +181,9 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
         anyhow::bail!("admin token must be at least 16 characters");
     }
-    let feed_status = Arc::new(revocation::FeedStatus::default());
+    let feed_status = Arc::new(background::revocation::FeedStatus::default());
     if let Some(settings) = &first.engine.config.revocation {
-        revocation::load_state(settings, &first.engine.revocations, &feed_status);
+        background::revocation::load_state(settings, &first.engine.revocations, &feed_status);
     }
     let rt = runtime::shared(first);
 
@@ -233,16 +231,19 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
     server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
     // Always running: it follows the feed of the current config (a reload may add one).
-    let follower = revocation::Follower {
+    let follower = background::revocation::Follower {
         rt: rt.clone(),
         status: feed_status,
         metrics: metrics.clone(),
         saved_at: Default::default(),
     };
     server.add_service(background_service("revocation feed", follower));
-    let reloader = Arc::new(reload::Reloader::new(cli.config, rt, metrics.clone()));
-    server.add_service(background_service("tenant discovery", discovery::Discovery::new(reloader.clone(), &metrics)?));
-    server.add_service(background_service("config reload", reload::OnHangup(reloader)));
+    let reloader = Arc::new(background::reload::Reloader::new(cli.config, rt, metrics.clone()));
+    server.add_service(background_service(
+        "tenant discovery",
+        background::discovery::Discovery::new(reloader.clone(), &metrics)?,
+    ));
+    server.add_service(background_service("config reload", background::reload::OnHangup(reloader)));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());
     // Every request has finished: let the access log and audit writers finish what is queued.

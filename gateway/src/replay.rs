@@ -4,7 +4,7 @@
 //! failure (timeout, refused connection, unexpected answer) is `Unavailable`: the
 //! request is refused with a 503 rather than risk a replay.
 
-use crate::revocation::read_token;
+use crate::background::revocation::read_token;
 use gateway_core::config::ReplayStoreSettings;
 use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
 use serde_json::json;

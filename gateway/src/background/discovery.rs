@@ -10,9 +10,9 @@
 //! When the list cannot be read the last one stays in force; it is counted
 //! (`gateway_tenant_discovery_total{result="error"}`) and logged.
 
+use crate::background::reload::Reloader;
+use crate::background::revocation::read_token;
 use crate::metrics::Metrics;
-use crate::reload::Reloader;
-use crate::revocation::read_token;
 use async_trait::async_trait;
 use gateway_core::config::discovery::{DiscoverySettings, TenantList};
 use pingora::server::ShutdownWatch;
