@@ -5,7 +5,7 @@
 
 use crate::audit::AuditLog;
 use crate::background::revocation::FeedStatus;
-use crate::keys::now;
+use crate::clock::now;
 use crate::metrics::Metrics;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;

@@ -11,6 +11,7 @@ mod access_log;
 mod admin;
 mod audit;
 mod background;
+mod clock;
 mod credential;
 mod edge;
 mod keys;
@@ -21,7 +22,7 @@ mod runtime;
 mod upstream;
 
 use clap::Parser;
-use gateway_core::config::{AdminToken, Startup};
+use gateway_core::config::Startup;
 use gateway_core::Config;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -166,21 +167,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let access_log = Arc::new(access_log::AccessLog::start(&first.engine.config.access_log, &metrics)?);
-    let admin_token = match &first.engine.config.admin_token {
-        None => None,
-        Some(AdminToken::Env(var)) => Some(zeroize::Zeroizing::new(
-            std::env::var(var).map_err(|_| anyhow::anyhow!("admin.token_env: {var} is not set"))?,
-        )),
-        Some(AdminToken::File(path)) => Some(zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("admin.token_file: {path}: {e}"))?
-                .trim()
-                .to_owned(),
-        )),
-    };
-    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
-        anyhow::bail!("admin token must be at least 16 characters");
-    }
+    let admin_token = credential::admin(&first.engine.config)?;
     let feed_status = Arc::new(background::revocation::FeedStatus::default());
     if let Some(settings) = &first.engine.config.revocation {
         background::revocation::load_state(settings, &first.engine.revocations, &feed_status);
@@ -228,8 +215,8 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
-    server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
+    server.add_service(background_service("jwks refresh", background::key_refresh::KeyRefresher(rt.clone())));
+    server.add_service(background_service("upstream health", background::health::HealthChecks(rt.clone())));
     // Always running: it follows the feed of the current config (a reload may add one).
     let follower = background::revocation::Follower {
         rt: rt.clone(),

@@ -25,6 +25,7 @@ pub mod replay;
 pub mod request_id;
 pub mod revocation;
 pub mod route;
+pub mod secret;
 pub mod tenant;
 pub mod verify;
 

@@ -11,7 +11,6 @@
 //! (`gateway_tenant_discovery_total{result="error"}`) and logged.
 
 use crate::background::reload::Reloader;
-use crate::background::revocation::read_token;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
 use gateway_core::config::discovery::{DiscoverySettings, TenantList};
@@ -103,7 +102,8 @@ impl Discovery {
 
     /// The list, or `None` when it is still `applied` (304).
     async fn fetch(&self, s: &DiscoverySettings, applied: Option<&str>) -> Result<Option<TenantList>, String> {
-        let token = read_token(&s.token).ok_or("the channel credential (token_env or token_file) cannot be read")?;
+        let token = crate::credential::read(&s.token)
+            .map_err(|_| "the channel credential (token_env or token_file) cannot be read")?;
         let mut req = self.client.get(&s.url).bearer_auth(token.as_str());
         if let Some(v) = applied {
             req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{v}\""));
