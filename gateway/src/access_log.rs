@@ -1,11 +1,12 @@
 //! The access log: one JSON line per finished request (`access_log:`), to stdout,
-//! stderr or a file, never written by a proxy thread. The request's line is formatted
-//! where the request ends and handed to a dedicated writer thread over a bounded
-//! queue; when the queue is full the line is dropped and counted in
-//! `gateway_access_log_dropped_total`, so a slow disk or a stalled pipe never slows a
-//! request. The writer drains what is queued into one buffer, writes it in one go, and
-//! naps a moment between batches, so under load the proxy threads rarely have to wake
-//! it.
+//! stderr or a file, never written by a proxy thread. A proxy thread formats its
+//! request's line straight into a buffer of its own (one of a few shards, each behind
+//! an uncontended lock), so a line costs no allocation and no queue hand-off. A
+//! dedicated writer thread swaps each shard's buffer for an empty one, writes what it
+//! took in one go, naps a moment and looks again; when every shard is empty it parks
+//! until the next line. Past `access_log.queue` lines waiting, lines are dropped and
+//! counted in `gateway_access_log_dropped_total`, so a slow disk or a stalled pipe
+//! never slows a request.
 //!
 //! A line holds no token, no claim but the tenant, and no query string; a
 //! token-shaped path segment is redacted as in the audit trail (see
@@ -20,15 +21,20 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 /// The longest path written, in bytes; longer ones are cut.
 const MAX_PATH_BYTES: usize = 1024;
 /// How long the writer naps after a batch before looking for more.
 const BATCH_NAP: Duration = Duration::from_millis(2);
+/// Buffers the proxy threads write into (a thread keeps one; more than the proxy's
+/// threads, so two threads rarely share one).
+const SHARDS: usize = 8;
+/// A shard's buffer is handed back to its thread when the writer kept one larger.
+const KEEP_BUFFER: usize = 256 << 10;
 
 /// One finished request, as written.
 #[derive(Debug, Serialize)]
@@ -72,19 +78,63 @@ pub fn logged_path(path: &str) -> Cow<'_, str> {
 
 /// Handle to the access log; cheap to call when off.
 pub struct AccessLog {
-    tx: Option<SyncSender<Vec<u8>>>,
-    /// Lines queued and not yet written (or counted as dropped).
-    pending: Arc<AtomicUsize>,
+    shared: Option<Arc<Shared>>,
     dropped: IntCounter,
+}
+
+/// What the proxy threads and the writer share.
+struct Shared {
+    shards: [Mutex<Shard>; SHARDS],
+    /// Lines a shard may hold before new ones are dropped.
+    shard_limit: usize,
+    /// Lines the writer took and has not finished writing.
+    writing: AtomicUsize,
+    /// The writer is parked (or about to): the next line wakes it.
+    asleep: AtomicBool,
+    /// Set at shutdown: the writer writes what is left and stops.
+    closing: AtomicBool,
+    writer: OnceLock<Thread>,
+}
+
+/// One buffer of formatted lines.
+#[derive(Default)]
+struct Shard {
+    buf: Vec<u8>,
+    lines: usize,
+}
+
+impl Shared {
+    fn wake(&self) {
+        if self.asleep.load(Ordering::SeqCst) && self.asleep.swap(false, Ordering::SeqCst) {
+            if let Some(t) = self.writer.get() {
+                t.unpark();
+            }
+        }
+    }
+
+    fn queued(&self) -> usize {
+        let held: usize = self.shards.iter().map(|s| lock(s).lines).sum();
+        held + self.writing.load(Ordering::SeqCst)
+    }
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    shard.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The shard of the calling thread: threads are dealt shards in turn.
+fn my_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+    SHARD.with(|s| *s)
 }
 
 impl AccessLog {
     /// Opens the target and starts the writer thread (nothing when `off`).
     pub fn start(settings: &AccessLogSettings, metrics: &Metrics) -> std::io::Result<AccessLog> {
+        let dropped = metrics.access_log_dropped.clone();
         let out: Box<dyn Write + Send> = match &settings.target {
-            AccessLogTarget::Off => {
-                return Ok(AccessLog { tx: None, pending: Arc::default(), dropped: metrics.access_log_dropped.clone() })
-            }
+            AccessLogTarget::Off => return Ok(AccessLog { shared: None, dropped }),
             AccessLogTarget::Stdout => Box::new(std::io::stdout()),
             AccessLogTarget::Stderr => Box::new(std::io::stderr()),
             AccessLogTarget::File(path) => Box::new(
@@ -96,43 +146,61 @@ impl AccessLog {
                     .map_err(|e| std::io::Error::new(e.kind(), format!("access_log.path {path}: {e}")))?,
             ),
         };
-        let (tx, rx) = sync_channel(settings.queue);
-        let pending = Arc::new(AtomicUsize::new(0));
-        let writer = Writer { out, dropped: metrics.access_log_dropped.clone(), pending: pending.clone() };
-        std::thread::Builder::new().name("access log writer".into()).spawn(move || writer.run(rx))?;
-        Ok(AccessLog { tx: Some(tx), pending, dropped: metrics.access_log_dropped.clone() })
+        let shared = Arc::new(Shared {
+            shards: Default::default(),
+            shard_limit: settings.queue.div_ceil(SHARDS).max(1),
+            writing: AtomicUsize::new(0),
+            asleep: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            writer: OnceLock::new(),
+        });
+        let writer = Writer { out, dropped: dropped.clone(), shared: shared.clone() };
+        let handle = std::thread::Builder::new().name("access log writer".into()).spawn(move || writer.run())?;
+        let _ = shared.writer.set(handle.thread().clone());
+        Ok(AccessLog { shared: Some(shared), dropped })
     }
 
     /// Whether lines are written at all.
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.shared.is_some()
     }
 
-    /// Queues the record's line without blocking; a line that cannot be queued is
-    /// counted as dropped.
+    /// Adds the record's line to this thread's buffer without blocking on the writer;
+    /// a line that finds its buffer full is counted as dropped.
     pub fn record(&self, r: &AccessRecord<'_>) {
-        let Some(tx) = &self.tx else { return };
-        let mut line = Vec::with_capacity(320);
-        if serde_json::to_writer(&mut line, r).is_err() {
-            self.dropped.inc();
-            return;
+        let Some(shared) = &self.shared else { return };
+        {
+            let mut shard = lock(&shared.shards[my_shard()]);
+            if shard.lines >= shared.shard_limit {
+                drop(shard);
+                self.dropped.inc();
+                return;
+            }
+            let at = shard.buf.len();
+            if serde_json::to_writer(&mut shard.buf, r).is_err() {
+                shard.buf.truncate(at);
+                drop(shard);
+                self.dropped.inc();
+                return;
+            }
+            shard.buf.push(b'\n');
+            shard.lines += 1;
         }
-        line.push(b'\n');
-        self.pending.fetch_add(1, Ordering::Relaxed);
-        if tx.try_send(line).is_err() {
-            self.pending.fetch_sub(1, Ordering::Relaxed);
-            self.dropped.inc();
-        }
+        shared.wake();
     }
 
     /// At shutdown, after the proxy has stopped: waits up to `within` for the writer
-    /// to write what is queued; what is left is counted as dropped.
+    /// to write what is buffered; what is left is counted as dropped.
     pub fn drain(&self, within: Duration) {
+        let Some(shared) = &self.shared else { return };
+        shared.closing.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + within;
-        while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        while shared.queued() > 0 && Instant::now() < deadline {
+            shared.asleep.store(true, Ordering::SeqCst);
+            shared.wake();
             std::thread::sleep(Duration::from_millis(5));
         }
-        let lost = self.pending.load(Ordering::Acquire);
+        let lost = shared.queued();
         if lost > 0 {
             self.dropped.inc_by(lost as u64);
             tracing::warn!(lines = lost, "access log lines still queued at exit; dropped");
@@ -144,50 +212,51 @@ impl AccessLog {
 struct Writer {
     out: Box<dyn Write + Send>,
     dropped: IntCounter,
-    pending: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 impl Writer {
-    fn run(mut self, rx: Receiver<Vec<u8>>) {
-        let mut batch: Vec<u8> = Vec::with_capacity(64 << 10);
-        // Block for the first line of a burst, then take whatever else is queued, write
-        // it at once, nap, and look again: a busy gateway's senders find the writer
-        // awake (no wake-up per line) and the target sees few large writes.
-        while let Ok(first) = rx.recv() {
-            let mut next = Some(first);
-            while let Some(line) = next.take() {
-                batch.extend_from_slice(&line);
-                let mut lines = 1;
-                let mut closed = false;
-                while batch.len() < 256 << 10 {
-                    match rx.try_recv() {
-                        Ok(line) => {
-                            batch.extend_from_slice(&line);
-                            lines += 1;
-                        }
-                        Err(TryRecvError::Empty) => break,
-                        Err(TryRecvError::Disconnected) => {
-                            closed = true;
-                            break;
-                        }
+    fn run(mut self) {
+        let mut spare: Vec<u8> = Vec::new();
+        loop {
+            let mut wrote = false;
+            for shard in &self.shared.shards {
+                let lines = {
+                    let mut s = lock(shard);
+                    if s.lines == 0 {
+                        continue;
                     }
+                    std::mem::swap(&mut s.buf, &mut spare);
+                    self.shared.writing.store(s.lines, Ordering::SeqCst);
+                    std::mem::take(&mut s.lines)
+                };
+                if self.out.write_all(&spare).and_then(|()| self.out.flush()).is_err() {
+                    self.dropped.inc_by(lines as u64);
                 }
-                self.write(&mut batch, lines);
-                if closed {
-                    return;
+                self.shared.writing.store(0, Ordering::SeqCst);
+                spare.clear();
+                if spare.capacity() > KEEP_BUFFER {
+                    spare = Vec::new();
                 }
-                std::thread::sleep(BATCH_NAP);
-                next = rx.try_recv().ok();
+                wrote = true;
             }
+            if wrote {
+                // A busy gateway's lines gather while the writer naps: few large writes,
+                // and no wake-up per line.
+                std::thread::sleep(BATCH_NAP);
+                continue;
+            }
+            if self.shared.closing.load(Ordering::SeqCst) && self.shared.queued() == 0 {
+                return;
+            }
+            // Park until a line arrives: say so first, then look once more, so a line
+            // added in between is not missed (its writer sees `asleep` and unparks).
+            self.shared.asleep.store(true, Ordering::SeqCst);
+            if self.shared.queued() == 0 {
+                std::thread::park_timeout(Duration::from_secs(1));
+            }
+            self.shared.asleep.store(false, Ordering::SeqCst);
         }
-    }
-
-    fn write(&mut self, batch: &mut Vec<u8>, lines: usize) {
-        if self.out.write_all(batch).and_then(|()| self.out.flush()).is_err() {
-            self.dropped.inc_by(lines as u64);
-        }
-        batch.clear();
-        self.pending.fetch_sub(lines, Ordering::Release);
     }
 }
 

@@ -10,7 +10,7 @@
 //! The request path allocates little: the route travels as the core's `Arc<Route>`,
 //! metric label handles are resolved once per route and runtime
 //! ([`crate::metrics::RouteMetrics`]), and header values move into the upstream
-//! request rather than being copied.
+//! request as shared bytes (the token's identity headers are made once per token).
 
 use crate::access_log::{logged_path, AccessLog, AccessRecord};
 use crate::audit::AuditLog;
@@ -53,16 +53,16 @@ pub struct Ctx {
     route: Option<Arc<Route>>,
     /// The request was allowed: it goes to the route's upstream.
     forwarded: bool,
-    headers: HeaderPlan,
-    /// `headers.set` as header bytes, made by the first `upstream_request_filter`.
-    identity: Vec<(Bytes, http::HeaderValue)>,
+    /// The header edits of an allowed request (shared lists: nothing built per request).
+    headers: Option<HeaderPlan>,
     reason: Option<&'static str>,
     token: Option<Arc<VerifiedToken>>,
     /// The gateway's own id of this request (forwarded upstream as `X-Request-Id`).
     request_id: RequestId,
     /// The client's `X-Request-Id`, when short and plain: audited, not forwarded.
     client_request_id: Option<String>,
-    tried: Vec<Backend>,
+    /// Peers tried so far (inline: no allocation unless retried more than once).
+    tried: smallvec::SmallVec<[Backend; 2]>,
     /// The client address by the one rule of `gateway_core::forwarded` (the TCP peer
     /// unless it is a trusted proxy); `None` only off TCP.
     client_ip: Option<IpAddr>,
@@ -198,13 +198,12 @@ impl ProxyHttp for Gateway {
             started: Instant::now(),
             route: None,
             forwarded: false,
-            headers: HeaderPlan::default(),
-            identity: Vec::new(),
+            headers: None,
             reason: None,
             token: None,
             request_id: REQUEST_IDS.next(),
             client_request_id: None,
-            tried: Vec::new(),
+            tried: smallvec::SmallVec::new(),
             client_ip: None,
             edge: EdgeState::default(),
         }
@@ -233,7 +232,7 @@ impl ProxyHttp for Gateway {
                 ctx.route = Some(allowed.permit.route().route.clone());
                 ctx.forwarded = true;
                 ctx.token = allowed.permit.token().cloned();
-                ctx.headers = allowed.headers;
+                ctx.headers = Some(allowed.headers);
                 Ok(false)
             }
             Err(refusal) => {
@@ -287,8 +286,10 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        for name in &ctx.headers.remove {
-            upstream_request.remove_header(name.as_str());
+        if let Some(plan) = &ctx.headers {
+            for name in plan.remove.iter() {
+                upstream_request.remove_header(name.as_str());
+            }
         }
         upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
         // Pingora runs this filter again on a fresh copy for each retry: values are
@@ -304,18 +305,13 @@ impl ProxyHttp for Gateway {
             // The whole body is in hand: the upstream has nothing to wait for.
             upstream_request.remove_header("expect");
         }
-        if ctx.identity.is_empty() && !ctx.headers.set.is_empty() {
-            // The mapped identity headers, turned into header bytes once (moved, not copied).
-            let mut identity = Vec::with_capacity(ctx.headers.set.len());
-            for (name, value) in std::mem::take(&mut ctx.headers.set) {
-                let value = http::HeaderValue::from_maybe_shared(Bytes::from(value))
+        // The mapped identity headers: the token's shared bytes (a reference count each).
+        if let Some(plan) = &ctx.headers {
+            for (name, value) in plan.set.iter() {
+                let value = http::HeaderValue::from_maybe_shared(value.clone())
                     .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
-                identity.push((Bytes::from(name), value));
+                upstream_request.insert_header(name.clone(), value)?;
             }
-            ctx.identity = identity;
-        }
-        for (name, value) in &ctx.identity {
-            upstream_request.insert_header(name.clone(), value.clone())?;
         }
         Ok(())
     }

@@ -16,7 +16,7 @@ use crate::policy::{self, Permit};
 use crate::replay::{FirstUse, MemoryReplayStore, OneTimeId, ReplayStore};
 use crate::revocation::Revocations;
 use crate::route::{NoMatch, Route};
-use crate::verify::{Observer, Refetch, VerifiedToken, Verifier};
+use crate::verify::{Identity, Observer, Refetch, VerifiedToken, Verifier};
 use std::sync::Arc;
 
 /// A request that may be forwarded.
@@ -91,6 +91,10 @@ pub struct Engine {
     pub revocations: Arc<Revocations>,
     /// Used one-time token ids, shared across config reloads.
     pub replay: Arc<dyn ReplayStore>,
+    /// The headers removed from every upstream request (made once).
+    removals: Arc<[String]>,
+    /// The empty identity of public routes (made once).
+    no_identity: Identity,
 }
 
 /// State that outlives one config: kept by the caller and handed to each new engine.
@@ -152,7 +156,17 @@ impl Engine {
         let dkeys = Arc::new(DecryptionStore::new(jwe_tenants, config.keys.refresh));
         let verifier = Verifier::new(config.verify.clone(), config.tenants.clone(), config.token_cache_size)
             .with_observer(shared.observer);
-        Self { config, verifier, keys, dkeys, revocations: shared.revocations, replay: shared.replay }
+        let removals = header::removals(&config.headers, config.forward_authorization);
+        Self {
+            config,
+            verifier,
+            keys,
+            dkeys,
+            revocations: shared.revocations,
+            replay: shared.replay,
+            removals,
+            no_identity: Arc::new([]),
+        }
     }
 
     /// The id a one-time token is recorded under: `(tenant, issuer, jti)` until `exp`
@@ -197,10 +211,8 @@ impl Engine {
             )
         })?;
         let route = matched.route.clone();
-        let fwd = self.config.forward_authorization;
         if route.public {
-            let headers =
-                header::plan(&self.config.headers, None, fwd).map_err(|e| refuse(e.into(), Some(route.clone())))?;
+            let headers = HeaderPlan { remove: self.removals.clone(), set: self.no_identity.clone() };
             return Ok(Decision::Allowed(Allowed { permit: policy::permit_public(matched), headers }));
         }
         let token = bearer(authorization).map_err(|e| refuse(e.into(), Some(route.clone())))?;
@@ -221,8 +233,10 @@ impl Engine {
         }
         let permit = policy::authorize(matched, verified.clone(), method, &self.config.role_claim)
             .map_err(|d| Refusal { token: Some(verified.clone()), ..refuse(d, Some(route.clone())) })?;
-        let headers = header::plan(&self.config.headers, permit.token().map(|t| t.as_ref()), fwd)
+        let set = verified
+            .identity_with(|t| header::identity(&self.config.headers, t))
             .map_err(|e| Refusal { token: Some(verified.clone()), ..refuse(e.into(), Some(route.clone())) })?;
+        let headers = HeaderPlan { remove: self.removals.clone(), set };
         let allowed = Allowed { permit, headers };
         if !route.one_time {
             return Ok(Decision::Allowed(allowed));

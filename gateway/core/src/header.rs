@@ -15,8 +15,11 @@
 //! allowed by that setting.
 
 use crate::error::AuthError;
+pub use crate::verify::Identity;
 use crate::verify::VerifiedToken;
+use bytes::Bytes;
 use serde_json::Value;
+use std::sync::Arc;
 
 /// How array claims become one header value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +41,14 @@ pub struct HeaderMapping {
     pub array: ArrayEncoding,
 }
 
-/// What to do to the upstream request's headers.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What to do to the upstream request's headers. Both lists are shared, not built
+/// per request: the removals are the config's, the identity the token's.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderPlan {
     /// Header names to remove (lower case).
-    pub remove: Vec<String>,
+    pub remove: Arc<[String]>,
     /// Headers to set after removal.
-    pub set: Vec<(String, String)>,
+    pub set: Identity,
 }
 
 fn clean(s: &str) -> Result<&str, ()> {
@@ -75,28 +79,45 @@ fn encode(v: &Value, array: ArrayEncoding) -> Result<Option<String>, ()> {
     }))
 }
 
+/// The headers removed from every upstream request: every mapped header (and
+/// `Authorization` unless forwarded). Made once per config.
+pub fn removals(mappings: &[HeaderMapping], forward_authorization: bool) -> Arc<[String]> {
+    let mut remove: Vec<String> = mappings.iter().map(|m| m.header.clone()).collect();
+    if !forward_authorization {
+        remove.push("authorization".into());
+    }
+    remove.into()
+}
+
+/// The mapped claims of `token` as headers (a claim that is absent or `null` sets
+/// nothing); an unencodable value refuses the token (`claim_invalid`).
+pub fn identity(mappings: &[HeaderMapping], token: &VerifiedToken) -> Result<Identity, AuthError> {
+    let mut set = Vec::with_capacity(mappings.len());
+    for m in mappings {
+        if let Some(v) = token.claims().get(&m.claim) {
+            let value = encode(v, m.array).map_err(|_| AuthError::ClaimInvalid(m.claim.clone()))?;
+            if let Some(value) = value {
+                set.push((Bytes::from(m.header.clone()), Bytes::from(value)));
+            }
+        }
+    }
+    Ok(set.into())
+}
+
 /// Builds the header plan: strip every mapped header (and `Authorization` unless
-/// forwarded), then set the mapped claims of `token` (none on a public route).
+/// forwarded), then set the mapped claims of `token` (none on a public route). The
+/// engine keeps the removals per config and the identity per token instead of
+/// calling this per request.
 pub fn plan(
     mappings: &[HeaderMapping],
     token: Option<&VerifiedToken>,
     forward_authorization: bool,
 ) -> Result<HeaderPlan, AuthError> {
-    let mut out = HeaderPlan { remove: mappings.iter().map(|m| m.header.clone()).collect(), set: Vec::new() };
-    if !forward_authorization {
-        out.remove.push("authorization".into());
-    }
-    if let Some(token) = token {
-        for m in mappings {
-            if let Some(v) = token.claims().get(&m.claim) {
-                let value = encode(v, m.array).map_err(|_| AuthError::ClaimInvalid(m.claim.clone()))?;
-                if let Some(value) = value {
-                    out.set.push((m.header.clone(), value));
-                }
-            }
-        }
-    }
-    Ok(out)
+    let set = match token {
+        Some(token) => identity(mappings, token)?,
+        None => Arc::new([]),
+    };
+    Ok(HeaderPlan { remove: removals(mappings, forward_authorization), set })
 }
 
 /// What to do with inbound header names containing `_`.

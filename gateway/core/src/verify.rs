@@ -18,7 +18,12 @@ use crate::keystore::KeyStore;
 use crate::tenant::Tenant;
 use cache::TokenCache;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+/// The headers the gateway sets for one verified token, as name and value bytes
+/// (`crate::header::identity` makes them): made once per token and kept with it in
+/// the verified-token cache, shared by every request that token makes.
+pub type Identity = Arc<[(bytes::Bytes, bytes::Bytes)]>;
 
 /// Verification settings shared by all tenants.
 #[derive(Debug, Clone)]
@@ -50,9 +55,22 @@ pub struct VerifiedToken {
     kid: Option<String>,
     encrypted: Option<Encrypted>,
     claims: Claims,
+    /// The identity headers of this token, made on first use (see [`Self::identity_with`]).
+    identity: OnceLock<Result<Identity, AuthError>>,
 }
 
 impl VerifiedToken {
+    /// The token's identity headers: made by `make` on the first call and kept, so a
+    /// token served from the cache sets its headers without building them again. A
+    /// token lives in the cache of one config's verifier, so one header mapping
+    /// (that config's) ever makes them.
+    pub fn identity_with(
+        &self,
+        make: impl FnOnce(&Self) -> Result<Identity, AuthError>,
+    ) -> Result<Identity, AuthError> {
+        self.identity.get_or_init(|| make(self)).clone()
+    }
+
     /// The tenant whose key verified the token.
     pub fn tenant(&self) -> &Arc<Tenant> {
         &self.tenant
@@ -271,8 +289,14 @@ impl Verifier {
             return Err(AuthError::SignatureInvalid.into());
         }
         self.check_claims(&claims, tenant, now)?;
-        let verified =
-            VerifiedToken { tenant: tenant.clone(), alg: Some(alg), kid: jws.header.kid, encrypted: None, claims };
+        let verified = VerifiedToken {
+            tenant: tenant.clone(),
+            alg: Some(alg),
+            kid: jws.header.kid,
+            encrypted: None,
+            claims,
+            identity: OnceLock::new(),
+        };
         Ok((verified, set))
     }
 
@@ -323,8 +347,14 @@ impl Verifier {
             return Err(AuthError::TenantMismatch.into());
         }
         self.check_claims(&claims, tenant, now)?;
-        let verified =
-            VerifiedToken { tenant: tenant.clone(), alg: None, kid: None, encrypted: Some(encrypted), claims };
+        let verified = VerifiedToken {
+            tenant: tenant.clone(),
+            alg: None,
+            kid: None,
+            encrypted: Some(encrypted),
+            claims,
+            identity: OnceLock::new(),
+        };
         Ok((verified, None, Some(dset)))
     }
 }
