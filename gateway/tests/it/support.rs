@@ -23,6 +23,20 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Waits until `check` holds, polling every 20 ms; fails the test naming `what` once
+/// `within` has passed without it. The tests' one way to wait (never a fixed sleep).
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
