@@ -23,11 +23,7 @@ fn fixture() -> Fixture {
     let key = TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
     let enc_jwks = testkit::keys_dir().join("enc-rsa.jwks");
     let yaml = format!(
-        r#"
-listen: 127.0.0.1:1
-admin_listen: 127.0.0.1:2
-keys: {{ url_template: "http://127.0.0.1:3/jwk/{{tenant}}" }}
-tenants:
+        r#"{head}tenants:
   h-a:
     issuer: https://issuer.test/h-a
     audiences: [api]
@@ -58,7 +54,8 @@ routes:
   - {{ name: once, path: /once, upstream: u, one_time: true }}
   - {{ name: once-doctor, path: /once-doctor, upstream: u, one_time: true, allow: [{{ role: doctor }}] }}
 "#,
-        enc = enc_jwks.display()
+        enc = enc_jwks.display(),
+        head = testkit::fixture::CONFIG_HEAD
     );
     let engine = Engine::new(Config::from_yaml(&yaml).expect("the config is valid"));
     let jwks = testkit::jwks(&[&key]);

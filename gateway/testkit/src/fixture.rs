@@ -17,6 +17,12 @@ use gateway_core::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
 use gateway_core::verify::{Verifier, VerifyOptions};
 use gateway_core::{Algorithm, KeySet};
 
+/// The head of a test config that the core reads but never connects to: listener
+/// addresses and a JWKS URL template (nothing listens there). Tenants, upstreams and
+/// routes follow it.
+pub const CONFIG_HEAD: &str =
+    "listen: 127.0.0.1:1\nadmin_listen: 127.0.0.1:2\nkeys: { url_template: \"http://127.0.0.1:3/jwk/{tenant}\" }\n";
+
 /// The fixed clock of the core's tests (seconds since the epoch).
 pub const NOW: i64 = 1_800_000_000;
 

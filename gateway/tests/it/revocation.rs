@@ -3,7 +3,7 @@
 //! emergency key removal is refused without waiting for the JWKS cache; a gateway
 //! that loses the sidecar keeps its last revocation state and says so.
 
-use crate::support::{claims_of, eventually, Gateway, Sidecar, SIDECAR_GATEWAY};
+use crate::support::{claims_of, eventually, Gateway, Sidecar};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use testkit::EchoServer;
@@ -35,8 +35,7 @@ async fn revocations_reach_the_gateway_within_a_second() {
     .await;
     let echo = EchoServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway.token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir.path(), "gateway.token");
     let gw = Gateway::start(&format!(
         r#"
 keys:

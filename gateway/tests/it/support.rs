@@ -252,6 +252,14 @@ pub const SIDECAR_ADMIN: &str = "sidecar-test-admin-token";
 /// Gateway channel credential of test sidecars.
 pub const SIDECAR_GATEWAY: &str = "sidecar-test-gateway-token";
 
+/// Writes the gateway channel credential ([`SIDECAR_GATEWAY`]) to `name` in `dir`, for
+/// a gateway config's `token_file`; returns its path.
+pub fn gateway_token_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, SIDECAR_GATEWAY).unwrap();
+    path
+}
+
 fn sidecar_binary() -> std::path::PathBuf {
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");
     if !path.exists() {
