@@ -347,30 +347,37 @@ impl ProxyHttp for Gateway {
             self.access_log.record(&access_record(session, ctx, &path, status, denied, elapsed));
         }
         if let Some(audit) = &self.audit {
-            let token = ctx.token.take();
-            if let Some(admission) = audit.admit(token.is_some(), denied) {
-                let req = session.req_header();
-                let finished = Finished {
-                    time_ms: crate::clock::unix_ms(),
-                    request_id: ctx.request_id.as_str(),
-                    client_request_id: ctx.client_request_id.as_deref(),
-                    client_ip: ctx.client_ip,
-                    token: token.as_deref(),
-                    role_claim: &ctx.rt.engine.config.role_claim,
-                    route: ctx.route.as_deref().map(|r| r.name.as_str()),
-                    method: req.method.as_str(),
-                    path: req.uri.path(),
-                    max_path: audit.max_path_bytes(),
-                    denied,
-                    reason: ctx.reason,
-                    status,
-                    upstream: ctx.upstream(),
-                    latency_us: ctx.started.elapsed().as_micros() as u64,
-                };
-                audit.record(admission, AuditRecord::of(&finished));
-            }
+            audit_request(audit, session, ctx, status, denied);
         }
     }
+}
+
+/// Hands the request to the audit trail, when the trail admits it (the record is
+/// built by the core's `AuditRecord::of`).
+fn audit_request(audit: &AuditLog, session: &Session, ctx: &mut Ctx, status: u16, denied: bool) {
+    let token = ctx.token.take();
+    let Some(admission) = audit.admit(token.is_some(), denied) else {
+        return;
+    };
+    let req = session.req_header();
+    let finished = Finished {
+        time_ms: crate::clock::unix_ms(),
+        request_id: ctx.request_id.as_str(),
+        client_request_id: ctx.client_request_id.as_deref(),
+        client_ip: ctx.client_ip,
+        token: token.as_deref(),
+        role_claim: &ctx.rt.engine.config.role_claim,
+        route: ctx.route.as_deref().map(|r| r.name.as_str()),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        max_path: audit.max_path_bytes(),
+        denied,
+        reason: ctx.reason,
+        status,
+        upstream: ctx.upstream(),
+        latency_us: ctx.started.elapsed().as_micros() as u64,
+    };
+    audit.record(admission, AuditRecord::of(&finished));
 }
 
 impl Gateway {
