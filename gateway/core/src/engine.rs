@@ -208,14 +208,18 @@ impl Engine {
     /// rotated at once) gets at most one refetch, then the request is decided again
     /// at a fresh `clock()`. A panic inside (a library bug reached by hostile input)
     /// is a `token_malformed` refusal, never a dropped connection.
-    pub async fn authenticate<F: KeyFetch>(
+    pub async fn authenticate<C, F>(
         &self,
         method: &str,
         path: &str,
         authorization: &[&[u8]],
-        clock: fn() -> i64,
+        clock: C,
         keys: &F,
-    ) -> Result<Decision, Refusal> {
+    ) -> Result<Decision, Refusal>
+    where
+        C: Fn() -> i64 + Send + Sync,
+        F: KeyFetch,
+    {
         let mut outcome = self.decide_guarded(method, path, authorization, clock());
         let mut done: Vec<Refetch> = Vec::new();
         while let Err(Refusal { refetch: Some(want), .. }) = &outcome {
