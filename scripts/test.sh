@@ -8,6 +8,7 @@ scripts/deps.sh test
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles"
+scripts/check-cycles.py --self-test
 scripts/check-cycles.py gateway/src gateway/core/src
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings

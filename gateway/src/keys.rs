@@ -15,10 +15,12 @@ use source::{parse_file, read_capped, CappedBody};
 use crate::clock::now;
 use crate::metrics::Metrics;
 use gateway_core::config::Config;
+use gateway_core::engine::KeyFetch;
 use gateway_core::jwe::keys::DecryptionKeySet;
 use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::keystore::{parse_max_age, KeyStore};
 use gateway_core::tenant::{DecryptionSource, KeySource};
+use gateway_core::verify::Refetch;
 use gateway_core::KeySet;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +38,16 @@ pub fn drop_tenant_keys(engine: &gateway_core::Engine, tenant: &str, now: i64) {
     engine.keys.install(tenant, KeySet::default(), now, None);
     if engine.dkeys.tenants().iter().any(|t| t == tenant) {
         engine.dkeys.install(tenant, DecryptionKeySet::default(), now, None);
+    }
+}
+
+/// The engine's unknown-`kid` refetches go through the fetcher.
+impl KeyFetch for KeyFetcher {
+    async fn refetch(&self, want: &Refetch) -> bool {
+        match want {
+            Refetch::Signing(tenant) => self.refetch_unknown_kid(tenant).await,
+            Refetch::Decryption(kid) => self.refetch_unknown_decryption_kid(kid).await,
+        }
     }
 }
 

@@ -20,12 +20,11 @@ use crate::metrics::Metrics;
 use crate::runtime::{Runtime, SharedRuntime};
 use async_trait::async_trait;
 use bytes::Bytes;
-use gateway_core::audit::{AuditRecord, Identity};
+use gateway_core::audit::{AuditRecord, Finished};
 use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::route::Route;
-use gateway_core::verify::Refetch;
-use gateway_core::{Allowed, AuthError, Decision, Denial, EdgeError, Refusal, VerifiedToken};
+use gateway_core::{Allowed, Decision, Denial, EdgeError, Refusal, UpstreamError, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -87,22 +86,6 @@ fn client_request_id_header(session: &Session) -> Option<String> {
     client_request_id(given.as_bytes()).map(str::to_owned)
 }
 
-/// `Engine::decide`, with any panic (a library bug reached by hostile input) turned
-/// into a 401 rather than a dropped connection. Decryption is guarded inside the core
-/// already; this is the second line.
-fn decide_guarded(rt: &Runtime, method: &str, path: &str, auth: &[&[u8]]) -> Result<Decision, Refusal> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.engine.decide(method, path, auth, now())))
-        .unwrap_or_else(|_| {
-            tracing::error!("panic while deciding a request; refused as token_malformed");
-            Err(Refusal {
-                denial: AuthError::TokenMalformed("unprocessable").into(),
-                route: None,
-                refetch: None,
-                token: None,
-            })
-        })
-}
-
 impl Gateway {
     async fn decide(&self, rt: &Runtime, session: &Session) -> Result<Allowed, Refusal> {
         let req = session.req_header();
@@ -124,24 +107,7 @@ impl Gateway {
             }
         };
         let started = Instant::now();
-        // A nested JWE can name a new decryption key and, inside, a new signing key (both
-        // rotated at once): each kind of key gets one refetch.
-        let mut outcome = decide_guarded(rt, method, path, auth);
-        let mut done: Vec<Refetch> = Vec::new();
-        while let Err(Refusal { refetch: Some(want), .. }) = &outcome {
-            if done.contains(want) {
-                break;
-            }
-            let refetched = match want {
-                Refetch::Signing(tenant) => rt.fetcher.refetch_unknown_kid(tenant).await,
-                Refetch::Decryption(kid) => rt.fetcher.refetch_unknown_decryption_kid(kid).await,
-            };
-            if !refetched {
-                break;
-            }
-            done.push(want.clone());
-            outcome = decide_guarded(rt, method, path, auth);
-        }
+        let outcome = rt.engine.authenticate(method, path, auth, now, rt.fetcher.as_ref()).await;
         if let Some(t) = outcome.as_ref().ok().and_then(Decision::token) {
             let alg = t.alg().map_or("unsigned", |a| a.as_str());
             self.metrics.verify_seconds(alg, started.elapsed().as_secs_f64());
@@ -222,14 +188,14 @@ impl ProxyHttp for Gateway {
         if !session.is_body_empty() {
             let req = session.req_header();
             let route = rt.engine.config.router.find(req.method.as_str(), req.uri.path()).ok();
-            let limit = route.and_then(|m| m.route.max_body_bytes).unwrap_or(http.limits.max_body_bytes);
+            let limit = route.and_then(|m| m.route().max_body_bytes).unwrap_or(http.limits.max_body_bytes);
             if let Err(e) = edge::body(session, limit, &mut ctx.edge).await? {
                 return refuse_edge(session, ctx, e).await;
             }
         }
         match self.decide(&rt, session).await {
             Ok(allowed) => {
-                ctx.route = Some(allowed.permit.route().route.clone());
+                ctx.route = Some(allowed.permit.route().route().clone());
                 ctx.forwarded = true;
                 ctx.token = allowed.permit.token().cloned();
                 ctx.headers = Some(allowed.headers);
@@ -260,7 +226,7 @@ impl ProxyHttp for Gateway {
                 Ok(Box::new(peer))
             }
             None => {
-                ctx.reason = Some("upstream_unavailable");
+                ctx.reason = Some(Denial::from(UpstreamError::Unavailable).reason());
                 Err(Error::explain(HTTPStatus(503), "no healthy upstream peer"))
             }
         }
@@ -346,16 +312,18 @@ impl ProxyHttp for Gateway {
             }
             return FailToProxy { error_code: denial.response().status, can_reuse_downstream: false };
         }
-        let (status, reason) = match e.etype() {
-            HTTPStatus(503) => (503, "upstream_unavailable"),
-            _ if *e.esource() == ErrorSource::Downstream => (0, "client_error"),
-            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout"),
-            HTTPStatus(code) if *code < 500 => (*code, "bad_request"),
-            _ => (502, "upstream_failed"),
+        let failure = match e.etype() {
+            HTTPStatus(503) => UpstreamError::Unavailable,
+            _ if *e.esource() == ErrorSource::Downstream => UpstreamError::Client,
+            ConnectTimedout | ReadTimedout | WriteTimedout => UpstreamError::Timeout,
+            HTTPStatus(code) if *code < 500 => UpstreamError::BadRequest(*code),
+            _ => UpstreamError::Failed,
         };
-        ctx.reason = Some(reason);
+        let denial = Denial::from(failure);
+        let status = denial.response().status;
+        ctx.reason = Some(denial.reason());
         if status > 0 {
-            let body = format!(r#"{{"error":"upstream","reason":"{reason}"}}"#);
+            let body = denial.body();
             // The connection is not reused after a proxy failure: say so, so clients do not
             // send their next request into a closing socket. Pingora writes the
             // `Connection` header from its keep-alive state, so that state is what to set.
@@ -367,76 +335,84 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let deny = ctx.reason.is_some() && !ctx.forwarded;
-        let decision = if deny { "deny" } else { "allow" };
+        let denied = ctx.reason.is_some() && !ctx.forwarded;
         let elapsed = ctx.started.elapsed();
+        self.count(ctx, status, denied, elapsed);
+        if self.access_log.enabled() {
+            let path = logged_path(session.req_header().uri.path());
+            self.access_log.record(&access_record(session, ctx, &path, status, denied, elapsed));
+        }
+        if let Some(audit) = &self.audit {
+            audit_request(audit, session, ctx, status, denied);
+        }
+    }
+}
+
+/// Hands the request to the audit trail, when the trail admits it (the record is
+/// built by the core's `AuditRecord::of`).
+fn audit_request(audit: &AuditLog, session: &Session, ctx: &mut Ctx, status: u16, denied: bool) {
+    let token = ctx.token.take();
+    let Some(admission) = audit.admit(token.is_some(), denied) else {
+        return;
+    };
+    let req = session.req_header();
+    let finished = Finished {
+        time_ms: crate::clock::unix_ms(),
+        request_id: ctx.request_id.as_str(),
+        client_request_id: ctx.client_request_id.as_deref(),
+        client_ip: ctx.client_ip,
+        token: token.as_deref(),
+        role_claim: &ctx.rt.engine.config.role_claim,
+        route: ctx.route.as_deref().map(|r| r.name.as_str()),
+        method: req.method.as_str(),
+        path: req.uri.path(),
+        max_path: audit.max_path_bytes(),
+        denied,
+        reason: ctx.reason,
+        status,
+        upstream: ctx.upstream(),
+        latency_us: ctx.started.elapsed().as_micros() as u64,
+    };
+    audit.record(admission, AuditRecord::of(&finished));
+}
+
+impl Gateway {
+    /// The request's metrics: its route's request and upstream latency series, and the
+    /// refusal or failure reason.
+    fn count(&self, ctx: &Ctx, status: u16, denied: bool, elapsed: std::time::Duration) {
         let handles = ctx.rt.route_metrics(ctx.route.as_ref());
-        handles.request(status, deny);
+        handles.request(status, denied);
         if let Some(reason) = ctx.reason {
             self.metrics.denials.with_label_values(&[reason]).inc();
         }
         if ctx.forwarded {
             handles.upstream_seconds(elapsed.as_secs_f64());
         }
-        if self.access_log.enabled() {
-            let req = session.req_header();
-            self.access_log.record(&AccessRecord {
-                time_ms: crate::clock::unix_ms(),
-                request_id: ctx.request_id.as_str(),
-                client_ip: ctx.client_ip,
-                method: req.method.as_str(),
-                path: &logged_path(req.uri.path()),
-                status,
-                route: ctx.route.as_deref().map(|r| r.name.as_str()),
-                upstream: ctx.upstream(),
-                decision,
-                reason: ctx.reason,
-                tenant: ctx.token.as_ref().map(|t| t.tenant().id.as_str()),
-                latency_us: elapsed.as_micros() as u64,
-            });
-        }
-        if let Some(audit) = &self.audit {
-            let token = ctx.token.take();
-            if let Some(admission) = audit.admit(token.is_some(), decision == "deny") {
-                audit.record(admission, audit_record(session, ctx, token, status, decision, audit.max_path_bytes()));
-            }
-        }
     }
 }
 
-/// The audit record of a finished request: the token's audited fields only, the
-/// path capped at `max_path` with token-shaped segments redacted.
-fn audit_record(
-    session: &Session,
-    ctx: &Ctx,
-    token: Option<Arc<VerifiedToken>>,
+/// The access log line of a finished request (no token content).
+fn access_record<'a>(
+    session: &'a Session,
+    ctx: &'a Ctx,
+    path: &'a str,
     status: u16,
-    decision: &str,
-    max_path: usize,
-) -> AuditRecord {
+    denied: bool,
+    elapsed: std::time::Duration,
+) -> AccessRecord<'a> {
     let req = session.req_header();
-    let who = token.map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
-    let (path, path_truncated) = gateway_core::audit::recorded_path(req.uri.path(), max_path);
-    AuditRecord {
+    AccessRecord {
         time_ms: crate::clock::unix_ms(),
-        request_id: ctx.request_id.as_str().to_owned(),
-        client_request_id: ctx.client_request_id.clone(),
+        request_id: ctx.request_id.as_str(),
         client_ip: ctx.client_ip,
-        tenant: (!who.tenant.is_empty()).then_some(who.tenant),
-        subject: who.subject,
-        role: who.role,
-        jti: who.jti,
-        kid: who.kid,
-        token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
-        route: ctx.route.as_ref().map(|r| r.name.clone()),
-        method: req.method.to_string(),
+        method: req.method.as_str(),
         path,
-        path_truncated,
-        decision: decision.to_owned(),
-        reason: ctx.reason.map(str::to_owned),
         status,
-        upstream: ctx.upstream().map(str::to_owned),
-        latency_us: ctx.started.elapsed().as_micros() as u64,
-        sampled_out: None,
+        route: ctx.route.as_deref().map(|r| r.name.as_str()),
+        upstream: ctx.upstream(),
+        decision: if denied { "deny" } else { "allow" },
+        reason: ctx.reason,
+        tenant: ctx.token.as_ref().map(|t| t.tenant().id.as_str()),
+        latency_us: elapsed.as_micros() as u64,
     }
 }

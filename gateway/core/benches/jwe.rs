@@ -67,41 +67,19 @@ fn bench(c: &mut Criterion) {
 /// Decrypt-and-verify through the `Verifier` (token cache off), beside a plain JWS.
 fn nested(g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
     use gateway_core::jwe::store::DecryptionStore;
-    use gateway_core::keystore::{KeyStore, RefreshPolicy};
-    use gateway_core::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
-    use gateway_core::verify::{Verifier, VerifyOptions};
+    use gateway_core::keystore::KeyStore;
+    use gateway_core::tenant::Tenant;
+    use testkit::fixture::{self, NOW};
     use testkit::jwe::EncKey;
-    const NOW: i64 = 1_800_000_000;
-    let policy = RefreshPolicy {
-        floor: 30,
-        ceiling: 3600,
-        default_max_age: 300,
-        unknown_kid_cooldown: 10,
-        max_stale: i64::MAX / 4,
-    };
+    let policy = fixture::NEVER_STALE;
     let rs = testkit::TestKey::load("rsa-a.pem", "rs-1", jsonwebtoken::Algorithm::RS256);
     let (rsa, ec) = (EncKey::rsa("enc-rsa"), EncKey::p256("enc-ec"));
-    let tenant = Tenant {
-        id: "t1".into(),
-        issuer: "https://issuer.test/t1".into(),
-        audiences: vec!["api".into()],
-        algorithms: vec![gateway_core::Algorithm::RS256],
-        required: true,
-        required_claims: vec![],
-        keys: KeySource::Url("http://unused".into()),
-        encryption: Some(Encryption {
-            allow: JweAllow::default(),
-            allow_bare_claims: false,
-            keys: DecryptionSource::File("unused".into()),
-        }),
-    };
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
-        vec![tenant],
-        0,
-    );
+    let tenant =
+        fixture::encrypted(fixture::tenant("t1", vec![gateway_core::Algorithm::RS256]), JweAllow::default(), false);
+    let tenant = Tenant { required_claims: vec![], ..tenant };
+    let verifier = fixture::verifier(vec![tenant], 0);
     let keys = KeyStore::new(["t1"], policy);
-    keys.install("t1", gateway_core::KeySet::from_jwks(testkit::jwks(&[&rs]).as_bytes()).unwrap(), NOW, None);
+    keys.install("t1", fixture::key_set(&[&rs]), NOW, None);
     let dkeys = DecryptionStore::new(["t1"], policy);
     let set = DecryptionKeySet::from_jwks(testkit::jwe::private_jwks(&[&rsa, &ec]).as_bytes()).unwrap();
     dkeys.install("t1", set, NOW, None);

@@ -6,9 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use gateway_core::alg::Algorithm as A;
-use gateway_core::jwe::store::DecryptionStore;
-use gateway_core::keystore::{KeyStore, RefreshPolicy};
-use gateway_core::tenant::{KeySource, Tenant};
+use gateway_core::keystore::KeyStore;
 use gateway_core::verify::{Verifier, VerifyOptions};
 use gateway_core::KeySet;
 use jsonwebtoken::Algorithm;
@@ -17,30 +15,8 @@ use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use testkit::fixture::{self, tenant, NOW};
 use testkit::TestKey;
-
-/// No tenant accepts JWE here.
-fn nod() -> DecryptionStore {
-    DecryptionStore::new(
-        std::iter::empty(),
-        RefreshPolicy { floor: 1, ceiling: 1, default_max_age: 1, unknown_kid_cooldown: 1, max_stale: 1 },
-    )
-}
-
-const NOW: i64 = 1_800_000_000;
-
-fn tenant(id: &str) -> Tenant {
-    Tenant {
-        id: id.into(),
-        issuer: format!("https://issuer.test/{id}"),
-        audiences: vec!["api".into()],
-        algorithms: A::ALL.to_vec(),
-        required: true,
-        required_claims: vec!["sub".into()],
-        keys: KeySource::Url("http://unused".into()),
-        encryption: None,
-    }
-}
 
 fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
     let keys = vec![
@@ -49,19 +25,9 @@ fn setup(cache: usize) -> (Verifier, KeyStore, Vec<(A, TestKey)>) {
         (A::ES256, TestKey::load("ec-a.pem", "es-1", Algorithm::ES256)),
         (A::EdDSA, TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA)),
     ];
-    let tenant = tenant("t1");
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
-        vec![tenant],
-        cache,
-    );
-    let policy = RefreshPolicy {
-        floor: 30,
-        ceiling: 3600,
-        default_max_age: 300,
-        unknown_kid_cooldown: 10,
-        max_stale: i64::MAX / 4,
-    };
+    let tenant = tenant("t1", A::ALL.to_vec());
+    let verifier = fixture::verifier(vec![tenant], cache);
+    let policy = fixture::NEVER_STALE;
     let store = KeyStore::new(["t1"], policy);
     let refs: Vec<&TestKey> = keys.iter().map(|(_, k)| k).collect();
     store.install("t1", KeySet::from_jwks(testkit::jwks(&refs).as_bytes()).unwrap(), NOW, None);
@@ -75,7 +41,7 @@ fn claims() -> serde_json::Value {
 
 fn bench(c: &mut Criterion) {
     let (verifier, store, keys) = setup(0);
-    let no_jwe = nod();
+    let no_jwe = fixture::no_decryption();
     let mut group = c.benchmark_group("verify");
     for (alg, key) in &keys {
         let token = key.mint(&claims());
@@ -130,7 +96,7 @@ fn timed<F: Fn() + Sync>(iters: u64, contended: bool, op: &F) -> Duration {
 /// The verified-token cache hit (through `Verifier::verify`, so with the dot count
 /// and time re-check), beside a bare `DashMap` and `HashMap` lookup of the same token.
 fn cache(c: &mut Criterion) {
-    let no_jwe = nod();
+    let no_jwe = fixture::no_decryption();
     let (cached, cstore, ckeys) = setup(10_000);
     let token = ckeys[0].1.mint(&claims());
     cached.verify(&token, &cstore, &no_jwe, NOW).unwrap();
@@ -167,26 +133,20 @@ fn cache(c: &mut Criterion) {
 /// Full RS256 verification and a cache hit with 100 and with 10,000 configured
 /// tenants (each with its own keys loaded): the lookups by tenant id must not scan.
 fn tenants(c: &mut Criterion) {
-    let no_jwe = nod();
+    let no_jwe = fixture::no_decryption();
     let key = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
     let jwks = testkit::jwks(&[&key]);
     let mut group = c.benchmark_group("tenants");
     for n in [100usize, 10_000] {
         let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
-        let policy = RefreshPolicy {
-            floor: 30,
-            ceiling: 3600,
-            default_max_age: 300,
-            unknown_kid_cooldown: 10,
-            max_stale: i64::MAX / 4,
-        };
+        let policy = fixture::NEVER_STALE;
         let store = KeyStore::new(ids.iter().map(String::as_str), policy);
         for id in &ids {
             store.install(id, KeySet::from_jwks(jwks.as_bytes()).unwrap(), NOW, None);
         }
         let opts = VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 };
-        let plain = Verifier::new(opts.clone(), ids.iter().map(|id| tenant(id)).collect(), 0);
-        let cached = Verifier::new(opts, ids.iter().map(|id| tenant(id)).collect(), 10_000);
+        let plain = Verifier::new(opts.clone(), ids.iter().map(|id| tenant(id, A::ALL.to_vec())).collect(), 0);
+        let cached = Verifier::new(opts, ids.iter().map(|id| tenant(id, A::ALL.to_vec())).collect(), 10_000);
         // The last tenant configured, so a scan would be as long as possible.
         let id = &ids[n - 1];
         let mut claims = claims();

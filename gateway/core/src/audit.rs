@@ -11,7 +11,6 @@ pub use limit::AnonymousLimit;
 
 use crate::verify::VerifiedToken;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::net::IpAddr;
 
 /// Who made a request, as far as the audit trail records it.
@@ -35,11 +34,7 @@ impl Identity {
     /// The audited fields of a verified token; nothing else of it.
     pub fn of(token: &VerifiedToken, role_claim: &str) -> Identity {
         let c = token.claims();
-        let role = match c.get(role_claim) {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(Value::Array(a)) => Some(a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")),
-            _ => None,
-        };
+        let role = c.roles(role_claim).map(|roles| roles.collect::<Vec<_>>().join(","));
         Identity {
             tenant: token.tenant().id.clone(),
             subject: c.str("sub").map(str::to_owned),
@@ -97,6 +92,72 @@ pub struct AuditRecord {
     pub latency_us: u64,
     /// Anonymous trail only: records the rate limit left out just before this one.
     pub sampled_out: Option<u64>,
+}
+
+/// What the proxy knows of a finished request: the facts its audit record is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct Finished<'a> {
+    /// Milliseconds since the epoch.
+    pub time_ms: i64,
+    /// The gateway's own request id.
+    pub request_id: &'a str,
+    /// The client's `X-Request-Id`, when short and plain.
+    pub client_request_id: Option<&'a str>,
+    /// The client's address.
+    pub client_ip: Option<IpAddr>,
+    /// The verified token, if the request got that far.
+    pub token: Option<&'a VerifiedToken>,
+    /// The role claim's name (`auth.role_claim`).
+    pub role_claim: &'a str,
+    /// The matched route's name.
+    pub route: Option<&'a str>,
+    /// HTTP method.
+    pub method: &'a str,
+    /// The request path (recorded through [`recorded_path`]).
+    pub path: &'a str,
+    /// The recorded path's cap in bytes.
+    pub max_path: usize,
+    /// Whether the gateway refused the request.
+    pub denied: bool,
+    /// The refusal or upstream failure reason.
+    pub reason: Option<&'a str>,
+    /// Response status (0 when none was written).
+    pub status: u16,
+    /// Upstream pool, when forwarded.
+    pub upstream: Option<&'a str>,
+    /// Total latency in microseconds.
+    pub latency_us: u64,
+}
+
+impl AuditRecord {
+    /// The audit record of a finished request: the token's audited fields only
+    /// ([`Identity::of`]), the path capped and token-shaped segments redacted.
+    pub fn of(f: &Finished<'_>) -> AuditRecord {
+        let who = f.token.map(|t| Identity::of(t, f.role_claim)).unwrap_or_default();
+        let (path, path_truncated) = recorded_path(f.path, f.max_path);
+        AuditRecord {
+            time_ms: f.time_ms,
+            request_id: f.request_id.to_owned(),
+            client_request_id: f.client_request_id.map(str::to_owned),
+            client_ip: f.client_ip,
+            tenant: (!who.tenant.is_empty()).then_some(who.tenant),
+            subject: who.subject,
+            role: who.role,
+            jti: who.jti,
+            kid: who.kid,
+            token_kind: (!who.token_kind.is_empty()).then(|| who.token_kind.to_owned()),
+            route: f.route.map(str::to_owned),
+            method: f.method.to_owned(),
+            path,
+            path_truncated,
+            decision: if f.denied { "deny" } else { "allow" }.to_owned(),
+            reason: f.reason.map(str::to_owned),
+            status: f.status,
+            upstream: f.upstream.map(str::to_owned),
+            latency_us: f.latency_us,
+            sampled_out: None,
+        }
+    }
 }
 
 /// Which trail a record belongs to.

@@ -202,6 +202,21 @@ fn numeric_date(claims: &Claims, name: &str) -> Result<Option<i64>, AuthError> {
     Ok(Some(t))
 }
 
+/// The roles of a role claim, in claim order, without allocating: see [`Claims::roles`].
+#[derive(Debug, Clone)]
+pub struct Roles<'a> {
+    one: Option<&'a str>,
+    many: std::slice::Iter<'a, Value>,
+}
+
+impl<'a> Iterator for Roles<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        self.one.take().or_else(|| self.many.by_ref().find_map(Value::as_str))
+    }
+}
+
 impl UncheckedClaims {
     /// Reads a claims object strictly; its claims are checked by [`Self::check`].
     pub fn parse(json: Vec<u8>) -> Result<Self, JsonError> {
@@ -271,6 +286,17 @@ impl Claims {
     /// Any claim by name.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.member(name).map(|m| self.value(m))
+    }
+
+    /// The roles named by the role claim `name`: a string is one role, an array its
+    /// string elements (others are skipped); `None` when the claim is absent or neither.
+    /// The one reading of the role claim (policy and the audit record both use it).
+    pub fn roles(&self, name: &str) -> Option<Roles<'_>> {
+        match self.get(name)? {
+            Value::String(s) => Some(Roles { one: Some(s.as_str()), many: [].iter() }),
+            Value::Array(a) => Some(Roles { one: None, many: a.iter() }),
+            _ => None,
+        }
     }
 
     /// A string claim by name.

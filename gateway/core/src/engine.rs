@@ -2,9 +2,18 @@
 //! extraction, the route's encryption requirement, verification (decrypting a JWE
 //! first), revocation, policy, the header plan and finally the one-time check, in
 //! that order (so a refused request never uses up a one-time token). The Pingora glue
-//! calls [`Engine::decide`] once per request (again after an unknown-`kid` refetch);
-//! on a one-time route it gets a [`OneTime`], which only [`Engine::admit`] (the
-//! replay store's possibly remote check) turns into an [`Allowed`].
+//! calls [`Engine::authenticate`] once per request: it runs [`Engine::decide`] and,
+//! when the keys lack the token's `kid`, has a [`KeyFetch`] refetch them and decides
+//! again (as Envoy's `jwt_authn` authenticator asks its JWKS fetcher). On a one-time
+//! route it gets a [`OneTime`], which only [`Engine::admit`] (the replay store's
+//! possibly remote check) turns into an [`Allowed`].
+//!
+//! ```ignore
+//! match engine.authenticate(method, path, &authorization, clock::now, &fetcher).await? {
+//!     Decision::Allowed(allowed) => forward(allowed),
+//!     Decision::OneTime(once) => forward(engine.admit(once, clock::now()).await?),
+//! }
+//! ```
 
 use crate::config::Config;
 use crate::error::{AuthError, Denial};
@@ -17,7 +26,17 @@ use crate::replay::{FirstUse, MemoryReplayStore, OneTimeId, ReplayStore};
 use crate::revocation::Revocations;
 use crate::route::{NoMatch, Route};
 use crate::verify::{Identity, Observer, Refetch, VerifiedToken, Verifier};
+use std::future::Future;
 use std::sync::Arc;
+
+/// Fetches keys a token named that the stores lacked: the gateway's key fetcher, or a
+/// test's fake. Generic (no boxing per request), as Envoy's authenticator takes its
+/// JWKS fetcher.
+pub trait KeyFetch {
+    /// Refetches the keys `want` names (within the source's cooldown, or waits for a
+    /// fetch in flight); resolves to whether any keys may have changed.
+    fn refetch(&self, want: &Refetch) -> impl Future<Output = bool> + Send;
+}
 
 /// A request that may be forwarded.
 #[derive(Debug)]
@@ -196,6 +215,50 @@ impl Engine {
         };
         let route = once.allowed.permit.route().route.clone();
         Err(Refusal { denial: error.into(), route: Some(route), refetch: None, token: Some(once.token) })
+    }
+
+    /// Decides one request, refetching keys the token names that the stores lack:
+    /// each kind of key (a nested JWE's decryption key, then its signing key, both
+    /// rotated at once) gets at most one refetch, then the request is decided again
+    /// at a fresh `clock()`. A panic inside (a library bug reached by hostile input)
+    /// is a `token_malformed` refusal, never a dropped connection.
+    pub async fn authenticate<C, F>(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: &[&[u8]],
+        clock: C,
+        keys: &F,
+    ) -> Result<Decision, Refusal>
+    where
+        C: Fn() -> i64 + Send + Sync,
+        F: KeyFetch,
+    {
+        let mut outcome = self.decide_guarded(method, path, authorization, clock());
+        let mut done: Vec<Refetch> = Vec::new();
+        while let Err(Refusal { refetch: Some(want), .. }) = &outcome {
+            if done.contains(want) || !keys.refetch(want).await {
+                break;
+            }
+            done.push(want.clone());
+            outcome = self.decide_guarded(method, path, authorization, clock());
+        }
+        outcome
+    }
+
+    /// [`Engine::decide`], with any panic turned into a refusal. Decryption is guarded
+    /// inside already; this is the second line.
+    fn decide_guarded(&self, method: &str, path: &str, authorization: &[&[u8]], now: i64) -> Result<Decision, Refusal> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.decide(method, path, authorization, now)))
+            .unwrap_or_else(|_| {
+                tracing::error!("panic while deciding a request; refused as token_malformed");
+                Err(Refusal {
+                    denial: AuthError::TokenMalformed("unprocessable").into(),
+                    route: None,
+                    refetch: None,
+                    token: None,
+                })
+            })
     }
 
     /// Decides one request at time `now` (seconds since the epoch).

@@ -131,6 +131,29 @@ pub enum EdgeError {
     Timeout,
 }
 
+/// A failure on the way to or from the upstream of an allowed request (or the
+/// client's side of the connection failing meanwhile): 502, 503, 504, a client error
+/// status, or nothing written at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// No healthy peer in the route's upstream pool (503).
+    #[error("no healthy upstream peer")]
+    Unavailable,
+    /// Connecting to, writing to or reading from the upstream timed out (504).
+    #[error("upstream timed out")]
+    Timeout,
+    /// The proxy refused the request as the client's error with this status (below 500).
+    #[error("bad request ({0})")]
+    BadRequest(u16),
+    /// The client's connection failed while the request was proxied: nothing is
+    /// answered (status 0 in logs).
+    #[error("client connection failed")]
+    Client,
+    /// Any other upstream failure (502).
+    #[error("upstream failed")]
+    Failed,
+}
+
 /// Any refusal the gateway answers itself.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denial {
@@ -149,6 +172,9 @@ pub enum Denial {
     /// 400, 408, 413, 414 or 431: the request's HTTP itself.
     #[error(transparent)]
     Edge(#[from] EdgeError),
+    /// 502, 503, 504 or a client error: the upstream of an allowed request failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
 }
 
 /// What to answer for a denial.
@@ -236,13 +262,25 @@ impl Denial {
                 };
                 DenialResponse { status, reason, www_authenticate: None }
             }
+            Denial::Upstream(e) => {
+                let (status, reason) = match *e {
+                    UpstreamError::Unavailable => (503, "upstream_unavailable"),
+                    UpstreamError::Timeout => (504, "upstream_timeout"),
+                    UpstreamError::BadRequest(status) => (status, "bad_request"),
+                    UpstreamError::Client => (0, "client_error"),
+                    UpstreamError::Failed => (502, "upstream_failed"),
+                };
+                DenialResponse { status, reason, www_authenticate: None }
+            }
         }
     }
 
-    /// The JSON body: `{"error":..,"reason":..}` with no token content.
+    /// The JSON body: `{"error":..,"reason":..}` with no token content (`"error"` is
+    /// `"upstream"` for every upstream failure).
     pub fn body(&self) -> String {
         let r = self.response();
         let error = match r.status {
+            _ if matches!(self, Denial::Upstream(_)) => "upstream",
             401 => "invalid_token",
             403 => "insufficient_scope",
             404 => "not_found",
@@ -300,6 +338,12 @@ mod tests {
             (EdgeError::Malformed("chunk").into(), 400, "request_malformed"),
             (EdgeError::HeaderInvalid.into(), 400, "header_invalid"),
             (EdgeError::Timeout.into(), 408, "request_timeout"),
+            (UpstreamError::Unavailable.into(), 503, "upstream_unavailable"),
+            (UpstreamError::Timeout.into(), 504, "upstream_timeout"),
+            (UpstreamError::BadRequest(400).into(), 400, "bad_request"),
+            (UpstreamError::BadRequest(413).into(), 413, "bad_request"),
+            (UpstreamError::Client.into(), 0, "client_error"),
+            (UpstreamError::Failed.into(), 502, "upstream_failed"),
         ];
         for (d, status, reason) in table {
             let r = d.response();
@@ -313,6 +357,9 @@ mod tests {
             assert_eq!(body["reason"], reason);
             if matches!(d, Denial::Edge(_)) {
                 assert_eq!(body["error"], "invalid_request");
+            }
+            if matches!(d, Denial::Upstream(_)) {
+                assert_eq!(d.body(), format!(r#"{{"error":"upstream","reason":"{reason}"}}"#));
             }
         }
         assert_eq!(

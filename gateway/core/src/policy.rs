@@ -7,7 +7,6 @@ use crate::error::{Denial, PolicyError};
 use crate::route::RouteMatch;
 pub use crate::route::{AllowRule, OwnerRule};
 use crate::verify::VerifiedToken;
-use serde_json::Value;
 use std::sync::Arc;
 
 /// Evidence that a request passed authentication (unless public) and policy.
@@ -29,17 +28,10 @@ impl Permit {
     }
 }
 
-/// The caller's roles from the role claim (string, or array of strings).
-pub fn roles<'a>(token: &'a VerifiedToken, role_claim: &str) -> Vec<&'a str> {
-    match token.claims().get(role_claim) {
-        Some(Value::String(s)) => vec![s.as_str()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// A permit for a public route: no token involved.
-pub fn permit_public(route: RouteMatch) -> Permit {
+/// A permit for a public route: no token involved. Crate-private: only the engine,
+/// having checked that the matched route is public, grants one.
+pub(crate) fn permit_public(route: RouteMatch) -> Permit {
+    debug_assert!(route.route.public, "a public permit for a protected route");
     Permit { route, token: None }
 }
 
@@ -65,9 +57,10 @@ pub fn authorize(
     if r.allow.is_empty() {
         return Ok(Permit { route, token: Some(token) });
     }
-    let caller_roles = roles(&token, role_claim);
+    let caller_roles = token.claims().roles(role_claim);
+    let has_role = |role: &str| caller_roles.clone().is_some_and(|mut roles| roles.any(|r| r == role));
     let mut best = PolicyError::Role;
-    for rule in r.allow.iter().filter(|rule| caller_roles.contains(&rule.role.as_str())) {
+    for rule in r.allow.iter().filter(|rule| has_role(&rule.role)) {
         if !serves(&rule.tenants) {
             best = best.max_progress(PolicyError::Tenant);
             continue;
@@ -116,7 +109,7 @@ mod tests {
     use crate::tenant::{KeySource, Tenant};
     use crate::verify::{Verifier, VerifyOptions};
     use crate::KeySet;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use testkit::TestKey;
 
     const NOW: i64 = 1_800_000_000;

@@ -65,16 +65,28 @@ pub struct Route {
     pub max_body_bytes: Option<u64>,
 }
 
-/// A matched route with its path parameters.
+/// A matched route with its path parameters. Only [`Router::find`] makes one, and its
+/// fields are read-only outside the core, so a permit can never carry a route the
+/// request did not match.
 #[derive(Debug, Clone)]
 pub struct RouteMatch {
     /// The route.
-    pub route: Arc<Route>,
+    pub(crate) route: Arc<Route>,
     /// Captured `(name, value)` pairs, raw (not percent-decoded).
-    pub params: Vec<(String, String)>,
+    pub(crate) params: Vec<(String, String)>,
 }
 
 impl RouteMatch {
+    /// The matched route.
+    pub fn route(&self) -> &Arc<Route> {
+        &self.route
+    }
+
+    /// The captured `(name, value)` pairs, raw (not percent-decoded).
+    pub fn params(&self) -> &[(String, String)] {
+        &self.params
+    }
+
     /// The value of a captured parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())

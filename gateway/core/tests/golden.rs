@@ -8,14 +8,12 @@ use gateway_core::jwe::keys::DecryptionKeySet;
 use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::jwe::JweAllow;
 use gateway_core::keystore::{KeyStore, RefreshPolicy};
-use gateway_core::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
-use gateway_core::verify::{Verifier, VerifyOptions};
-use gateway_core::{Algorithm, KeySet};
+use gateway_core::Algorithm;
 use serde_json::{json, Value};
+use testkit::fixture::{self, NOW};
 use testkit::jwe::{edit_header, tamper, EncKey, ALGS, ENCS};
 use testkit::TestKey;
 
-const NOW: i64 = 1_800_000_000;
 const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/nested-jwe.json");
 
 fn enc_keys() -> (EncKey, EncKey) {
@@ -84,29 +82,12 @@ fn regenerate() {
 #[test]
 fn golden_vectors_get_their_recorded_answer() {
     let (rsa, ec) = enc_keys();
-    let tenant = Tenant {
-        id: "t1".into(),
-        issuer: "https://issuer.test/t1".into(),
-        audiences: vec!["api".into()],
-        algorithms: vec![Algorithm::RS256],
-        required: true,
-        required_claims: vec!["sub".into()],
-        keys: KeySource::Url("http://unused".into()),
-        encryption: Some(Encryption {
-            allow: JweAllow::default(),
-            allow_bare_claims: false,
-            keys: DecryptionSource::File("unused".into()),
-        }),
-    };
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
-        vec![tenant],
-        0,
-    );
+    let tenant = fixture::encrypted(fixture::tenant("t1", vec![Algorithm::RS256]), JweAllow::default(), false);
+    let verifier = fixture::verifier(vec![tenant], 0);
     let policy =
         RefreshPolicy { floor: 30, ceiling: 3600, default_max_age: 300, unknown_kid_cooldown: 10, max_stale: 86400 };
     let keys = KeyStore::new(["t1"], policy);
-    keys.install("t1", KeySet::from_jwks(testkit::jwks(&[&signer()]).as_bytes()).unwrap(), NOW, None);
+    keys.install("t1", fixture::key_set(&[&signer()]), NOW, None);
     let dkeys = DecryptionStore::new(["t1"], policy);
     let set = DecryptionKeySet::from_jwks(testkit::jwe::private_jwks(&[&rsa, &ec]).as_bytes()).unwrap();
     dkeys.install("t1", set, NOW, None);

@@ -7,35 +7,14 @@ use gateway_core::alg::Algorithm as A;
 use gateway_core::jwe::keys::DecryptionKeySet;
 use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::jwe::{ContentEncryption as C, JweAllow, KeyManagement as K};
-use gateway_core::keystore::{KeyStore, RefreshPolicy};
-use gateway_core::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
-use gateway_core::verify::{guard, Refetch, Verifier, VerifyOptions};
-use gateway_core::{AuthError, KeySet};
+use gateway_core::keystore::KeyStore;
+use gateway_core::verify::{guard, Refetch, Verifier};
+use gateway_core::AuthError;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use testkit::fixture::{self, NOW, POLICY};
 use testkit::jwe::{edit_header, tamper, EncKey, ALGS, ENCS};
 use testkit::TestKey;
-
-const NOW: i64 = 1_800_000_000;
-const POLICY: RefreshPolicy =
-    RefreshPolicy { floor: 30, ceiling: 3600, default_max_age: 300, unknown_kid_cooldown: 10, max_stale: 86400 };
-
-fn tenant(id: &str, algs: Vec<A>, encryption: Option<Encryption>) -> Tenant {
-    Tenant {
-        id: id.into(),
-        issuer: format!("https://issuer.test/{id}"),
-        audiences: vec!["api".into()],
-        algorithms: algs,
-        required: true,
-        required_claims: vec!["sub".into()],
-        keys: KeySource::Url("http://unused".into()),
-        encryption,
-    }
-}
-
-fn enc(allow: JweAllow, bare: bool) -> Option<Encryption> {
-    Some(Encryption { allow, allow_bare_claims: bare, keys: DecryptionSource::File("unused".into()) })
-}
 
 struct F {
     verifier: Verifier,
@@ -58,19 +37,18 @@ fn fixture(cache: usize) -> F {
     let rs = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
     let es = TestKey::load("ec-b.pem", "es-2", Algorithm::ES256);
     let strict = JweAllow { key_management: vec![K::EcdhEsA256Kw], content: vec![C::A256Gcm] };
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
+    let verifier = fixture::verifier(
         vec![
-            tenant("t1", vec![A::RS256, A::ES256], enc(JweAllow::default(), false)),
-            tenant("t2", vec![A::ES256], enc(strict, false)),
-            tenant("t3", vec![A::ES256], enc(JweAllow::default(), true)),
+            fixture::encrypted(fixture::tenant("t1", vec![A::RS256, A::ES256]), JweAllow::default(), false),
+            fixture::encrypted(fixture::tenant("t2", vec![A::ES256]), strict, false),
+            fixture::encrypted(fixture::tenant("t3", vec![A::ES256]), JweAllow::default(), true),
         ],
         cache,
     );
     let keys = KeyStore::new(["t1", "t2", "t3"], POLICY);
-    keys.install("t1", KeySet::from_jwks(testkit::jwks(&[&rs]).as_bytes()).unwrap(), NOW, None);
-    keys.install("t2", KeySet::from_jwks(testkit::jwks(&[&es]).as_bytes()).unwrap(), NOW, None);
-    keys.install("t3", KeySet::from_jwks(testkit::jwks(&[&es]).as_bytes()).unwrap(), NOW, None);
+    keys.install("t1", fixture::key_set(&[&rs]), NOW, None);
+    keys.install("t2", fixture::key_set(&[&es]), NOW, None);
+    keys.install("t3", fixture::key_set(&[&es]), NOW, None);
     let (t1_rsa, t1_ec, t2_ec, t3_ec) =
         (EncKey::rsa("t1-rsa"), EncKey::p256("t1-ec"), EncKey::p256("t2-ec"), EncKey::p256("t3-ec"));
     let dkeys = DecryptionStore::new(["t1", "t2", "t3"], POLICY);

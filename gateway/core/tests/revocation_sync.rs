@@ -13,11 +13,7 @@ const NOW: i64 = 1_800_000_000;
 fn engine(require_sync: &str) -> (Engine, TestKey) {
     let key = TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
     let yaml = format!(
-        r#"
-listen: 127.0.0.1:1
-admin_listen: 127.0.0.1:2
-keys: {{ url_template: "http://127.0.0.1:3/jwk/{{tenant}}" }}
-tenants:
+        r#"{head}tenants:
   t1: {{ issuer: https://issuer.test/t1, audiences: [api], algorithms: [ES256] }}
 upstreams:
   echo: {{ peers: ["127.0.0.1:4"] }}
@@ -28,7 +24,8 @@ revocation:
   feed_url: http://127.0.0.1:5/internal/v1/revocations
   token_env: NOT_READ_BY_THE_CORE
 {require_sync}
-"#
+"#,
+        head = testkit::fixture::CONFIG_HEAD
     );
     let engine = Engine::new(Config::from_yaml(&yaml).unwrap());
     let jwks = testkit::jwks(&[&key]);

@@ -2,26 +2,13 @@
 //! accepted algorithm, and every refusal JOSE-PITFALLS.md lists.
 
 use gateway_core::alg::Algorithm as A;
-use gateway_core::jwe::store::DecryptionStore;
-use gateway_core::keystore::{KeyStore, RefreshPolicy};
-use gateway_core::tenant::{KeySource, Tenant};
+use gateway_core::keystore::KeyStore;
 use gateway_core::verify::{Refetch, Verifier, VerifyOptions};
 use gateway_core::{AuthError, KeySet};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
+use testkit::fixture::{self, tenant, NOW, POLICY};
 use testkit::{b64, TestKey};
-
-/// No tenant accepts JWE here.
-fn nod() -> DecryptionStore {
-    DecryptionStore::new(
-        std::iter::empty(),
-        RefreshPolicy { floor: 1, ceiling: 1, default_max_age: 1, unknown_kid_cooldown: 1, max_stale: 1 },
-    )
-}
-
-const NOW: i64 = 1_800_000_000;
-const POLICY: RefreshPolicy =
-    RefreshPolicy { floor: 30, ceiling: 3600, default_max_age: 300, unknown_kid_cooldown: 10, max_stale: 86400 };
 
 struct Fixture {
     verifier: Verifier,
@@ -33,33 +20,16 @@ struct Fixture {
     other: TestKey,
 }
 
-fn tenant(id: &str, algs: Vec<A>) -> Tenant {
-    Tenant {
-        id: id.into(),
-        issuer: format!("https://issuer.test/{id}"),
-        audiences: vec!["api".into()],
-        algorithms: algs,
-        required: true,
-        required_claims: vec!["sub".into()],
-        keys: KeySource::Url("http://unused".into()),
-        encryption: None,
-    }
-}
-
 fn fixture() -> Fixture {
     let rs = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
     let ps = TestKey::load("rsa-b.pem", "ps-1", Algorithm::PS256);
     let es = TestKey::load("ec-a.pem", "es-1", Algorithm::ES256);
     let ed = TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA);
     let other = TestKey::load("ec-b.pem", "other-1", Algorithm::ES256);
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
-        vec![tenant("t1", A::ALL.to_vec()), tenant("t2", vec![A::ES256])],
-        0,
-    );
+    let verifier = fixture::verifier(vec![tenant("t1", A::ALL.to_vec()), tenant("t2", vec![A::ES256])], 0);
     let store = KeyStore::new(["t1", "t2"], POLICY);
-    store.install("t1", KeySet::from_jwks(testkit::jwks(&[&rs, &ps, &es, &ed]).as_bytes()).unwrap(), NOW, None);
-    store.install("t2", KeySet::from_jwks(testkit::jwks(&[&other]).as_bytes()).unwrap(), NOW, None);
+    store.install("t1", fixture::key_set(&[&rs, &ps, &es, &ed]), NOW, None);
+    store.install("t2", fixture::key_set(&[&other]), NOW, None);
     Fixture { verifier, store, rs, ps, es, ed, other }
 }
 
@@ -78,7 +48,7 @@ fn with(mut v: Value, k: &str, x: Value) -> Value {
 }
 
 fn check(f: &Fixture, token: &str) -> Result<(), AuthError> {
-    f.verifier.verify(token, &f.store, &nod(), NOW).map(|_| ()).map_err(|r| r.error)
+    f.verifier.verify(token, &f.store, &fixture::no_decryption(), NOW).map(|_| ()).map_err(|r| r.error)
 }
 
 #[test]
@@ -87,7 +57,7 @@ fn every_algorithm_verifies() {
     for k in [&f.rs, &f.ps, &f.es, &f.ed] {
         let t = f
             .verifier
-            .verify(&k.mint(&good("t1")), &f.store, &nod(), NOW)
+            .verify(&k.mint(&good("t1")), &f.store, &fixture::no_decryption(), NOW)
             .unwrap_or_else(|e| panic!("{:?}: {e:?}", k.alg));
         assert_eq!(t.tenant().id, "t1");
         assert_eq!(t.kid(), Some(k.kid.as_str()));
@@ -130,7 +100,7 @@ fn tenant_isolation_and_keys() {
     assert_eq!(check(&f, &f.rs.mint(&good("t2"))), Err(AuthError::AlgorithmNotAllowed));
     // Unknown kid asks for a refetch of that tenant only.
     let unknown = TestKey { kid: "rotated-2".into(), ..f.rs.clone() };
-    let r = f.verifier.verify(&unknown.mint(&good("t1")), &f.store, &nod(), NOW).unwrap_err();
+    let r = f.verifier.verify(&unknown.mint(&good("t1")), &f.store, &fixture::no_decryption(), NOW).unwrap_err();
     assert_eq!((r.error, r.refetch), (AuthError::KeyUnknown, Some(Refetch::Signing("t1".into()))));
     // A kid naming another key of the right tenant: signature fails.
     let wrong = TestKey { kid: "ps-1".into(), alg: Algorithm::PS256, ..f.rs.clone() };
@@ -143,7 +113,7 @@ fn tenant_isolation_and_keys() {
     assert_eq!(check(&f, &f.rs.mint_raw(&h, &good("t1").to_string())), Err(AuthError::KeyUnknown));
     // Keys not loaded for a tenant: 503-class, not a forgery verdict.
     let empty = KeyStore::new(["t1"], POLICY);
-    let r = f.verifier.verify(&f.rs.mint(&good("t1")), &empty, &nod(), NOW).unwrap_err();
+    let r = f.verifier.verify(&f.rs.mint(&good("t1")), &empty, &fixture::no_decryption(), NOW).unwrap_err();
     assert_eq!(r.error, AuthError::KeysUnavailable);
 }
 
@@ -237,7 +207,7 @@ fn kidless_token_uses_the_single_fitting_key() {
     assert!(check(&f, &f.other.mint_raw(r#"{"alg":"ES256"}"#, &t2)).is_ok());
     // Two keys fit ES256: without a kid none is chosen.
     let es2 = TestKey { kid: "es-2".into(), ..f.es.clone() };
-    f.store.install("t2", KeySet::from_jwks(testkit::jwks(&[&f.other, &es2]).as_bytes()).unwrap(), NOW, None);
+    f.store.install("t2", fixture::key_set(&[&f.other, &es2]), NOW, None);
     assert_eq!(check(&f, &f.other.mint_raw(r#"{"alg":"ES256"}"#, &t2)), Err(AuthError::KeyUnknown));
 }
 
@@ -250,16 +220,19 @@ fn cache_is_invalidated_by_key_refresh_and_rechecks_time() {
         100,
     );
     let store = KeyStore::new(["t1"], POLICY);
-    store.install("t1", KeySet::from_jwks(testkit::jwks(&[&rs]).as_bytes()).unwrap(), NOW, None);
+    store.install("t1", fixture::key_set(&[&rs]), NOW, None);
     let tok = rs.mint(&with(good("t1"), "exp", json!(NOW + 100)));
-    let a = verifier.verify(&tok, &store, &nod(), NOW).unwrap();
-    let b = verifier.verify(&tok, &store, &nod(), NOW).unwrap();
+    let a = verifier.verify(&tok, &store, &fixture::no_decryption(), NOW).unwrap();
+    let b = verifier.verify(&tok, &store, &fixture::no_decryption(), NOW).unwrap();
     assert!(std::sync::Arc::ptr_eq(&a, &b), "second use is a cache hit");
-    assert_eq!(verifier.verify(&tok, &store, &nod(), NOW + 101).unwrap_err().error, AuthError::TokenExpired);
+    assert_eq!(
+        verifier.verify(&tok, &store, &fixture::no_decryption(), NOW + 101).unwrap_err().error,
+        AuthError::TokenExpired
+    );
     // The key is removed (emergency rotation): the cached token no longer passes.
     let other = TestKey::load("ec-b.pem", "other-1", Algorithm::ES256);
-    store.install("t1", KeySet::from_jwks(testkit::jwks(&[&other]).as_bytes()).unwrap(), NOW, None);
-    assert_eq!(verifier.verify(&tok, &store, &nod(), NOW).unwrap_err().error, AuthError::KeyUnknown);
+    store.install("t1", fixture::key_set(&[&other]), NOW, None);
+    assert_eq!(verifier.verify(&tok, &store, &fixture::no_decryption(), NOW).unwrap_err().error, AuthError::KeyUnknown);
 }
 
 #[test]
@@ -311,7 +284,7 @@ fn jwks_parsing_skips_unusable_keys() {
 fn revocation_watermarks_and_kids() {
     use gateway_core::revocation::{RevocationEvent, Revocations};
     let f = fixture();
-    let t = f.verifier.verify(&f.es.mint(&good("t1")), &f.store, &nod(), NOW).unwrap();
+    let t = f.verifier.verify(&f.es.mint(&good("t1")), &f.store, &fixture::no_decryption(), NOW).unwrap();
     let r = Revocations::default();
     assert!(r.check(&t).is_ok());
     let ev = |sub: Option<&str>, before: Option<i64>, kid: Option<&str>| RevocationEvent {

@@ -1,7 +1,8 @@
 //! Test fixtures shared by the gateway's tests and benchmarks: fixed test keys,
 //! token minting with arbitrary headers, and in-process JWKS and echo servers on
-//! 127.0.0.1 ephemeral ports.
+//! 127.0.0.1 ephemeral ports; tenant and key fixtures for gateway-core ([`fixture`]).
 
+pub mod fixture;
 pub mod jwe;
 
 use axum::extract::{Path, State};

@@ -4,7 +4,7 @@
 //! JWE-only and one-time routes, and follows the sidecar's decryption keys over the
 //! authenticated channel, including an emergency rotation.
 
-use crate::support::{Gateway, Sidecar, SIDECAR_GATEWAY};
+use crate::support::{Gateway, Sidecar};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use testkit::jwe::{edit_header, private_jwks, tamper, EncKey, ALGS, ENCS};
@@ -329,8 +329,7 @@ async fn one_time_tokens_pass_once_even_when_raced() {
 /// lines to the `keys:` section.
 async fn sidecar_gateway(sidecar: &Sidecar, keys: &str, tenants: &str) -> (Gateway, EchoServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway-token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir.path(), "gateway-token");
     let echo = EchoServer::start().await;
     let gw = Gateway::start(&format!(
         r#"

@@ -3,7 +3,7 @@
 //! `keys.fetch_timeout` for the whole fetch, failed fetches back off, and a reload
 //! whose key file is missing or garbage is refused with the old keys in force.
 
-use crate::support::{run_binary, Gateway};
+use crate::support::{eventually, run_binary, Gateway};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use testkit::{claims, TestKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// How long a wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(20);
 
 /// Size of the huge JWKS the server would send in full.
 const HUGE: usize = 50 << 20;
@@ -136,14 +139,6 @@ async fn serve(mut conn: TcpStream, st: Arc<State>) {
     st.served.lock().unwrap().push(Served { sent, cut, lasted: started.elapsed() });
 }
 
-async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn key() -> TestKey {
     TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256)
 }
@@ -219,7 +214,7 @@ async fn a_huge_chunked_jwks_is_cut_off_at_the_cap_with_memory_flat() {
         text.contains(r#"gateway_key_fetches_total{result="too_large",tenant="t1",trigger="unknown_kid"} 1"#),
         "{text}"
     );
-    wait_for("the server to see the connection closed", || async { !server.served().is_empty() }).await;
+    eventually("the server to see the connection closed", WAIT, || async { !server.served().is_empty() }).await;
     let served = server.served();
     assert!(served[0].cut, "the gateway read the whole 50 MB: {served:?}");
     assert!(served[0].sent < 17 << 20, "1 MiB cap, socket buffers aside: {served:?}");
@@ -250,7 +245,7 @@ async fn a_slow_drip_jwks_is_cut_off_at_the_total_time_cap() {
     let waited = started.elapsed();
     assert!(waited < Duration::from_secs(3), "the request waited {waited:?}");
 
-    wait_for("the server to see the connection closed", || async { !server.served().is_empty() }).await;
+    eventually("the server to see the connection closed", WAIT, || async { !server.served().is_empty() }).await;
     let served = server.served();
     assert!(served[0].cut, "{served:?}");
     assert!(
@@ -316,19 +311,19 @@ async fn a_reload_with_a_missing_or_garbage_key_file_keeps_the_old_runtime() {
 
     std::fs::remove_file(&pem).unwrap();
     gw.hup();
-    wait_for("a refused reload (missing file)", || reloads("error", 1)).await;
+    eventually("a refused reload (missing file)", WAIT, || reloads("error", 1)).await;
     assert_eq!(status(&http, &gw, &token).await, 200);
 
     std::fs::write(&pem, "this is not a key\n").unwrap();
     gw.hup();
-    wait_for("a refused reload (garbage file)", || reloads("error", 2)).await;
+    eventually("a refused reload (garbage file)", WAIT, || reloads("error", 2)).await;
     assert_eq!(status(&http, &gw, &token).await, 200);
 
     let original = std::fs::read_to_string(gw.config_path()).unwrap();
     let elsewhere = dir.path().join("missing.pem");
     std::fs::write(gw.config_path(), original.replace(pem.to_str().unwrap(), elsewhere.to_str().unwrap())).unwrap();
     gw.hup();
-    wait_for("a refused reload (config naming a missing file)", || reloads("error", 3)).await;
+    eventually("a refused reload (config naming a missing file)", WAIT, || reloads("error", 3)).await;
     assert_eq!(status(&http, &gw, &token).await, 200, "the tenant never lost its keys");
 
     let log = gw.log();
@@ -339,7 +334,7 @@ async fn a_reload_with_a_missing_or_garbage_key_file_keeps_the_old_runtime() {
 
     std::fs::write(&elsewhere, testkit::key_file("ec-a.pub.pem")).unwrap();
     gw.hup();
-    wait_for("a good reload", || reloads("ok", 1)).await;
+    eventually("a good reload", WAIT, || reloads("ok", 1)).await;
     assert_eq!(status(&http, &gw, &token).await, 200);
 }
 
@@ -362,7 +357,8 @@ async fn a_huge_decryption_key_set_is_refused_the_same_way() {
         text.contains(r#"gateway_decryption_key_fetches_total{result="too_large",tenant="t1",trigger="startup"} 1"#),
         "{text}"
     );
-    wait_for("the channel server to see the connection closed", || async { !channel.served().is_empty() }).await;
+    eventually("the channel server to see the connection closed", WAIT, || async { !channel.served().is_empty() })
+        .await;
     assert!(channel.served()[0].cut && channel.served()[0].sent < 17 << 20, "{:?}", channel.served());
     assert!(!gw.log().contains(FILLER));
 }
@@ -383,7 +379,7 @@ async fn a_reload_to_a_failing_key_url_keeps_the_tenant_serving() {
     let original = std::fs::read_to_string(gw.config_path()).unwrap();
     std::fs::write(gw.config_path(), original.replace(&good.url(), &huge.url())).unwrap();
     gw.hup();
-    wait_for("a refused reload", || {
+    eventually("a refused reload", WAIT, || {
         let (http, url) = (http.clone(), gw.admin_url("/metrics"));
         async move {
             let text = http.get(url).send().await.unwrap().text().await.unwrap();

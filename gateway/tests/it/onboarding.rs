@@ -18,8 +18,7 @@ const TENANTS: &str =
 /// A gateway config with the YAML tenant `h1` (issuer `h1_issuer`), the sidecar's
 /// JWKS, decryption keys, revocation feed and tenant list (polled every 200 ms).
 fn config(sidecar: &Sidecar, echo: &EchoServer, dir: &std::path::Path, h1_issuer: &str) -> String {
-    let token_file = dir.join("gateway.token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir, "gateway.token");
     format!(
         r#"
 keys:

@@ -1,6 +1,6 @@
 //! Start-up behaviour (fail fast / not ready), readiness, and dead upstreams.
 
-use crate::support::{free_port, standard_config, Gateway};
+use crate::support::{eventually, free_port, standard_config, Gateway};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -194,8 +194,11 @@ async fn metrics_pass_promtool_and_count_refusals_by_reason() {
     let body =
         format!("{}\nmetrics:\n  tenant_labels: false\n", standard_config(&server.url_template(), echo.addr, ""));
     let gw = Gateway::start(&body).await;
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let text = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let all = r#"gateway_key_fetches_total{result="ok",tenant="all",trigger="startup"} 2"#;
+    let scrape = || async { http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    eventually("the aggregated key fetch series", Duration::from_secs(5), || async { scrape().await.contains(all) })
+        .await;
+    let text = scrape().await;
     assert!(text.contains(r#"gateway_key_fetches_total{result="ok",tenant="all",trigger="startup"} 2"#), "{text}");
     assert!(!text.contains(r#"tenant="t1""#), "{text}");
 }

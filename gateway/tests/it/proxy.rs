@@ -1,7 +1,7 @@
 //! End-to-end: the real gateway binary in front of an in-process echo upstream, with
 //! tenant keys from an in-process JWKS server, all on 127.0.0.1.
 
-use crate::support::{standard_config, Gateway};
+use crate::support::{eventually, standard_config, Gateway};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
@@ -269,7 +269,8 @@ async fn key_server_outage_and_rotation_through_unknown_kid_refetch() {
 
     // The key server goes down: the last good keys keep serving.
     s.jwks.stop();
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let down = || async { tokio::net::TcpStream::connect(s.jwks.addr).await.is_err() };
+    eventually("the key server to stop", std::time::Duration::from_secs(5), down).await;
     assert_eq!(s.get("/echo", Some(&token), &[]).await.0, 200);
     assert_eq!(s.get("/echo", Some(&fresh), &[]).await.0, 200);
     let ready = s.http.get(s.gw.admin_url("/readyz")).send().await.unwrap().status();

@@ -1,18 +1,13 @@
 //! Hot reload: SIGHUP swaps routes, policies, header mappings and tenants atomically;
 //! a bad config is refused and the old one stays in force.
 
-use crate::support::{standard_config, Gateway};
+use crate::support::{eventually, standard_config, Gateway};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use testkit::claims;
 
-async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+/// How long a wait in these tests may take.
+const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_config_and_refuses_a_bad_one() {
@@ -38,7 +33,7 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
     );
     std::fs::write(gw.config_path(), &updated).unwrap();
     gw.hup();
-    wait_for("new route", || async { get("/reports/x").await.0 == 200 }).await;
+    eventually("new route", WAIT, || async { get("/reports/x").await.0 == 200 }).await;
     let (_, body) = get("/echo").await;
     assert_eq!(body["headers"]["x-subject"], "u-1");
     assert!(body["headers"].get("x-user-id").is_none());
@@ -55,7 +50,7 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
     .unwrap();
     gw.hup();
     let metrics_url = gw.admin_url("/metrics");
-    wait_for("reload error counted", || {
+    eventually("reload error counted", WAIT, || {
         let (http, url) = (http.clone(), metrics_url.clone());
         async move {
             let text = http.get(url).send().await.unwrap().text().await.unwrap();
@@ -80,9 +75,18 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
             codes
         }));
     }
+    let reloads_ok = || {
+        let (http, url) = (http.clone(), gw.admin_url("/metrics"));
+        async move {
+            let text = http.get(url).send().await.unwrap().text().await.unwrap();
+            let line = text.lines().find(|l| l.starts_with(r#"gateway_config_reloads_total{result="ok"}"#));
+            line.and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).unwrap_or(0)
+        }
+    };
     for _ in 0..5 {
+        let before = reloads_ok().await;
         gw.hup();
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        eventually("the reload to be applied", WAIT, || async { reloads_ok().await > before }).await;
     }
     for t in tasks {
         assert!(t.await.unwrap().iter().all(|c| *c == 200));
@@ -115,7 +119,7 @@ async fn one_time_ids_survive_a_reload() {
     std::fs::write(gw.config_path(), &updated).unwrap();
     gw.hup();
     let fresh = key.mint(&claims("t1", "u-2", json!("doctor")));
-    wait_for("new route", || {
+    eventually("new route", WAIT, || {
         let token = key.mint(&claims("t1", "probe", json!("doctor")));
         let probe = get("/later/x", token);
         async move { probe.await.0 != 404 }

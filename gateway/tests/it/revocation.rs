@@ -3,7 +3,7 @@
 //! emergency key removal is refused without waiting for the JWKS cache; a gateway
 //! that loses the sidecar keeps its last revocation state and says so.
 
-use crate::support::{claims_of, Gateway, Sidecar, SIDECAR_GATEWAY};
+use crate::support::{claims_of, eventually, Gateway, Sidecar};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use testkit::EchoServer;
@@ -35,8 +35,7 @@ async fn revocations_reach_the_gateway_within_a_second() {
     .await;
     let echo = EchoServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway.token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir.path(), "gateway.token");
     let gw = Gateway::start(&format!(
         r#"
 keys:
@@ -72,7 +71,12 @@ revocation:
     let a = sidecar.mint("h1", "alice", "doctor", 600).await;
     let a2 = sidecar.mint("h1", "alice", "doctor", 600).await;
     assert_eq!(ok(&a).await, 200);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the follower is parked in its long poll
+    // The follower has read the feed once, so it is parked in its long poll.
+    let feed_up = || async {
+        let metrics = http.get(gw.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metrics.contains("gateway_revocation_feed_up 1")
+    };
+    eventually("the revocation feed to be followed", Duration::from_secs(10), feed_up).await;
     let c = claims_of(&a);
     assert_eq!(sidecar.admin("/admin/revoke", json!({"tenant": "h1", "jti": c["jti"], "exp": c["exp"]})).await, 200);
     let took = refused_within(&http, &url, &a, Duration::from_secs(1)).await;
@@ -83,9 +87,12 @@ revocation:
     let b = sidecar.mint("h1", "bob", "doctor", 600).await;
     assert_eq!(ok(&b).await, 200);
     assert_eq!(sidecar.admin("/admin/revoke", json!({"tenant": "h1", "subject": "bob"})).await, 200);
+    let revoked_at = testkit::now();
     refused_within(&http, &url, &b, Duration::from_secs(1)).await;
     assert_eq!(ok(&a2).await, 200, "other subjects unaffected");
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The watermark has a one-second resolution: a token issued in a later second passes.
+    let later = || async { testkit::now() > revoked_at };
+    eventually("the second after the watermark", Duration::from_secs(3), later).await;
     let b_new = sidecar.mint("h1", "bob", "doctor", 600).await;
     assert_eq!(ok(&b_new).await, 200, "tokens issued after the watermark pass");
 

@@ -8,7 +8,7 @@
 //! a lowered watermark reaches the gateway; a deleted tenant's tokens are refused at
 //! once and its keys dropped.
 
-use crate::support::{claims_of, Gateway, Sidecar, SIDECAR_ADMIN, SIDECAR_GATEWAY};
+use crate::support::{claims_of, Gateway, Sidecar, SIDECAR_ADMIN};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use testkit::EchoServer;
@@ -23,8 +23,7 @@ fn now() -> i64 {
 /// A gateway config for h1 and h2 with keys from `keys` (a `keys:` value per tenant,
 /// or none for the sidecar's JWKS), a public and a protected route, and the feed.
 fn config(sidecar: &Sidecar, echo: &EchoServer, dir: &std::path::Path, keys: Option<&str>, feed_extra: &str) -> String {
-    let token_file = dir.join("gateway.token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir, "gateway.token");
     let own = |t: &str| keys.map(|k| format!(", keys: {}", k.replace("{tenant}", t))).unwrap_or_default();
     format!(
         r#"

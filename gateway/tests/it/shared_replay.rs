@@ -3,7 +3,7 @@
 //! exactly one passes, and when the shared store is down one-time routes fail closed
 //! (503 `replay_store_unavailable`) while other routes keep working.
 
-use crate::support::{Gateway, Sidecar, SIDECAR_GATEWAY};
+use crate::support::{Gateway, Sidecar};
 use serde_json::Value;
 use testkit::EchoServer;
 
@@ -49,8 +49,7 @@ async fn one_time_ids_are_shared_by_gateways_side_by_side() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("gateway-token");
-    std::fs::write(&token_file, SIDECAR_GATEWAY).unwrap();
+    let token_file = crate::support::gateway_token_file(dir.path(), "gateway-token");
     let echo = EchoServer::start().await;
     let (a, b) = (gateway(&sidecar, &echo, &token_file).await, gateway(&sidecar, &echo, &token_file).await);
     let http = reqwest::Client::new();

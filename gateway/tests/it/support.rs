@@ -23,6 +23,20 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// Waits until `check` holds, polling every 20 ms; fails the test naming `what` once
+/// `within` has passed without it. The tests' one way to wait (never a fixed sleep).
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + within;
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Child,
@@ -237,6 +251,14 @@ impl Drop for Sidecar {
 pub const SIDECAR_ADMIN: &str = "sidecar-test-admin-token";
 /// Gateway channel credential of test sidecars.
 pub const SIDECAR_GATEWAY: &str = "sidecar-test-gateway-token";
+
+/// Writes the gateway channel credential ([`SIDECAR_GATEWAY`]) to `name` in `dir`, for
+/// a gateway config's `token_file`; returns its path.
+pub fn gateway_token_file(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, SIDECAR_GATEWAY).unwrap();
+    path
+}
 
 fn sidecar_binary() -> std::path::PathBuf {
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_gateway")).with_file_name("kms-sidecar");

@@ -2,7 +2,7 @@
 //! the listening sockets over from the old one (SIGQUIT), and a client hammering the
 //! gateway meanwhile sees no failed request.
 
-use crate::support::{free_port, standard_config};
+use crate::support::{eventually, free_port, standard_config};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -70,7 +70,8 @@ async fn graceful_upgrade_hands_over_the_listeners_without_dropping_requests() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flowing = || async { okc.load(Ordering::SeqCst) > 0 };
+    eventually("client traffic to flow", Duration::from_secs(10), flowing).await;
     let mut new = spawn(true);
     // The new process is ready for the hand-over once it listens on the upgrade
     // socket (the old one connects there on SIGQUIT to pass its listeners).
