@@ -16,11 +16,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use gateway_core::revocation::FeedPage;
+use medgate_channel::{path, FeedPage, FeedQuery, OneTimeAnswer, OneTimeClaim};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Shared state of the handlers.
@@ -66,12 +65,7 @@ impl IntoResponse for KmsError {
 }
 
 fn bearer_ok(headers: &HeaderMap, want: &str) -> bool {
-    let got = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    got.as_bytes().ct_eq(want.as_bytes()).into()
+    medgate_channel::bearer::matches(headers.get_all(header::AUTHORIZATION).iter().map(HeaderValue::as_bytes), want)
 }
 
 async fn require_admin(State(st): St, req: Request<Body>, next: Next) -> Response {
@@ -329,16 +323,6 @@ async fn revoke(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsE
     Ok(Json(json!({"seq": seq})).into_response())
 }
 
-#[derive(Deserialize)]
-struct FeedQuery {
-    #[serde(default)]
-    after: u64,
-    #[serde(default)]
-    wait: Option<u64>,
-    #[serde(default)]
-    epoch: Option<String>,
-}
-
 /// `GET /internal/v1/revocations?after=&wait=&epoch=`: a [`FeedPage`]. It long-polls
 /// only a reader that is current in this epoch; one with another epoch (or none), or
 /// ahead of the feed, is answered at once so it can resync from the start.
@@ -347,7 +331,7 @@ async fn revocation_feed(
     axum::extract::Query(q): axum::extract::Query<FeedQuery>,
 ) -> Result<Response, KmsError> {
     let mut rx = st.feed.subscribe();
-    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(30));
+    let wait = std::time::Duration::from_secs(q.wait.unwrap_or(0).min(medgate_channel::revocation::MAX_WAIT_SECS));
     let current = q.epoch.as_deref() == Some(st.kms.feed_epoch());
     if current && *rx.borrow_and_update() == q.after && !wait.is_zero() {
         let _ = tokio::time::timeout(wait, rx.wait_for(|last| *last != q.after)).await;
@@ -356,32 +340,23 @@ async fn revocation_feed(
     Ok(([(header::CACHE_CONTROL, "no-store")], Json(page)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OneTimeRequest {
-    tenant: String,
-    issuer: String,
-    jti: String,
-    until: i64,
-}
-
 /// `POST /internal/v1/one-time`: the shared replay store of gateways side by side.
 /// 200 `{"first_use": true|false}`, or 507 `one_time_store_full` (fail closed). The
 /// claim is committed durably before the answer (group commit, see `one_time`).
 async fn claim_one_time(State(st): St, body: axum::body::Bytes) -> Result<Response, KmsError> {
-    let r: OneTimeRequest = parse_json(&body)?;
+    let r: OneTimeClaim = parse_json(&body)?;
     let key = st.kms.one_time_key(&r.tenant, &r.issuer, &r.jti)?;
     let claim = st.one_time.claim(key, Kms::one_time_until(r.until, now())).await?;
     st.metrics.one_time.with_label_values(&[claim.as_str()]).inc();
     let no_store = [(header::CACHE_CONTROL, "no-store")];
     Ok(match claim {
         Claim::Full => (
-            StatusCode::INSUFFICIENT_STORAGE,
+            StatusCode::from_u16(medgate_channel::one_time::FULL_STATUS).expect("status"),
             no_store,
-            Json(json!({"error": "one_time_store_full", "detail": "too many unexpired one-time ids"})),
+            Json(json!({"error": medgate_channel::one_time::FULL_ERROR, "detail": "too many unexpired one-time ids"})),
         )
             .into_response(),
-        c => (no_store, Json(json!({"first_use": c == Claim::First}))).into_response(),
+        c => (no_store, Json(OneTimeAnswer { first_use: c == Claim::First })).into_response(),
     })
 }
 
@@ -408,12 +383,12 @@ pub fn public(st: Arc<AppState>) -> Router {
 /// The gateway channel router (its own listener, loopback by default).
 pub fn internal(st: Arc<AppState>) -> Router {
     Router::new()
-        .route("/internal/v1/tenants/{tenant}/decryption-keys", get(decryption_keys))
-        .route("/internal/v1/revocations", get(revocation_feed))
-        .route("/internal/v1/tenants", get(tenant_list))
-        .route("/internal/v1/one-time", post(claim_one_time))
+        .route(path::DECRYPTION_KEYS, get(decryption_keys))
+        .route(path::REVOCATIONS, get(revocation_feed))
+        .route(path::TENANTS, get(tenant_list))
+        .route(path::ONE_TIME, post(claim_one_time))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_gateway))
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(path::HEALTHZ, get(|| async { Json(json!({"status": "ok"})) }))
         .layer(middleware::from_fn_with_state(st.clone(), count))
         .with_state(st)
 }

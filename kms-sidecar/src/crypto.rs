@@ -11,7 +11,6 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use aws_lc_rs::rsa::{KeySize, OaepPublicEncryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
 use gateway_core::b64;
-use serde::Serialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
@@ -143,40 +142,9 @@ pub fn public_jwk(alg: Alg, pkcs8: &[u8], kid: &str, key_use: &str) -> Result<Va
     Ok(jwk)
 }
 
-/// A private JWK handed to the gateway over the channel. Every private member is a
-/// `Zeroizing` string, wiped when the JWK is dropped.
-#[derive(Serialize)]
-pub struct PrivateJwk {
-    kty: &'static str,
-    kid: String,
-    #[serde(rename = "use")]
-    key_use: &'static str,
-    alg: &'static str,
-    #[serde(flatten)]
-    members: Members,
-}
-
-/// The key-type members of a [`PrivateJwk`].
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Members {
-    Rsa {
-        n: String,
-        e: String,
-        d: Zeroizing<String>,
-        p: Zeroizing<String>,
-        q: Zeroizing<String>,
-        dp: Zeroizing<String>,
-        dq: Zeroizing<String>,
-        qi: Zeroizing<String>,
-    },
-    Ec {
-        crv: &'static str,
-        x: String,
-        y: String,
-        d: Zeroizing<String>,
-    },
-}
+/// A private JWK handed to the gateway over the channel: the channel's document
+/// type, every private member a `Zeroizing` string wiped when the JWK is dropped.
+pub use medgate_channel::decryption::PrivateJwk;
 
 /// Base64url of private bytes, straight into a wiped-on-drop string.
 fn secret(v: &[u8]) -> Zeroizing<String> {
@@ -185,37 +153,46 @@ fn secret(v: &[u8]) -> Zeroizing<String> {
 
 /// The private JWK of a decryption key, for the gateway channel only.
 pub fn private_jwk(alg: Alg, pkcs8: &[u8], kid: &str) -> Result<PrivateJwk, KeyError> {
-    let members = match alg {
+    let jwk = PrivateJwk {
+        kid: Some(kid.to_owned()),
+        key_use: Some("enc".into()),
+        alg: Some(alg.as_str().into()),
+        ..Default::default()
+    };
+    match alg {
         Alg::EcdhEsA256Kw => {
             let (x, y) = crate::ecdh::public_coordinates(pkcs8)?;
-            Members::Ec { crv: "P-256", x, y, d: secret(pkcs8) }
+            Ok(PrivateJwk {
+                kty: Some("EC".into()),
+                crv: Some("P-256".into()),
+                x: Some(x),
+                y: Some(y),
+                d: Some(secret(pkcs8)),
+                ..jwk
+            })
         }
         Alg::RsaOaep256 => {
             let k = der::rsa_private(pkcs8).ok_or(KeyError::Crypto("RSA PKCS#8"))?;
-            Members::Rsa {
-                n: b64::encode(&k.n),
-                e: b64::encode(&k.e),
-                d: secret(&k.d),
-                p: secret(&k.p),
-                q: secret(&k.q),
-                dp: secret(&k.dp),
-                dq: secret(&k.dq),
-                qi: secret(&k.qi),
-            }
+            Ok(PrivateJwk {
+                kty: Some("RSA".into()),
+                n: Some(b64::encode(&k.n)),
+                e: Some(b64::encode(&k.e)),
+                d: Some(secret(&k.d)),
+                p: Some(secret(&k.p)),
+                q: Some(secret(&k.q)),
+                dp: Some(secret(&k.dp)),
+                dq: Some(secret(&k.dq)),
+                qi: Some(secret(&k.qi)),
+                ..jwk
+            })
         }
-        _ => return Err(KeyError::Crypto("not a decryption key")),
-    };
-    let kty = if alg == Alg::RsaOaep256 { "RSA" } else { "EC" };
-    Ok(PrivateJwk { kty, kid: kid.to_owned(), key_use: "enc", alg: alg.as_str(), members })
+        _ => Err(KeyError::Crypto("not a decryption key")),
+    }
 }
 
 /// `{"keys": [...]}` of private JWKs as JSON in one wiped-on-drop buffer, allocated at
 /// its exact size so no partial copy is left behind by a reallocation.
 pub fn private_jwks_json(keys: &[PrivateJwk]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    #[derive(Serialize)]
-    struct Set<'a> {
-        keys: &'a [PrivateJwk],
-    }
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -226,7 +203,7 @@ pub fn private_jwks_json(keys: &[PrivateJwk]) -> Result<Zeroizing<Vec<u8>>, KeyE
             Ok(())
         }
     }
-    let set = Set { keys };
+    let set = medgate_channel::DecryptionKeys { keys };
     let mut count = Count(0);
     serde_json::to_writer(&mut count, &set).map_err(|_| KeyError::Crypto("JWK encoding"))?;
     let mut out = Zeroizing::new(Vec::with_capacity(count.0));

@@ -89,7 +89,9 @@ pub struct Revocation {
     #[serde(default)]
     pub at: i64,
 }
-impl From<&Revocation> for gateway_core::revocation::RevocationEvent {
+
+impl From<&Revocation> for medgate_channel::RevocationEvent {
+    /// The stored record as the feed serves it (`at` is the sidecar's own).
     fn from(r: &Revocation) -> Self {
         Self {
             seq: r.seq,
