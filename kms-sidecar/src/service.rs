@@ -3,7 +3,8 @@
 //! import. Writes are serialised and committed durably before they are visible.
 
 use crate::crypto::{self, Alg, Imported};
-use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
+use crate::default;
+use crate::rotation::keyring::{self, Change, Schedule, State, Timeline, Use};
 use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
 use crate::tenant::TenantSpec;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -12,6 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
+
+pub mod one_time;
+pub mod ticker;
+
+pub use one_time::OneTimeWriter;
 
 /// An operation's refusal, mapped to an HTTP status by the API layer.
 #[derive(Debug, thiserror::Error)]
@@ -97,15 +103,6 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
         },
     }
 }
-
-/// Token lifetime when a mint request gives none (capped by the tenant's maximum).
-pub const DEFAULT_TTL: i64 = 900;
-
-/// How far in the future a revocation watermark may lie (seconds): clock skew only.
-pub const WATERMARK_AHEAD: i64 = 60;
-
-/// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
-pub const ONE_TIME_SKEW: i64 = 60;
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -249,7 +246,7 @@ impl Kms {
             Use::Enc => enc_alg(t)?,
         };
         let kid = format!("{}-{}-{}", t.id, key_use.as_str(), random_hex(8));
-        let pkcs8 = crypto::generate(alg, t.rsa_bits.unwrap_or(2048))?;
+        let pkcs8 = crypto::generate(alg, t.rsa_bits.unwrap_or(default::RSA_BITS))?;
         let public_jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
         let sealed = Some(self.store.seal(&kid, &pkcs8)?);
         Ok(KeyRecord {
@@ -365,7 +362,7 @@ impl Kms {
     /// Issues a token for `tenant`.
     pub fn mint(&self, tenant: &str, req: MintRequest, now: i64) -> Result<String, KmsError> {
         let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
-        let ttl = req.ttl_secs.unwrap_or(DEFAULT_TTL.min(t.max_token_ttl));
+        let ttl = req.ttl_secs.unwrap_or(default::TOKEN_TTL.min(t.max_token_ttl));
         if ttl < 1 || ttl > t.max_token_ttl {
             return Err(KmsError::BadRequest(format!("ttl_secs: must be between 1 and {}", t.max_token_ttl)));
         }
@@ -435,15 +432,16 @@ impl Kms {
     }
 
     /// Checks a subject or tenant watermark: seconds since the epoch, not negative and
-    /// not beyond [`WATERMARK_AHEAD`] from `now` (a value in milliseconds would
+    /// not beyond [`default::WATERMARK_AHEAD`] from `now` (a value in milliseconds would
     /// otherwise revoke every future token for good).
     pub fn check_watermark(before: i64, now: i64) -> Result<(), KmsError> {
         if before < 0 {
             return Err(KmsError::BadRequest(format!("before: {before} must not be negative")));
         }
-        if before > now.saturating_add(WATERMARK_AHEAD) {
+        if before > now.saturating_add(default::WATERMARK_AHEAD) {
             return Err(KmsError::BadRequest(format!(
-                "before: {before} is more than {WATERMARK_AHEAD} s in the future (now is {now}); give seconds since the epoch, not milliseconds"
+                "before: {before} is more than {} s in the future (now is {now}); give seconds since the epoch, not milliseconds",
+                default::WATERMARK_AHEAD
             )));
         }
         Ok(())
@@ -468,10 +466,10 @@ impl Kms {
 
     /// How long a one-time id is held: the gateway's `until` (the token's `exp` plus
     /// leeway, by the gateway's clock), or now if that has passed by ours, plus
-    /// [`ONE_TIME_SKEW`]: a gateway whose clock lags ours by up to that much, and so
+    /// [`default::ONE_TIME_SKEW`]: a gateway whose clock lags ours by up to that much, and so
     /// still accepts the token, can never replay an id we already let go.
     pub fn one_time_until(until: i64, now: i64) -> i64 {
-        until.max(now).saturating_add(ONE_TIME_SKEW)
+        until.max(now).saturating_add(default::ONE_TIME_SKEW)
     }
 
     /// Records one-time ids for gateways side by side, in one durable transaction:
@@ -697,8 +695,12 @@ mod tests {
 
     #[test]
     fn one_time_ids_are_held_past_expiry_for_clock_skew() {
-        assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + ONE_TIME_SKEW, "until, plus the skew allowance");
-        assert_eq!(Kms::one_time_until(900, 1_000), 1_000 + ONE_TIME_SKEW, "already past by our clock: from now");
+        assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + default::ONE_TIME_SKEW, "until, plus the skew allowance");
+        assert_eq!(
+            Kms::one_time_until(900, 1_000),
+            1_000 + default::ONE_TIME_SKEW,
+            "already past by our clock: from now"
+        );
         assert_eq!(Kms::one_time_until(i64::MAX, 0), i64::MAX, "no overflow");
     }
 

@@ -12,11 +12,15 @@
 //! revocations recorded after the copy was taken are not in it.
 
 use crate::crypto::Sealer;
-use crate::keyring::Timeline;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use zeroize::Zeroizing;
+
+pub mod permission;
+pub mod record;
+
+pub use record::{Claim, KeyRecord, Revocation, TenantRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -29,83 +33,10 @@ const ONE_TIME_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("
 /// Expired one-time ids removed per claim (amortised sweeping, bounded work).
 const SWEEP_PER_CLAIM: usize = 8;
 
-/// What a one-time claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First use: recorded durably until its expiry.
-    First,
-    /// Already used and not yet expired.
-    Replayed,
-    /// The store holds `capacity` unexpired ids: refused rather than forgetting one.
-    Full,
-}
-
-impl Claim {
-    /// Metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Claim::First => "first",
-            Claim::Replayed => "replayed",
-            Claim::Full => "full",
-        }
-    }
-}
-
 /// Name of the database file in `data_dir`.
 pub const DB_FILE: &str = "keys.redb";
 /// Name of the last-run record in `data_dir`.
 pub const LAST_RUN_FILE: &str = "last-run.json";
-
-/// One entry of the revocation feed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    /// Position in the feed (assigned on append, from 1).
-    #[serde(default)]
-    pub seq: u64,
-    /// Tenant.
-    pub tenant: String,
-    /// One token: its `jti` ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// ... and `exp` (the entry is needed until then).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Every token of this subject issued before `before`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Watermark: tokens with `iat` up to this are refused (with `subject`, or tenant-wide).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<i64>,
-    /// Set the watermark to `before` even when lower (an explicit correction).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lower: bool,
-    /// The tenant was deleted (with a tenant-wide `before`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// A key removed by an emergency rotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    /// When it was recorded.
-    #[serde(default)]
-    pub at: i64,
-}
-
-impl From<&Revocation> for medgate_channel::RevocationEvent {
-    /// The stored record as the feed serves it (`at` is the sidecar's own).
-    fn from(r: &Revocation) -> Self {
-        Self {
-            seq: r.seq,
-            tenant: r.tenant.clone(),
-            jti: r.jti.clone(),
-            exp: r.exp,
-            subject: r.subject.clone(),
-            before: r.before,
-            lower: r.lower,
-            deleted: r.deleted,
-            kid: r.kid.clone(),
-        }
-    }
-}
 
 const CANARY: &[u8] = b"kms-sidecar canary v1";
 
@@ -114,47 +45,6 @@ const CANARY: &[u8] = b"kms-sidecar canary v1";
 struct LastRun {
     store_id: String,
     seq: u64,
-}
-
-/// A stored tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantRecord {
-    /// Tenant id.
-    pub id: String,
-    /// Signing algorithm.
-    pub alg: String,
-    /// `iss` of issued tokens.
-    pub issuer: String,
-    /// Default `aud`.
-    pub audience: String,
-    /// Rotation interval, seconds.
-    pub interval: i64,
-    /// Longest token lifetime, seconds.
-    pub max_token_ttl: i64,
-    /// Clock skew, seconds.
-    pub clock_skew: i64,
-    /// Key management of encryption keys (`RSA-OAEP-256` when absent).
-    #[serde(default)]
-    pub enc_alg: Option<String>,
-    /// RSA signing key size (2048 when absent).
-    #[serde(default)]
-    pub rsa_bits: Option<u32>,
-}
-
-/// A stored key: timeline, public JWK, and the sealed private key (absent for an
-/// imported public-only key, or once destroyed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// Owning tenant.
-    pub tenant: String,
-    /// JOSE algorithm.
-    pub alg: String,
-    /// Rotation instants.
-    pub timeline: Timeline,
-    /// Public JWK.
-    pub public_jwk: serde_json::Value,
-    /// `nonce || AES-256-GCM(private PKCS#8)`, AAD = kid.
-    pub sealed: Option<Vec<u8>>,
 }
 
 /// Why the store could not be used.
@@ -242,8 +132,8 @@ impl Store {
 
     fn open_db(dir: &Path, sealer: Sealer, create: bool) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
-        crate::permission::private_dir(dir).map_err(db)?;
-        crate::permission::private_file(&path).map_err(db)?;
+        permission::private_dir(dir).map_err(db)?;
+        permission::private_file(&path).map_err(db)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         let database = if create { builder.create(&path) } else { builder.open(&path) }.map_err(db)?;

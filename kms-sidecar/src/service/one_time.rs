@@ -3,8 +3,8 @@
 //! one durable transaction and then answers each claim. Under load many claims share
 //! one fsync; no claim is answered before its transaction has committed.
 
-use crate::api::now;
-use crate::service::{Kms, KmsError};
+use super::{Kms, KmsError};
+use crate::clock::now;
 use crate::store::Claim;
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
