@@ -3,6 +3,7 @@
 //! `gen-master-key`. Each subcommand has its own module.
 
 pub mod init;
+pub mod load;
 pub mod mint;
 pub mod serve;
 
@@ -89,19 +90,4 @@ impl Cmd {
             }
         }
     }
-}
-
-/// Reads and validates the config and builds the sealer from its master key.
-pub fn load(path: &std::path::Path) -> anyhow::Result<(crate::config::KmsConfig, crate::crypto::Sealer)> {
-    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let cfg = crate::config::KmsConfig::from_yaml(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config {}:\n{e}", path.display()))?;
-    let master = cfg.master_key.read("master_key")?;
-    let master = zeroize::Zeroizing::new(
-        base64::engine::general_purpose::STANDARD
-            .decode(master.trim())
-            .map_err(|_| anyhow::anyhow!("master_key: not base64 (use `kms-sidecar gen-master-key`)"))?,
-    );
-    let sealer = crate::crypto::Sealer::new(&master).map_err(|e| anyhow::anyhow!("master_key: {e}"))?;
-    Ok((cfg, sealer))
 }

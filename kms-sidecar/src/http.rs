@@ -26,9 +26,8 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use medgate_channel::path;
 use serde_json::json;
+use state::St;
 use std::sync::Arc;
-
-type St = State<Arc<AppState>>;
 
 /// `GET /metrics`: Prometheus text, the key ages and one-time ids held read at the
 /// time of the scrape.

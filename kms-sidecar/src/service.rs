@@ -17,8 +17,6 @@ use std::sync::{Mutex, RwLock};
 pub mod one_time;
 pub mod ticker;
 
-pub use one_time::OneTimeWriter;
-
 /// An operation's refusal, mapped to an HTTP status by the API layer.
 #[derive(Debug, thiserror::Error)]
 pub enum KmsError {

@@ -1,11 +1,12 @@
 //! `kms-sidecar init`: creates the key store of a config (never replacing one), or
 //! with `--accept-restore` accepts the store in place after a restore.
 
+use super::load::load;
 use crate::store::Store;
 
 /// Creates the store, or accepts the existing one.
 pub fn init(path: &std::path::Path, accept_restore: bool) -> anyhow::Result<()> {
-    let (cfg, sealer) = super::load(path)?;
+    let (cfg, sealer) = load(path)?;
     let dir = std::path::Path::new(&cfg.data_dir);
     if accept_restore {
         let store = Store::open(dir, sealer)?;

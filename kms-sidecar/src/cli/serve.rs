@@ -2,18 +2,20 @@
 //! or replaced one), seeds the YAML tenants, and runs the two listeners and the "key
 //! rotation" task until SIGINT or SIGTERM.
 
+use super::load::load;
 use crate::clock::now;
 use crate::default;
 use crate::http::{self, listener, AppState};
 use crate::metrics::Metrics;
-use crate::service::{ticker, Kms, OneTimeWriter};
+use crate::service::one_time::OneTimeWriter;
+use crate::service::{ticker, Kms};
 use crate::store::Store;
 use crate::tenant::{Source, TenantInput, TenantSpec};
 use std::sync::Arc;
 
 /// Runs the service of the config at `path`.
 pub fn serve(path: &std::path::Path) -> anyhow::Result<()> {
-    let (cfg, sealer) = super::load(path)?;
+    let (cfg, sealer) = load(path)?;
     let admin_token = cfg.admin_token.read("admin_token")?;
     let gateway_token = cfg.gateway_token.read("gateway_token")?;
     for (name, t) in [("admin_token", &admin_token), ("gateway_token", &gateway_token)] {

@@ -3,8 +3,8 @@
 //! PEM import.
 
 use super::secret;
+use super::state::St;
 use super::state::{error, parse_json, publish};
-use super::St;
 use crate::clock::now;
 use crate::rotation::{Change, Use};
 use crate::service::{Kms, KmsError, MintRequest};

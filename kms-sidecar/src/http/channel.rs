@@ -3,7 +3,7 @@
 //! document is a `medgate_channel` type, the one the gateway reads.
 
 use super::state::parse_json;
-use super::St;
+use super::state::St;
 use crate::clock::now;
 use crate::service::{Kms, KmsError};
 use crate::store::Claim;

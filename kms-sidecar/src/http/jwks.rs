@@ -3,7 +3,7 @@
 //! `If-None-Match`), `Cache-Control: public, max-age`, CORS and `nosniff`.
 
 use super::state::AppState;
-use super::St;
+use super::state::St;
 use crate::clock::now;
 use crate::service::KmsError;
 use axum::extract::{Path, State};

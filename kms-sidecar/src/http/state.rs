@@ -2,9 +2,9 @@
 //! service errors to statuses, the bearer checks of the two audiences (constant
 //! time, failures counted), the request counter, and publishing to feed readers.
 
-use super::St;
 use crate::metrics::Metrics;
-use crate::service::{Kms, KmsError, OneTimeWriter};
+use crate::service::one_time::OneTimeWriter;
+use crate::service::{Kms, KmsError};
 use crate::store::Revocation;
 use axum::body::Body;
 use axum::extract::State;
@@ -15,6 +15,9 @@ use axum::Json;
 use serde_json::json;
 use std::sync::Arc;
 use zeroize::Zeroizing;
+
+/// The state extractor of every handler.
+pub type St = State<Arc<AppState>>;
 
 /// Shared state of the handlers.
 pub struct AppState {
