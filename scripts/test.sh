@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== module cycles"
+scripts/check-cycles.py gateway/src gateway/core/src kms-sidecar/src channel/src
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"

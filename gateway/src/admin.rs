@@ -4,9 +4,9 @@
 //! trail; bearer credential compared in constant time, failures counted).
 
 use crate::audit::AuditLog;
-use crate::keys::now;
+use crate::background::revocation::FeedStatus;
+use crate::clock::now;
 use crate::metrics::Metrics;
-use crate::revocation::FeedStatus;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::audit::AuditQuery;

@@ -227,16 +227,21 @@ pub fn body_piece(state: &mut EdgeState, body: &mut Option<Bytes>) -> Result<(),
 /// listens for plain HTTP/1 only), except that a new connection's first request head
 /// is read with `http.header_read_timeout` per read instead of Pingora's fixed 60 s.
 /// Later requests on the connection wait `http.idle_timeout` (set per request in
-/// [`connection`]).
-pub struct EdgeApp {
+/// [`connection`]). Generic over the proxy (the gateway's `crate::proxy::Gateway`),
+/// so the HTTP screening here never imports the proxy that calls it.
+pub struct EdgeApp<P> {
     /// The Pingora proxy.
-    pub proxy: std::sync::Arc<pingora::proxy::HttpProxy<crate::proxy::Gateway>>,
+    pub proxy: std::sync::Arc<pingora::proxy::HttpProxy<P>>,
     /// The current runtime, for the current config's timeout.
     pub rt: crate::runtime::SharedRuntime,
 }
 
 #[async_trait::async_trait]
-impl pingora::apps::ServerApp for EdgeApp {
+impl<P> pingora::apps::ServerApp for EdgeApp<P>
+where
+    P: pingora::proxy::ProxyHttp + Send + Sync + 'static,
+    P::CTX: Send + Sync,
+{
     async fn process_new(
         self: &std::sync::Arc<Self>,
         stream: pingora::protocols::Stream,

@@ -1,6 +1,6 @@
 //! Fetching tenant keys from their sources (JWKS URLs, local JWKS or PEM files) into
-//! the core's key store, on schedule in a Pingora background service, once at start-up,
-//! and on demand after an unknown `kid`. JWE-enabled tenants' private decryption keys
+//! the core's key store: on schedule (driven by `crate::background::key_refresh`), once
+//! at start-up, and on demand after an unknown `kid`. JWE-enabled tenants' private decryption keys
 //! come the same way from the sidecar's authenticated channel (or a local file) into
 //! the decryption store. Every fetch is bounded: `keys.max_fetch_bytes` (checked on
 //! `Content-Length`, then counted chunk by chunk, aborting as soon as it is passed)
@@ -12,27 +12,18 @@ mod source;
 pub use source::{load_checked, KeySourceError};
 use source::{parse_file, read_capped, CappedBody};
 
+use crate::clock::now;
 use crate::metrics::Metrics;
-use crate::revocation::read_token;
-use crate::runtime::SharedRuntime;
-use async_trait::async_trait;
 use gateway_core::config::Config;
 use gateway_core::jwe::keys::DecryptionKeySet;
 use gateway_core::jwe::store::DecryptionStore;
 use gateway_core::keystore::{parse_max_age, KeyStore};
 use gateway_core::tenant::{DecryptionSource, KeySource};
 use gateway_core::KeySet;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use zeroize::Zeroizing;
-
-/// Seconds since the epoch: the only wall-clock read, handed to the core.
-pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
 
 /// Empties a tenant's signing and decryption keys at once (the sidecar deleted the
 /// tenant): its tokens fail verification from now on, before any refresh. The empty
@@ -196,7 +187,7 @@ impl KeyFetcher {
         let (body, max_age) = match source {
             DecryptionSource::Url { url, token } => {
                 let token =
-                    read_token(token).ok_or_else(|| KeySourceError::Credential(crate::credential::source(token)))?;
+                    crate::credential::read(token).map_err(|_| KeySourceError::Credential(token.to_string()))?;
                 self.get(url, Some(&token)).await?
             }
             DecryptionSource::File(path) => (self.read_file(path).await?, None),
@@ -323,6 +314,12 @@ impl KeyFetcher {
         failed
     }
 
+    /// When the next scheduled refresh of any tenant's signing or decryption keys is
+    /// due (seconds), if any is scheduled.
+    pub fn next_due(&self) -> Option<i64> {
+        [self.store.next_due(), self.dstore.store().next_due()].into_iter().flatten().min()
+    }
+
     /// Refreshes every tenant whose schedule is due.
     pub async fn tick(&self) {
         let now = now();
@@ -344,25 +341,6 @@ impl KeyFetcher {
             }
         } else if let Some(oldest) = ages.map(|(_, a)| a).max() {
             self.metrics.key_age.with_label_values(&["all"]).set(oldest);
-        }
-    }
-}
-
-/// The "jwks refresh" background service, always driving the current runtime's fetcher.
-pub struct KeyRefresher(pub SharedRuntime);
-
-#[async_trait]
-impl BackgroundService for KeyRefresher {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let fetcher = self.0.load().fetcher.clone();
-            fetcher.tick().await;
-            let due = [fetcher.store.next_due(), fetcher.dstore.store().next_due()].into_iter().flatten().min();
-            let wait = due.map_or(1, |due| (due - now()).clamp(1, 5)) as u64;
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
-            }
         }
     }
 }

@@ -10,20 +10,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod access_log;
 mod admin;
 mod audit;
+mod background;
+mod clock;
 mod credential;
-mod discovery;
 mod edge;
 mod keys;
 mod metrics;
 mod proxy;
-mod reload;
 mod replay;
-mod revocation;
 mod runtime;
 mod upstream;
 
 use clap::Parser;
-use gateway_core::config::{AdminToken, Startup};
+use gateway_core::config::Startup;
 use gateway_core::Config;
 use pingora::prelude::*;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -168,24 +167,10 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let access_log = Arc::new(access_log::AccessLog::start(&first.engine.config.access_log, &metrics)?);
-    let admin_token = match &first.engine.config.admin_token {
-        None => None,
-        Some(AdminToken::Env(var)) => Some(zeroize::Zeroizing::new(
-            std::env::var(var).map_err(|_| anyhow::anyhow!("admin.token_env: {var} is not set"))?,
-        )),
-        Some(AdminToken::File(path)) => Some(zeroize::Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("admin.token_file: {path}: {e}"))?
-                .trim()
-                .to_owned(),
-        )),
-    };
-    if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
-        anyhow::bail!("admin token must be at least 16 characters");
-    }
-    let feed_status = Arc::new(revocation::FeedStatus::default());
+    let admin_token = credential::admin(&first.engine.config)?;
+    let feed_status = Arc::new(background::revocation::FeedStatus::default());
     if let Some(settings) = &first.engine.config.revocation {
-        revocation::load_state(settings, &first.engine.revocations, &feed_status);
+        background::revocation::load_state(settings, &first.engine.revocations, &feed_status);
     }
     let rt = runtime::shared(first);
 
@@ -230,19 +215,22 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(background_service("jwks refresh", keys::KeyRefresher(rt.clone())));
-    server.add_service(background_service("upstream health", upstream::HealthChecks(rt.clone())));
+    server.add_service(background_service("jwks refresh", background::key_refresh::KeyRefresher(rt.clone())));
+    server.add_service(background_service("upstream health", background::health::HealthChecks(rt.clone())));
     // Always running: it follows the feed of the current config (a reload may add one).
-    let follower = revocation::Follower {
+    let follower = background::revocation::Follower {
         rt: rt.clone(),
         status: feed_status,
         metrics: metrics.clone(),
         saved_at: Default::default(),
     };
     server.add_service(background_service("revocation feed", follower));
-    let reloader = Arc::new(reload::Reloader::new(cli.config, rt, metrics.clone()));
-    server.add_service(background_service("tenant discovery", discovery::Discovery::new(reloader.clone(), &metrics)?));
-    server.add_service(background_service("config reload", reload::OnHangup(reloader)));
+    let reloader = Arc::new(background::reload::Reloader::new(cli.config, rt, metrics.clone()));
+    server.add_service(background_service(
+        "tenant discovery",
+        background::discovery::Discovery::new(reloader.clone(), &metrics)?,
+    ));
+    server.add_service(background_service("config reload", background::reload::OnHangup(reloader)));
     tracing::info!(%listen, %admin_listen, "gateway starting");
     server.run(pingora::server::RunArgs::default());
     // Every request has finished: let the access log and audit writers finish what is queued.

@@ -14,8 +14,8 @@
 
 use crate::access_log::{logged_path, AccessLog, AccessRecord};
 use crate::audit::AuditLog;
+use crate::clock::now;
 use crate::edge::{self, EdgeState};
-use crate::keys::now;
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, SharedRuntime};
 use async_trait::async_trait;
@@ -78,10 +78,7 @@ impl Ctx {
 }
 
 /// The process's request ids: a counter after the process start time in nanoseconds.
-static REQUEST_IDS: LazyLock<RequestIds> = LazyLock::new(|| {
-    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    RequestIds::new(start)
-});
+static REQUEST_IDS: LazyLock<RequestIds> = LazyLock::new(|| RequestIds::new(crate::clock::unix_nanos()));
 
 /// The client's `X-Request-Id` when short and plain. It is audited beside the
 /// gateway's own id (made in `new_ctx`), never used in its place: clients can repeat one.
@@ -388,7 +385,7 @@ impl ProxyHttp for Gateway {
         if self.access_log.enabled() {
             let req = session.req_header();
             self.access_log.record(&AccessRecord {
-                time_ms: unix_ms(),
+                time_ms: crate::clock::unix_ms(),
                 request_id: ctx.request_id.as_str(),
                 client_ip: ctx.client_ip,
                 method: req.method.as_str(),
@@ -425,7 +422,7 @@ fn audit_record(
     let who = token.map(|t| Identity::of(&t, &ctx.rt.engine.config.role_claim)).unwrap_or_default();
     let (path, path_truncated) = gateway_core::audit::recorded_path(req.uri.path(), max_path);
     AuditRecord {
-        time_ms: unix_ms(),
+        time_ms: crate::clock::unix_ms(),
         request_id: ctx.request_id.as_str().to_owned(),
         client_request_id: ctx.client_request_id.clone(),
         client_ip: ctx.client_ip,
@@ -446,9 +443,4 @@ fn audit_record(
         latency_us: ctx.started.elapsed().as_micros() as u64,
         sampled_out: None,
     }
-}
-
-/// Milliseconds since the Unix epoch.
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

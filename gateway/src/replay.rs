@@ -4,12 +4,11 @@
 //! failure (timeout, refused connection, unexpected answer) is `Unavailable`: the
 //! request is refused with a 503 rather than risk a replay.
 
-use crate::revocation::read_token;
+use crate::credential::Credential;
 use gateway_core::config::ReplayStoreSettings;
 use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
 use medgate_channel::one_time::{self, OneTimeAnswer, OneTimeClaim};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::RwLock;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
@@ -24,7 +23,7 @@ pub struct SidecarReplayStore {
     unlogged: AtomicU64,
     /// The channel credential, read once and again only when the sidecar refuses it
     /// (so a rotated credential file is picked up without a read per request).
-    credential: RwLock<Option<Zeroizing<String>>>,
+    credential: Credential,
 }
 
 impl SidecarReplayStore {
@@ -39,25 +38,18 @@ impl SidecarReplayStore {
             .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         Ok(Self {
+            credential: Credential::new(settings.token.clone()),
             settings,
             client,
             last_warning: AtomicI64::new(0),
             unlogged: AtomicU64::new(0),
-            credential: RwLock::new(None),
         })
     }
 
-    /// The cached channel credential, or (`reread`, or none cached) a fresh read.
+    /// The kept channel credential, or (`reread`) a fresh read.
     fn credential(&self, reread: bool) -> anyhow::Result<Zeroizing<String>> {
-        if !reread {
-            if let Some(token) = self.credential.read().unwrap_or_else(|p| p.into_inner()).as_ref() {
-                return Ok(token.clone());
-            }
-        }
-        let token =
-            read_token(&self.settings.token).ok_or_else(|| anyhow::anyhow!("channel credential not available"))?;
-        *self.credential.write().unwrap_or_else(|p| p.into_inner()) = Some(token.clone());
-        Ok(token)
+        let token = if reread { self.credential.reread() } else { self.credential.get() };
+        token.map_err(|_| anyhow::anyhow!("channel credential not available"))
     }
 
     async fn claim(&self, id: &OneTimeId) -> anyhow::Result<FirstUse> {
@@ -85,7 +77,7 @@ impl ReplayStore for SidecarReplayStore {
     fn first_use<'a>(&'a self, id: &'a OneTimeId, _now: i64) -> Check<'a> {
         Box::pin(async move {
             self.claim(id).await.unwrap_or_else(|e| {
-                let (now, last) = (crate::keys::now(), self.last_warning.load(Ordering::Relaxed));
+                let (now, last) = (crate::clock::now(), self.last_warning.load(Ordering::Relaxed));
                 let unlogged = self.unlogged.fetch_add(1, Ordering::Relaxed);
                 if now > last
                     && self.last_warning.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()

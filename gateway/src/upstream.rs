@@ -1,17 +1,13 @@
 //! Upstream pools: one Pingora `LoadBalancer` per configured upstream with its peer
-//! settings (timeouts, retries) prebuilt from config, and the "upstream health"
-//! background service that runs each pool's HTTP health check on its interval,
-//! always over the current runtime's pools so reloads take effect.
+//! settings (timeouts, retries) prebuilt from config, and each pool's HTTP health
+//! check, run when due by the "upstream health" background service
+//! (`crate::background::health`).
 
-use crate::runtime::SharedRuntime;
-use async_trait::async_trait;
 use gateway_core::config::Upstream;
 use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::prelude::HttpPeer;
-use pingora::server::ShutdownWatch;
-use pingora::services::background::BackgroundService;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -38,7 +34,7 @@ impl Pool {
     }
 
     /// Runs the health check if one is configured and due.
-    async fn check_if_due(&self, now: Instant) {
+    pub async fn check_if_due(&self, now: Instant) {
         let Some(hc) = &self.settings.health_check else {
             return;
         };
@@ -68,24 +64,4 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
         pools.insert(name.clone(), Pool { lb, settings: u.clone(), next_check: Mutex::new(Instant::now()) });
     }
     Ok(pools)
-}
-
-/// The "upstream health" background service.
-pub struct HealthChecks(pub SharedRuntime);
-
-#[async_trait]
-impl BackgroundService for HealthChecks {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        loop {
-            let rt = self.0.load_full();
-            let now = Instant::now();
-            for pool in rt.pools.values() {
-                pool.check_if_due(now).await;
-            }
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            }
-        }
-    }
 }

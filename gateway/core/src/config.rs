@@ -14,6 +14,7 @@ mod tenant;
 use crate::header::{self, ArrayEncoding, HeaderMapping};
 use crate::keystore::RefreshPolicy;
 use crate::route::Router;
+use crate::secret::SecretSource;
 use crate::tenant::Tenant;
 use crate::verify::VerifyOptions;
 pub use access_log::{AccessLogSettings, AccessLogTarget};
@@ -132,22 +133,13 @@ pub struct AuditFiles {
     pub queue: usize,
 }
 
-/// Where the admin bearer credential comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminToken {
-    /// An environment variable.
-    Env(String),
-    /// A file.
-    File(String),
-}
-
 /// The revocation feed the gateway follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationSettings {
     /// Feed URL.
     pub feed_url: String,
     /// Where the channel credential comes from.
-    pub token: AdminToken,
+    pub token: SecretSource,
     /// Long-poll wait.
     pub poll_wait: Duration,
     /// Refuse tokens on protected routes until the feed (or a fresh saved state) was read.
@@ -165,7 +157,7 @@ pub struct ReplayStoreSettings {
     /// Claim URL.
     pub url: String,
     /// Where the channel credential comes from.
-    pub token: AdminToken,
+    pub token: SecretSource,
     /// Longest wait for an answer (then 503 `replay_store_unavailable`).
     pub timeout: Duration,
 }
@@ -202,7 +194,7 @@ pub struct Config {
     /// Audit trail, if configured.
     pub audit: Option<AuditSettings>,
     /// Admin credential source, if configured (admin endpoints are off without it).
-    pub admin_token: Option<AdminToken>,
+    pub admin_token: Option<SecretSource>,
     /// Revocation feed, if configured.
     pub revocation: Option<RevocationSettings>,
     /// Shared one-time token store, if configured (else in memory).
@@ -259,15 +251,12 @@ fn allowlist<T>(
 }
 
 /// A credential source given as exactly one of `token_env` or `token_file`.
-fn credential(env: &Option<String>, file: &Option<String>, path: &str, errs: &mut Errors) -> Option<AdminToken> {
-    match (env, file) {
-        (Some(e), None) => Some(AdminToken::Env(e.clone())),
-        (None, Some(p)) => Some(AdminToken::File(p.clone())),
-        _ => {
-            errs.push(path, "set exactly one of token_env or token_file");
-            None
-        }
+fn credential(env: &Option<String>, file: &Option<String>, path: &str, errs: &mut Errors) -> Option<SecretSource> {
+    let source = SecretSource::from_fields(env, file);
+    if source.is_none() {
+        errs.push(path, "set exactly one of token_env or token_file");
     }
+    source
 }
 
 fn valid_header_name(name: &str) -> bool {

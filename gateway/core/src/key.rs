@@ -2,6 +2,8 @@
 //! certificate) into a form that verifies without re-parsing, and grouped into a
 //! [`KeySet`] looked up by `kid`.
 
+mod pem;
+
 use crate::alg::{Algorithm, KeyFamily};
 use crate::b64;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
@@ -288,7 +290,7 @@ impl KeySet {
     /// Parses PEM text holding SPKI public keys and/or X.509 certificates. Keys
     /// get `kid` `pem-<index>` unless `kid` names the single key.
     pub fn from_pem(text: &[u8], kid: Option<&str>) -> Result<Self, KeyError> {
-        let blocks = pem::parse_many(text).map_err(|e| KeyError::Pem(e.to_string()))?;
+        let blocks = ::pem::parse_many(text).map_err(|e| KeyError::Pem(e.to_string()))?;
         if blocks.is_empty() {
             return Err(KeyError::Pem("no PEM block found".into()));
         }
@@ -298,7 +300,7 @@ impl KeySet {
                 Some(k) if blocks.len() == 1 => k.to_owned(),
                 _ => format!("pem-{i}"),
             };
-            keys.push(crate::pem_key::parse_block(block, id)?);
+            keys.push(pem::parse_block(block, id)?);
         }
         Ok(Self::from_keys(keys))
     }

@@ -7,7 +7,6 @@
 pub mod alg;
 pub mod audit;
 pub mod b64;
-pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod duration;
@@ -21,12 +20,12 @@ pub mod json;
 pub mod jwe;
 pub mod key;
 pub mod keystore;
-mod pem_key;
 pub mod policy;
 pub mod replay;
 pub mod request_id;
 pub mod revocation;
 pub mod route;
+pub mod secret;
 pub mod tenant;
 pub mod verify;
 

@@ -5,31 +5,10 @@
 
 use crate::error::{Denial, PolicyError};
 use crate::route::RouteMatch;
+pub use crate::route::{AllowRule, OwnerRule};
 use crate::verify::VerifiedToken;
 use serde_json::Value;
 use std::sync::Arc;
-
-/// Owner rule: the claim's value must equal the path parameter's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OwnerRule {
-    /// Claim name, e.g. `sub`.
-    pub claim: String,
-    /// Route parameter name, e.g. `patient_id`.
-    pub param: String,
-}
-
-/// One allow rule of a route.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowRule {
-    /// Role granted.
-    pub role: String,
-    /// Tenants this rule applies to; empty means every tenant the route serves.
-    pub tenants: Vec<String>,
-    /// Methods for this role; empty means every method of the route.
-    pub methods: Vec<String>,
-    /// Optional owner rule.
-    pub owner: Option<OwnerRule>,
-}
 
 /// Evidence that a request passed authentication (unless public) and policy.
 #[derive(Debug, Clone)]

@@ -2,8 +2,8 @@
 //! where their keys come from.
 
 use crate::alg::Algorithm;
-use crate::config::AdminToken;
 use crate::jwe::JweAllow;
+use crate::secret::SecretSource;
 
 /// Where a tenant's public keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum DecryptionSource {
         /// URL, e.g. `http://127.0.0.1:8082/internal/v1/tenants/{tenant}/decryption-keys`.
         url: String,
         /// The channel credential.
-        token: AdminToken,
+        token: SecretSource,
     },
     /// A local JWKS file of private JWKs.
     File(String),

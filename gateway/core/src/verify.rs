@@ -4,8 +4,9 @@
 //! tenant's), and its payload must be a JWS of that same tenant, verified the same
 //! way. [`VerifiedToken`] can only be made here.
 
+pub mod cache;
+
 use crate::alg::Algorithm;
-use crate::cache::TokenCache;
 use crate::claims::{Claims, UncheckedClaims};
 use crate::error::AuthError;
 use crate::jose::{self, Compact};
@@ -15,6 +16,7 @@ use crate::jwe::{self, ContentEncryption, JweAllow, JweError, KeyManagement};
 use crate::key::{KeySet, VerifyingKey};
 use crate::keystore::KeyStore;
 use crate::tenant::Tenant;
+use cache::TokenCache;
 use std::collections::HashMap;
 use std::sync::Arc;
 

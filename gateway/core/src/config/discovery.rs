@@ -13,29 +13,12 @@
 
 use super::file::FileConfig;
 use super::tenant::check_tenant_id;
-use super::{check_url, credential, AdminToken, Errors};
+use super::{check_url, credential, Errors};
 use crate::alg::Algorithm;
 use crate::jwe::{JweAllow, KeyManagement};
+use crate::secret::SecretSource;
 use crate::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
-use serde::Deserialize;
 use std::time::Duration;
-
-/// `tenant_discovery:` section.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiscoveryFile {
-    /// The sidecar's tenant list (`/internal/v1/tenants` on its internal listener).
-    pub url: String,
-    /// Environment variable holding the gateway channel credential.
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// File holding the gateway channel credential.
-    #[serde(default)]
-    pub token_file: Option<String>,
-    /// Poll interval (default 5s).
-    #[serde(default)]
-    pub interval: Option<crate::duration::Dur>,
-}
 
 /// Validated `tenant_discovery:` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,14 +26,14 @@ pub struct DiscoverySettings {
     /// Tenant list URL.
     pub url: String,
     /// Where the channel credential comes from.
-    pub token: AdminToken,
+    pub token: SecretSource,
     /// Poll interval.
     pub interval: Duration,
     /// `keys.url_template`: where a listed tenant's JWKS comes from.
     pub keys_url_template: String,
     /// `decryption.url_template` and its credential, for listed tenants with
     /// encryption keys (absent: they accept no JWE).
-    pub decryption: Option<(String, AdminToken)>,
+    pub decryption: Option<(String, SecretSource)>,
 }
 
 /// The tenant list the sidecar serves (`GET /internal/v1/tenants`): the contract
@@ -75,11 +58,8 @@ pub(super) fn settings(f: &FileConfig, errs: &mut Errors) -> Option<DiscoverySet
     let token = credential(&d.token_env, &d.token_file, "tenant_discovery", errs)?;
     let decryption = f.decryption.as_ref().and_then(|dec| {
         let tpl = dec.url_template.clone()?;
-        let token = match (&dec.token_env, &dec.token_file) {
-            (Some(e), None) => AdminToken::Env(e.clone()),
-            (None, Some(p)) => AdminToken::File(p.clone()),
-            _ => return None, // reported by the decryption section's own check
-        };
+        // Neither or both is reported by the decryption section's own check.
+        let token = SecretSource::from_fields(&dec.token_env, &dec.token_file)?;
         Some((tpl, token))
     });
     Some(DiscoverySettings { url: d.url.clone(), token, interval, keys_url_template, decryption })

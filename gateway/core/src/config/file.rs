@@ -64,7 +64,7 @@ pub struct FileConfig {
     pub http: HttpFile,
     /// Tenants added from the sidecar's tenant list.
     #[serde(default)]
-    pub tenant_discovery: Option<super::discovery::DiscoveryFile>,
+    pub tenant_discovery: Option<DiscoveryFile>,
     /// The per-request access log (default: JSON lines on stdout).
     #[serde(default)]
     pub access_log: Option<AccessLogFile>,
@@ -510,4 +510,21 @@ pub struct OwnerFile {
     pub claim: String,
     /// Path parameter name, e.g. `patient_id`.
     pub param: String,
+}
+
+/// `tenant_discovery:` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoveryFile {
+    /// The sidecar's tenant list (`/internal/v1/tenants` on its internal listener).
+    pub url: String,
+    /// Environment variable holding the gateway channel credential.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding the gateway channel credential.
+    #[serde(default)]
+    pub token_file: Option<String>,
+    /// Poll interval (default 5s).
+    #[serde(default)]
+    pub interval: Option<Dur>,
 }

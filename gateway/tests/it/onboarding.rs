@@ -7,11 +7,9 @@
 //! admin API answers with the names its POST body takes and the true `enc_alg`; the
 //! internal tenant list needs the gateway credential and answers 304 when unchanged.
 
-mod support;
-
+use crate::support::{Gateway, Sidecar, SIDECAR_ADMIN, SIDECAR_GATEWAY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{Gateway, Sidecar, SIDECAR_ADMIN, SIDECAR_GATEWAY};
 use testkit::EchoServer;
 
 const TENANTS: &str =

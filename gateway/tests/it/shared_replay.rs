@@ -3,10 +3,8 @@
 //! exactly one passes, and when the shared store is down one-time routes fail closed
 //! (503 `replay_store_unavailable`) while other routes keep working.
 
-mod support;
-
+use crate::support::{Gateway, Sidecar, SIDECAR_GATEWAY};
 use serde_json::Value;
-use support::{Gateway, Sidecar, SIDECAR_GATEWAY};
 use testkit::EchoServer;
 
 async fn gateway(sidecar: &Sidecar, echo: &EchoServer, token_file: &std::path::Path) -> Gateway {

@@ -3,11 +3,9 @@
 //! emergency key removal is refused without waiting for the JWKS cache; a gateway
 //! that loses the sidecar keeps its last revocation state and says so.
 
-mod support;
-
+use crate::support::{claims_of, Gateway, Sidecar, SIDECAR_GATEWAY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{claims_of, Gateway, Sidecar, SIDECAR_GATEWAY};
 use testkit::EchoServer;
 
 async fn refused_within(http: &reqwest::Client, url: &str, token: &str, bound: Duration) -> Duration {

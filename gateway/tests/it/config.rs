@@ -3,12 +3,10 @@
 //! errors and validation errors in one run; missing credentials are named; a taken
 //! port fails start-up at once.
 
-mod support;
-
+use crate::support::run_binary;
 use gateway_core::Config;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::run_binary;
 
 /// The credentials `conf/gateway.yaml` reads from the environment.
 const CONF_ENV: [(&str, &str); 2] =
@@ -311,7 +309,7 @@ routes:
 fn a_taken_port_fails_start_up_at_once() {
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap();
-    let free = support::free_port();
+    let free = crate::support::free_port();
     let dir = tempfile::tempdir().unwrap();
     for (field, listen, admin) in [
         ("listen", taken.to_string(), format!("127.0.0.1:{free}")),

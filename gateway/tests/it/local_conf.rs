@@ -3,11 +3,9 @@
 //! verify and decrypt, and its insurance route is JWE-only and one-time, as in
 //! `conf/gateway.yaml`. Only the listeners and upstream peers are rewritten.
 
-mod support;
-
+use crate::support::Gateway;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use support::Gateway;
 use testkit::jwe::EncKey;
 use testkit::{EchoServer, TestKey};
 

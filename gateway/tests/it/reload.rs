@@ -1,11 +1,9 @@
 //! Hot reload: SIGHUP swaps routes, policies, header mappings and tenants atomically;
 //! a bad config is refused and the old one stays in force.
 
-mod support;
-
+use crate::support::{standard_config, Gateway};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{standard_config, Gateway};
 use testkit::claims;
 
 async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what: &str, f: F) {
@@ -18,7 +16,7 @@ async fn wait_for<F: Fn() -> Fut, Fut: std::future::Future<Output = bool>>(what:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_swaps_config_and_refuses_a_bad_one() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let gw = Gateway::start_logging(&standard_config(&server.url_template(), echo.addr, ""), "info").await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u-1", json!("doctor")));
@@ -95,7 +93,7 @@ async fn sighup_swaps_config_and_refuses_a_bad_one() {
 /// token used before SIGHUP is still a replay after it, on the new config.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_time_ids_survive_a_reload() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let once = "routes:\n  - name: once\n    prefix: /once\n    upstream: echo\n    one_time: true\n";
     let config = standard_config(&server.url_template(), echo.addr, "").replace("routes:\n", once);
     let gw = Gateway::start(&config).await;

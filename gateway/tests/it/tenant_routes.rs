@@ -4,11 +4,9 @@
 //! anything reaches the upstream, and passes its own tenants with `X-Tenant-Id` set
 //! from the verified token.
 
-mod support;
-
+use crate::support::Gateway;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use support::Gateway;
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 
 fn config(url_template: &str, echo: std::net::SocketAddr) -> String {

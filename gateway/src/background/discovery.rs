@@ -10,9 +10,8 @@
 //! When the list cannot be read the last one stays in force; it is counted
 //! (`gateway_tenant_discovery_total{result="error"}`) and logged.
 
+use crate::background::reload::Reloader;
 use crate::metrics::Metrics;
-use crate::reload::Reloader;
-use crate::revocation::read_token;
 use async_trait::async_trait;
 use gateway_core::config::discovery::DiscoverySettings;
 use medgate_channel::tenant::TenantList;
@@ -104,7 +103,8 @@ impl Discovery {
 
     /// The list, or `None` when it is still `applied` (304).
     async fn fetch(&self, s: &DiscoverySettings, applied: Option<&str>) -> Result<Option<TenantList>, String> {
-        let token = read_token(&s.token).ok_or("the channel credential (token_env or token_file) cannot be read")?;
+        let token = crate::credential::read(&s.token)
+            .map_err(|_| "the channel credential (token_env or token_file) cannot be read")?;
         let mut req = self.client.get(&s.url).bearer_auth(token.as_str());
         if let Some(v) = applied {
             req = req.header(reqwest::header::IF_NONE_MATCH, format!("\"{v}\""));

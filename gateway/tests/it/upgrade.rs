@@ -2,19 +2,17 @@
 //! the listening sockets over from the old one (SIGQUIT), and a client hammering the
 //! gateway meanwhile sees no failed request.
 
-mod support;
-
+use crate::support::{free_port, standard_config};
 use serde_json::json;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{free_port, standard_config};
 use testkit::claims;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_upgrade_hands_over_the_listeners_without_dropping_requests() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let dir = tempfile::tempdir().unwrap();
     let (port, admin) = (free_port(), free_port());
     let cfg = dir.path().join("gateway.yaml");

@@ -2,13 +2,11 @@
 //! matter): the real gateway binary in front of a recording upstream that keeps every
 //! request head it was sent (before reading the body) and every body it received.
 
-mod support;
-
+use crate::support::{keyed_stack, Gateway};
 use axum::extract::{Request, State};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{keyed_stack, Gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// What the upstream saw of one request.

@@ -1,11 +1,9 @@
 //! Start-up behaviour (fail fast / not ready), readiness, and dead upstreams.
 
-mod support;
-
+use crate::support::{free_port, standard_config, Gateway};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{free_port, standard_config, Gateway};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,8 +16,8 @@ async fn fail_fast_refuses_to_start_without_required_keys() {
         standard_config(&dead, echo.addr, "  fetch_timeout: 500ms\n  startup: fail_fast")
     );
     let dir = tempfile::tempdir().unwrap();
-    let path = support::write_config(&dir, &yaml);
-    let (ok, out) = support::run_binary(&["--config", path.to_str().unwrap()]);
+    let path = crate::support::write_config(&dir, &yaml);
+    let (ok, out) = crate::support::run_binary(&["--config", path.to_str().unwrap()]);
     assert!(!ok);
     assert!(out.contains("fail_fast") && out.contains("t1") && out.contains("t2"), "{out}");
 }
@@ -83,7 +81,7 @@ async fn dead_upstream_gives_a_json_5xx_quickly_never_a_hang() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_retries_on_another_peer_and_authorization_forwarding_is_optional() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let dead = free_port();
     let body = standard_config(&server.url_template(), echo.addr, "")
         .replace(
@@ -147,7 +145,7 @@ async fn logs_never_contain_tokens_or_key_material_even_at_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_upstream_times_out_with_504() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let body =
         standard_config(&server.url_template(), echo.addr, "").replace("read_timeout: 5s", "read_timeout: 300ms");
     let gw = Gateway::start(&body).await;
@@ -162,7 +160,7 @@ async fn slow_upstream_times_out_with_504() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_count_refusals_by_reason() {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let gw = Gateway::start(&standard_config(&server.url_template(), echo.addr, "")).await;
     let http = reqwest::Client::new();
     let token = key.mint(&claims("t1", "u", json!("doctor")));

@@ -4,11 +4,9 @@
 //! JWE-only and one-time routes, and follows the sidecar's decryption keys over the
 //! authenticated channel, including an emergency rotation.
 
-mod support;
-
+use crate::support::{Gateway, Sidecar, SIDECAR_GATEWAY};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use support::{Gateway, Sidecar, SIDECAR_GATEWAY};
 use testkit::jwe::{edit_header, private_jwks, tamper, EncKey, ALGS, ENCS};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 
@@ -445,7 +443,7 @@ async fn encryption_key_rotations_never_refuse_a_valid_token() {
     )
     .await;
     let url = gw.url("/sealed/x");
-    let (kids, refused, sent) = support::mint_and_replay_all(13, &url, async |n| {
+    let (kids, refused, sent) = crate::support::mint_and_replay_all(13, &url, async |n| {
         sidecar.mint_encrypted("h1", &format!("u{n}"), "doctor", 30).await
     })
     .await;

@@ -5,13 +5,11 @@
 //! records; paths are capped; rotation is exact; files are private; request ids are
 //! the gateway's own; every record not written is counted.
 
-mod support;
-
+use crate::support::{standard_config, Gateway};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{standard_config, Gateway};
 use testkit::claims;
 
 const ADMIN: &str = "admin-token-0123456789";
@@ -21,7 +19,7 @@ async fn start(
     dir: &tempfile::TempDir,
     audit: &str,
 ) -> (testkit::TestKey, Gateway, testkit::JwksServer, testkit::EchoServer) {
-    let (key, server, echo) = support::keyed_stack().await;
+    let (key, server, echo) = crate::support::keyed_stack().await;
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, format!("{ADMIN}\n")).unwrap();
     let body = format!(

@@ -1,11 +1,9 @@
 //! End-to-end: the real gateway binary in front of an in-process echo upstream, with
 //! tenant keys from an in-process JWKS server, all on 127.0.0.1.
 
-mod support;
-
+use crate::support::{standard_config, Gateway};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
-use support::{standard_config, Gateway};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 
 struct Keys {
@@ -197,7 +195,7 @@ async fn every_refusal_has_its_status_and_reason_and_never_a_5xx() {
     assert_eq!(s.get("/nowhere", Some(&valid), &[]).await.0, 404);
     assert_eq!(s.send(reqwest::Method::DELETE, "/patients/u-1/records", Some(&valid), &[]).await.0, 405);
     for raw in ["/echo/../patients/p-2/records", "/echo/%2e%2e/patients/p-2/records", "/echo//x"] {
-        let resp = support::raw_get(s.gw.port, raw, &valid).await;
+        let resp = crate::support::raw_get(s.gw.port, raw, &valid).await;
         assert!(resp.starts_with("HTTP/1.1 404"), "{raw}: {resp}");
         assert!(resp.contains("route_not_found"), "{raw}: {resp}");
     }

@@ -8,11 +8,9 @@
 //! a lowered watermark reaches the gateway; a deleted tenant's tokens are refused at
 //! once and its keys dropped.
 
-mod support;
-
+use crate::support::{claims_of, Gateway, Sidecar, SIDECAR_ADMIN, SIDECAR_GATEWAY};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{claims_of, Gateway, Sidecar, SIDECAR_ADMIN, SIDECAR_GATEWAY};
 use testkit::EchoServer;
 
 const TENANTS: &str = "  - { id: h1, alg: ES256, issuer: https://kms.test/h1, audience: api, rotation: { interval: 1d } }\n\

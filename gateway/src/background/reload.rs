@@ -90,7 +90,7 @@ impl Reloader {
         let new = Runtime::build(config, Some(&old), &self.metrics).map_err(|e| format!("{e:#}"))?;
         // Tenants new to this config (or with a new key source) load before the swap;
         // a tenant serving now must not be left without keys by it.
-        let now = crate::keys::now();
+        let now = crate::clock::now();
         let mut problems = Vec::new();
         for t in &new.engine.config.tenants {
             if new.engine.keys.age(&t.id, now).is_none() {

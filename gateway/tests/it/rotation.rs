@@ -2,11 +2,9 @@
 //! scheduled rotations all pass the running gateway with zero refusals, and after an
 //! emergency rotation tokens of the removed key are refused while new ones pass.
 
-mod support;
-
+use crate::support::{token_kid as kid, Gateway, Sidecar};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use support::{token_kid as kid, Gateway, Sidecar};
 use testkit::EchoServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,9 +48,10 @@ routes:
     // unknown-kid refetch is effectively off (1 h cooldown, used once at most), so
     // this proves the publish-ahead order, not the fallback.
     let url = gw.url("/echo");
-    let (kids, refused, sent) =
-        support::mint_and_replay_all(10, &url, async |n| sidecar.mint("h1", &format!("u{n}"), "doctor", 30).await)
-            .await;
+    let (kids, refused, sent) = crate::support::mint_and_replay_all(10, &url, async |n| {
+        sidecar.mint("h1", &format!("u{n}"), "doctor", 30).await
+    })
+    .await;
     assert!(kids.len() >= 3, "several signing keys were used: {kids:?}");
     assert!(
         refused.is_empty(),

@@ -12,11 +12,11 @@
 //! when the sidecar is unreachable the last state stays in force, and the metrics and
 //! `/readyz` say the feed is down and how stale it is.
 
-use crate::keys::now;
+use crate::clock::now;
 use crate::metrics::Metrics;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
-use gateway_core::config::{AdminToken, RevocationSettings};
+use gateway_core::config::RevocationSettings;
 use gateway_core::revocation::{Revocations, Snapshot};
 use medgate_channel::revocation::{FeedPage, FeedQuery};
 use pingora::server::ShutdownWatch;
@@ -62,15 +62,6 @@ pub struct Follower {
     pub metrics: Metrics,
     /// When the state file was last written (seconds).
     pub saved_at: AtomicI64,
-}
-
-/// Reads a channel credential from its environment variable or file.
-pub fn read_token(t: &AdminToken) -> Option<zeroize::Zeroizing<String>> {
-    match t {
-        AdminToken::Env(v) => std::env::var(v).ok(),
-        AdminToken::File(p) => std::fs::read_to_string(p).ok().map(|s| s.trim().to_owned()),
-    }
-    .map(zeroize::Zeroizing::new)
 }
 
 /// Loads `revocation.state_file` (if configured and present) into `revocations` at
@@ -246,14 +237,14 @@ impl BackgroundService for Follower {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                 }
             };
-            let result = match read_token(&settings.token) {
-                Some(token) => {
+            let result = match crate::credential::read(&settings.token) {
+                Ok(token) => {
                     tokio::select! {
                         _ = shutdown.changed() => return,
                         r = self.poll(&client, &settings, &token) => r,
                     }
                 }
-                None => Err(anyhow::anyhow!("revocation feed credential not available")),
+                Err(_) => Err(anyhow::anyhow!("revocation feed credential not available")),
             };
             match result {
                 Ok(changed) => {

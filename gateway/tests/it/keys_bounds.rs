@@ -3,13 +3,11 @@
 //! `keys.fetch_timeout` for the whole fetch, failed fetches back off, and a reload
 //! whose key file is missing or garbage is refused with the old keys in force.
 
-mod support;
-
+use crate::support::{run_binary, Gateway};
 use serde_json::json;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{run_binary, Gateway};
 use testkit::{claims, TestKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
