@@ -9,7 +9,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== module cycles"
 scripts/check-cycles.py --self-test
-scripts/check-cycles.py gateway/src gateway/core/src
+scripts/check-cycles.py gateway/src gateway/core/src kms-sidecar/src channel/src
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"

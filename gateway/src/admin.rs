@@ -14,7 +14,6 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 use std::sync::Arc;
-use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// The admin HTTP app.
@@ -37,14 +36,8 @@ impl Admin {
         let Some(want) = &self.token else {
             return false;
         };
-        let got = session
-            .req_header()
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let ok: bool = got.as_bytes().ct_eq(want.as_bytes()).into();
+        let values = session.req_header().headers.get_all(http::header::AUTHORIZATION);
+        let ok = medgate_channel::bearer::matches(values.iter().map(|v| v.as_bytes()), want);
         if !ok {
             self.metrics.admin_auth_failures.inc();
         }

@@ -7,7 +7,7 @@
 use crate::credential::Credential;
 use gateway_core::config::ReplayStoreSettings;
 use gateway_core::replay::{Check, FirstUse, OneTimeId, ReplayStore};
-use serde_json::json;
+use medgate_channel::one_time::{self, OneTimeAnswer, OneTimeClaim};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -53,7 +53,8 @@ impl SidecarReplayStore {
     }
 
     async fn claim(&self, id: &OneTimeId) -> anyhow::Result<FirstUse> {
-        let body = json!({"tenant": id.tenant, "issuer": id.issuer, "jti": id.jti, "until": id.until});
+        let body =
+            OneTimeClaim { tenant: id.tenant.clone(), issuer: id.issuer.clone(), jti: id.jti.clone(), until: id.until };
         let send = |token: Zeroizing<String>| {
             self.client.post(&self.settings.url).bearer_auth(token.as_str()).json(&body).send()
         };
@@ -63,15 +64,12 @@ impl SidecarReplayStore {
         }
         match resp.status().as_u16() {
             200 => {}
-            507 => return Ok(FirstUse::Full),
+            one_time::FULL_STATUS => return Ok(FirstUse::Full),
             other => anyhow::bail!("HTTP {other}"),
         }
-        let answer: serde_json::Value = resp.json().await?;
-        match answer["first_use"].as_bool() {
-            Some(true) => Ok(FirstUse::Yes),
-            Some(false) => Ok(FirstUse::Replayed),
-            None => anyhow::bail!("answer without first_use"),
-        }
+        let answer: OneTimeAnswer =
+            resp.json().await.map_err(|e| anyhow::anyhow!("answer without first_use: {}", e.without_url()))?;
+        Ok(if answer.first_use { FirstUse::Yes } else { FirstUse::Replayed })
     }
 }
 

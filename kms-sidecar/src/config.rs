@@ -2,7 +2,8 @@
 //! tenants seeded at start-up. Unknown fields are refused; every problem is reported
 //! with its field path.
 
-use crate::listener::Limits;
+use crate::default;
+use crate::http::listener::Limits;
 use crate::tenant::{Source, TenantInput, TenantSpec};
 use gateway_core::duration::Dur;
 use serde::Deserialize;
@@ -77,7 +78,7 @@ pub struct TenantFile {
 }
 
 /// HTTP limits applied to every listener; each field defaults to the constant of
-/// the same name in [`crate::listener`].
+/// the same name in [`crate::default`].
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsFile {
@@ -223,9 +224,9 @@ impl KmsConfig {
         }
     }
 
-    /// JWKS max-age in seconds (default 60).
+    /// JWKS max-age in seconds (default [`default::JWKS_MAX_AGE`]).
     pub fn max_age(&self) -> i64 {
-        self.jwks_max_age.map_or(60, |d| d.secs())
+        self.jwks_max_age.map_or(default::JWKS_MAX_AGE, |d| d.secs())
     }
 }
 
@@ -274,5 +275,56 @@ mod tests {
         assert_eq!(cfg.http_limits.header_read_timeout, std::time::Duration::from_secs(2));
         let err = KmsConfig::from_yaml(&format!("{text}create_if_missing: true\n")).unwrap_err();
         assert!(err.starts_with("create_if_missing: no longer supported") && err.contains("kms-sidecar init"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod same_validation {
+    use super::*;
+    use crate::tenant::{Field, TenantBody};
+
+    /// A tenant created over the admin API gets exactly the validation of a YAML
+    /// tenant: the same values are refused for the same fields, each named in its
+    /// source's spelling (and nothing is built from a refused body).
+    #[test]
+    fn an_invalid_api_tenant_is_refused_like_the_yaml_one_with_the_field_named() {
+        let yaml = "id: Lab 9\nalg: HS256\nissuer: i\naudiences: [api]\nenc_alg: A128KW\nrsa_bits: 1024\n\
+                    rotation: { interval: 0s, max_token_ttl: 30d, clock_skew: 2h }\n";
+        let file: TenantFile = serde_yaml_ng::from_str(yaml).unwrap();
+        let body: TenantBody = serde_json::from_value(serde_json::json!({
+            "id": "Lab 9", "alg": "HS256", "issuer": "i", "audiences": ["api"], "enc_alg": "A128KW", "rsa_bits": 1024,
+            "rotation_interval_secs": 0, "max_token_ttl_secs": 30 * 86_400, "clock_skew_secs": 7_200
+        }))
+        .unwrap();
+        let from_yaml = TenantSpec::validate(file.input().unwrap()).unwrap_err();
+        let from_api = TenantSpec::validate(body.input().unwrap()).unwrap_err();
+        assert_eq!(from_api, from_yaml, "the same problems from both sources");
+        let fields: Vec<Field> = from_api.iter().map(|e| e.field).collect();
+        assert_eq!(
+            fields,
+            [
+                Field::Id,
+                Field::Alg,
+                Field::EncAlg,
+                Field::RsaBits,
+                Field::Interval,
+                Field::MaxTokenTtl,
+                Field::ClockSkew
+            ]
+        );
+        let api = TenantSpec::describe(&from_api, Source::Api);
+        for name in [
+            "id:",
+            "alg:",
+            "enc_alg:",
+            "rsa_bits:",
+            "rotation_interval_secs:",
+            "max_token_ttl_secs:",
+            "clock_skew_secs:",
+        ] {
+            assert!(api.contains(name), "{name} in {api}");
+        }
+        let yaml = TenantSpec::describe(&from_yaml, Source::Yaml);
+        assert!(yaml.contains("rotation.clock_skew:") && !yaml.contains("clock_skew_secs"), "{yaml}");
     }
 }

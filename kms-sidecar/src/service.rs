@@ -1,16 +1,22 @@
-//! The sidecar's operations over the store: tenants, the rotation plan applied at a
-//! given time, JWKS documents, token issuing, the gateway's decryption keys and PEM
-//! import. Writes are serialised and committed durably before they are visible.
+//! The sidecar's operations over the store: [`Kms`] and its snapshot of tenants and
+//! keys, by concern: [`tenant`] (create, delete, the gateways' tenant list), [`key`]
+//! (the rotation plan applied at a given time, JWKS, decryption keys, PEM import),
+//! [`mint`] (token issuing), [`feed`] (revocations and the feed), [`one_time`]
+//! (one-time ids and their group-committing writer) and [`ticker`] (the "key
+//! rotation" task). Writes are serialised and committed durably before they are
+//! visible; `now` is always passed in.
 
-use crate::crypto::{self, Alg, Imported};
-use crate::keyring::{self, Change, Schedule, State, Timeline, Use};
-use crate::store::{Claim, KeyRecord, Revocation, Store, StoreError, TenantRecord};
-use crate::tenant::TenantSpec;
+pub mod feed;
+pub mod key;
+pub mod mint;
+pub mod one_time;
+pub mod tenant;
+pub mod ticker;
+
+use crate::crypto::{self, Alg};
+use crate::rotation::keyring::{self, Schedule, State, Timeline, Use};
+use crate::store::{KeyRecord, Store, StoreError, TenantRecord};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
-use gateway_core::config::discovery::{ListedTenant, TenantList};
-use gateway_core::revocation::FeedPage;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Mutex, RwLock};
 
@@ -49,29 +55,6 @@ impl From<crypto::KeyError> for KmsError {
     }
 }
 
-/// A token request.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MintRequest {
-    /// `sub`.
-    pub sub: String,
-    /// Role(s).
-    #[serde(default)]
-    pub role: Option<Value>,
-    /// `aud` (default: the tenant's).
-    #[serde(default)]
-    pub aud: Option<String>,
-    /// Lifetime in seconds: 1 to the tenant's maximum (default 15 minutes or that maximum).
-    #[serde(default)]
-    pub ttl_secs: Option<i64>,
-    /// Extra claims (registered claims are refused here).
-    #[serde(default)]
-    pub claims: Option<Map<String, Value>>,
-    /// Wrap in a JWE to the tenant's encryption key (nested JWT).
-    #[serde(default)]
-    pub encrypt: bool,
-}
-
 #[derive(Default)]
 struct Snapshot {
     tenants: BTreeMap<String, TenantRecord>,
@@ -98,15 +81,6 @@ fn enc_alg(t: &TenantRecord) -> Result<Alg, KmsError> {
         },
     }
 }
-
-/// Token lifetime when a mint request gives none (capped by the tenant's maximum).
-pub const DEFAULT_TTL: i64 = 900;
-
-/// How far in the future a revocation watermark may lie (seconds): clock skew only.
-pub const WATERMARK_AHEAD: i64 = 60;
-
-/// Clock skew between gateways and the sidecar tolerated by one-time ids (seconds).
-pub const ONE_TIME_SKEW: i64 = 60;
 
 fn random_hex(n: usize) -> String {
     let mut b = vec![0u8; n];
@@ -158,199 +132,8 @@ impl Kms {
         self.read().tenants.values().cloned().collect()
     }
 
-    /// Every tenant as gateways discover it, with a version that changes whenever
-    /// the list does (a digest of it).
-    pub fn tenant_list(&self) -> TenantList {
-        let tenants: Vec<ListedTenant> = self
-            .read()
-            .tenants
-            .values()
-            .map(|t| ListedTenant {
-                id: t.id.clone(),
-                issuer: t.issuer.clone(),
-                audiences: vec![t.audience.clone()],
-                algorithms: vec![t.alg.clone()],
-                // Every tenant has encryption keys; the alg of those it holds.
-                enc_alg: enc_alg(t).ok().map(|a| a.as_str().to_owned()),
-            })
-            .collect();
-        let body = serde_json::to_vec(&tenants).unwrap_or_default();
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &body);
-        let version = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
-        TenantList { version, tenants }
-    }
-
-    /// Creates a tenant (and its first keys) unless it exists; true if created. Only
-    /// a validated spec is stored, exactly as validated.
-    pub fn ensure_tenant(&self, spec: TenantSpec, now: i64) -> Result<bool, KmsError> {
-        let t = spec.record();
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        if self.read().tenants.contains_key(&t.id) {
-            return Ok(false);
-        }
-        let changes = keyring::plan(&[], &self.schedule(t), now);
-        self.apply_locked(t, changes, now, true)?;
-        Ok(true)
-    }
-
-    /// Removes a tenant and all its keys and, in the same transaction, puts a
-    /// tenant-wide revocation (`deleted`, every token issued up to `now`) on the feed;
-    /// returns that event, or `None` if the tenant is unknown.
-    pub fn delete_tenant(&self, id: &str, now: i64) -> Result<Option<Revocation>, KmsError> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        if !self.read().tenants.contains_key(id) {
-            return Ok(None);
-        }
-        let kids: Vec<String> =
-            self.read().keys.iter().filter(|k| k.tenant == id).map(|k| k.timeline.kid.clone()).collect();
-        let event =
-            Revocation { tenant: id.to_owned(), before: Some(now), deleted: true, at: now, ..Default::default() };
-        let mut events = self.store.commit(&[], &[], &kids, &[id.to_owned()], vec![event])?;
-        self.reload()?;
-        Ok(events.pop())
-    }
-
     fn timelines(&self, tenant: &str) -> Vec<Timeline> {
         self.read().keys.iter().filter(|k| k.tenant == tenant).map(|k| k.timeline.clone()).collect()
-    }
-
-    /// Applies the scheduled plan to every tenant; returns the changes made.
-    pub fn tick(&self, now: i64) -> Result<Vec<(String, Change)>, KmsError> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut done = Vec::new();
-        for t in self.tenants() {
-            let changes = keyring::plan(&self.timelines(&t.id), &self.schedule(&t), now);
-            if !changes.is_empty() {
-                let _ = self.apply_locked(&t, changes.clone(), now, false)?;
-                done.extend(changes.into_iter().map(|c| (t.id.clone(), c)));
-            }
-        }
-        Ok(done)
-    }
-
-    /// Manual rotation; returns the changes made and the feed events of the keys an
-    /// emergency rotation removed (committed in the same transaction as the removal).
-    pub fn rotate(
-        &self,
-        tenant: &str,
-        key_use: Use,
-        emergency: bool,
-        now: i64,
-    ) -> Result<(Vec<Change>, Vec<Revocation>), KmsError> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
-        let changes = keyring::rotate_now(&self.timelines(tenant), &self.schedule(&t), key_use, emergency, now);
-        let events = self.apply_locked(&t, changes.clone(), now, false)?;
-        Ok((changes, events))
-    }
-
-    fn new_key(&self, t: &TenantRecord, key_use: Use, activates_at: i64, now: i64) -> Result<KeyRecord, KmsError> {
-        let alg = match key_use {
-            Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
-            Use::Enc => enc_alg(t)?,
-        };
-        let kid = format!("{}-{}-{}", t.id, key_use.as_str(), random_hex(8));
-        let pkcs8 = crypto::generate(alg, t.rsa_bits.unwrap_or(2048))?;
-        let public_jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
-        let sealed = Some(self.store.seal(&kid, &pkcs8)?);
-        Ok(KeyRecord {
-            tenant: t.id.clone(),
-            alg: alg.as_str().into(),
-            timeline: Timeline::new(kid, key_use, now, activates_at),
-            public_jwk,
-            sealed,
-        })
-    }
-
-    /// Applies key changes in one transaction; a removed key (`Revoke`) is put on the
-    /// revocation feed in that same transaction, so gateways refuse its tokens at once
-    /// and no crash can commit the removal without its event. Returns the events.
-    fn apply_locked(
-        &self,
-        t: &TenantRecord,
-        changes: Vec<Change>,
-        now: i64,
-        new_tenant: bool,
-    ) -> Result<Vec<Revocation>, KmsError> {
-        let existing: Vec<KeyRecord> = self.read().keys.iter().filter(|k| k.tenant == t.id).cloned().collect();
-        let find = |kid: &str| existing.iter().find(|k| k.timeline.kid == kid).cloned();
-        let mut upserts: Vec<KeyRecord> = Vec::new();
-        let mut deletes = Vec::new();
-        let mut events = Vec::new();
-        for c in changes {
-            match c {
-                Change::Create { key_use, activates_at } => {
-                    upserts.push(self.new_key(t, key_use, activates_at, now)?)
-                }
-                Change::Retire { kid, retires_at, expires_at } => {
-                    if let Some(mut k) = find(&kid) {
-                        k.timeline.retires_at = Some(retires_at);
-                        k.timeline.expires_at = Some(expires_at);
-                        upserts.push(k);
-                    }
-                }
-                Change::Revoke { kid } => {
-                    events.push(Revocation {
-                        tenant: t.id.clone(),
-                        kid: Some(kid.clone()),
-                        at: now,
-                        ..Default::default()
-                    });
-                    if let Some(mut k) = find(&kid) {
-                        k.timeline.revoked = true;
-                        if !self.keep_retired {
-                            k.sealed = None;
-                        }
-                        upserts.push(k);
-                    }
-                }
-                Change::Destroy { kid } => {
-                    if self.keep_retired {
-                        if let Some(mut k) = find(&kid) {
-                            k.timeline.revoked = true;
-                            upserts.push(k);
-                        }
-                    } else {
-                        deletes.push(kid);
-                    }
-                }
-            }
-        }
-        let tenants: Vec<TenantRecord> = if new_tenant { vec![t.clone()] } else { Vec::new() };
-        let events = self.store.commit(&tenants, &upserts, &deletes, &[], events)?;
-        self.reload()?;
-        Ok(events)
-    }
-
-    /// The public JWKS of one tenant, or of all (each key then carries `tenant`).
-    pub fn jwks(&self, tenant: Option<&str>, now: i64) -> Option<Value> {
-        let snap = self.read();
-        if let Some(t) = tenant {
-            snap.tenants.get(t)?;
-        }
-        let keys: Vec<Value> = snap
-            .keys
-            .iter()
-            .filter(|k| tenant.is_none_or(|t| k.tenant == t) && keyring::published(&k.timeline, now))
-            .map(|k| {
-                let mut jwk = k.public_jwk.clone();
-                if tenant.is_none() {
-                    jwk["tenant"] = json!(k.tenant);
-                }
-                jwk
-            })
-            .collect();
-        Some(json!({ "keys": keys }))
-    }
-
-    /// Age in seconds of each tenant's current keys, for metrics.
-    pub fn current_ages(&self, now: i64) -> Vec<(String, &'static str, i64)> {
-        self.read()
-            .keys
-            .iter()
-            .filter(|k| keyring::state(&k.timeline, now) == State::Current)
-            .map(|k| (k.tenant.clone(), k.timeline.key_use.as_str(), now - k.timeline.activates_at))
-            .collect()
     }
 
     fn current_key(&self, tenant: &str, key_use: Use, now: i64) -> Option<KeyRecord> {
@@ -362,230 +145,17 @@ impl Kms {
             .max_by_key(|k| k.timeline.activates_at)
             .cloned()
     }
-
-    /// Issues a token for `tenant`.
-    pub fn mint(&self, tenant: &str, req: MintRequest, now: i64) -> Result<String, KmsError> {
-        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
-        let ttl = req.ttl_secs.unwrap_or(DEFAULT_TTL.min(t.max_token_ttl));
-        if ttl < 1 || ttl > t.max_token_ttl {
-            return Err(KmsError::BadRequest(format!("ttl_secs: must be between 1 and {}", t.max_token_ttl)));
-        }
-        // A tenant stored before its ranges were checked may allow any TTL.
-        let exp = now.checked_add(ttl).ok_or_else(|| KmsError::BadRequest("ttl_secs: exp would overflow".into()))?;
-        if req.sub.is_empty() {
-            return Err(KmsError::BadRequest("sub must not be empty".into()));
-        }
-        let mut claims = Map::new();
-        for (k, v) in req.claims.unwrap_or_default() {
-            if ["iss", "aud", "sub", "iat", "nbf", "exp", "jti", "tenant_id"].contains(&k.as_str()) {
-                return Err(KmsError::BadRequest(format!("claim {k:?} is set by the sidecar")));
-            }
-            claims.insert(k, v);
-        }
-        claims.insert("iss".into(), json!(t.issuer));
-        claims.insert("aud".into(), json!(req.aud.unwrap_or(t.audience.clone())));
-        claims.insert("sub".into(), json!(req.sub));
-        if let Some(role) = req.role {
-            claims.insert("role".into(), role);
-        }
-        claims.insert("tenant_id".into(), json!(t.id));
-        claims.insert("iat".into(), json!(now));
-        claims.insert("nbf".into(), json!(now));
-        claims.insert("exp".into(), json!(exp));
-        claims.insert("jti".into(), json!(random_hex(16)));
-        let key = self
-            .current_key(tenant, Use::Sig, now)
-            .ok_or_else(|| KmsError::Internal("no current signing key".into()))?;
-        let alg = Alg::parse(&key.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
-        let pkcs8 = self.store.private(&key)?;
-        let jws = crypto::jws(alg, &pkcs8, &key.timeline.kid, &Value::Object(claims))?;
-        if !req.encrypt {
-            return Ok(jws);
-        }
-        let enc = self
-            .current_key(tenant, Use::Enc, now)
-            .ok_or_else(|| KmsError::Internal("no current encryption key".into()))?;
-        let enc_pkcs8 = self.store.private(&enc)?;
-        let alg = Alg::parse(&enc.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
-        Ok(crypto::jwe_wrap(alg, &enc_pkcs8, &enc.timeline.kid, &jws)?)
-    }
-
-    /// Records revocations durably (one transaction) and returns them numbered.
-    pub fn revoke(&self, events: Vec<Revocation>) -> Result<Vec<Revocation>, KmsError> {
-        for e in &events {
-            if !self.read().tenants.contains_key(&e.tenant) {
-                return Err(KmsError::UnknownTenant);
-            }
-        }
-        Ok(self.store.append_revocations(events)?)
-    }
-
-    /// The feed's epoch: the store's id and this run's, so that a gateway never
-    /// mistakes positions of a replaced, restored or re-opened store for its own.
-    pub fn feed_epoch(&self) -> &str {
-        &self.epoch
-    }
-
-    /// One page of the feed after `after` (the gateway's cursor); single-token entries
-    /// whose token has expired by `now` are left out (the cursor still passes them).
-    pub fn feed_page(&self, after: u64, now: i64) -> Result<FeedPage, KmsError> {
-        let (rows, last) = self.store.revocations_after(after, 10_000)?;
-        let cursor = rows.last().map_or(after, |r| r.seq);
-        let events = rows.iter().filter(|r| !(r.jti.is_some() && r.exp.is_some_and(|e| e < now))).map(Into::into);
-        Ok(FeedPage { epoch: self.epoch.clone(), events: events.collect(), cursor, last })
-    }
-
-    /// Checks a subject or tenant watermark: seconds since the epoch, not negative and
-    /// not beyond [`WATERMARK_AHEAD`] from `now` (a value in milliseconds would
-    /// otherwise revoke every future token for good).
-    pub fn check_watermark(before: i64, now: i64) -> Result<(), KmsError> {
-        if before < 0 {
-            return Err(KmsError::BadRequest(format!("before: {before} must not be negative")));
-        }
-        if before > now.saturating_add(WATERMARK_AHEAD) {
-            return Err(KmsError::BadRequest(format!(
-                "before: {before} is more than {WATERMARK_AHEAD} s in the future (now is {now}); give seconds since the epoch, not milliseconds"
-            )));
-        }
-        Ok(())
-    }
-
-    /// The feed's last sequence number.
-    pub fn last_revocation(&self) -> Result<u64, KmsError> {
-        Ok(self.store.last_revocation()?)
-    }
-
-    /// Checks a one-time claim and returns the id it is stored under
-    /// (`tenant \0 issuer \0 jti`).
-    pub fn one_time_key(&self, tenant: &str, issuer: &str, jti: &str) -> Result<String, KmsError> {
-        if !self.read().tenants.contains_key(tenant) {
-            return Err(KmsError::UnknownTenant);
-        }
-        if [tenant, issuer, jti].iter().any(|s| s.is_empty() || s.len() > 512 || s.contains('\0')) {
-            return Err(KmsError::BadRequest("tenant, issuer and jti: 1 to 512 bytes, no NUL".into()));
-        }
-        Ok(format!("{tenant}\0{issuer}\0{jti}"))
-    }
-
-    /// How long a one-time id is held: the gateway's `until` (the token's `exp` plus
-    /// leeway, by the gateway's clock), or now if that has passed by ours, plus
-    /// [`ONE_TIME_SKEW`]: a gateway whose clock lags ours by up to that much, and so
-    /// still accepts the token, can never replay an id we already let go.
-    pub fn one_time_until(until: i64, now: i64) -> i64 {
-        until.max(now).saturating_add(ONE_TIME_SKEW)
-    }
-
-    /// Records one-time ids for gateways side by side, in one durable transaction:
-    /// the first claim of an id wins until its `until`; later ones are replays.
-    pub fn claim_one_time_batch(
-        &self,
-        claims: &[(&str, i64)],
-        now: i64,
-        capacity: u64,
-    ) -> Result<Vec<Claim>, KmsError> {
-        Ok(self.store.claim_one_time_batch(claims, now, capacity)?)
-    }
-
-    /// One-time ids the store holds.
-    pub fn one_time_held(&self) -> Result<u64, KmsError> {
-        Ok(self.store.one_time_held()?)
-    }
-
-    /// The private decryption JWKs the gateway must hold now.
-    pub fn decryption_keys(&self, tenant: &str, now: i64) -> Result<Vec<crypto::PrivateJwk>, KmsError> {
-        let held: Vec<KeyRecord> = {
-            let snap = self.read();
-            snap.tenants.get(tenant).ok_or(KmsError::UnknownTenant)?;
-            snap.keys
-                .iter()
-                .filter(|k| k.tenant == tenant && k.sealed.is_some() && keyring::held_by_gateway(&k.timeline, now))
-                .cloned()
-                .collect()
-        };
-        let mut keys = Vec::new();
-        for k in held {
-            let pkcs8 = self.store.private(&k)?;
-            let alg = Alg::parse(&k.alg).ok_or_else(|| KmsError::Internal("key alg".into()))?;
-            keys.push(crypto::private_jwk(alg, &pkcs8, &k.timeline.kid)?);
-        }
-        Ok(keys)
-    }
-
-    /// Imports a PEM key for `tenant` as its next key for `key_use` (a public-only
-    /// key is published for verification during a migration window).
-    pub fn import(
-        &self,
-        tenant: &str,
-        pem: &str,
-        key_use: Use,
-        format: Option<&str>,
-        now: i64,
-    ) -> Result<String, KmsError> {
-        let _w = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let t = self.read().tenants.get(tenant).cloned().ok_or(KmsError::UnknownTenant)?;
-        let alg = match key_use {
-            Use::Sig => Alg::parse(&t.alg).ok_or_else(|| KmsError::Internal("tenant alg".into()))?,
-            Use::Enc => enc_alg(&t)?,
-        };
-        if alg == Alg::EcdhEsA256Kw {
-            return Err(KmsError::BadRequest("import of ECDH-ES+A256KW encryption keys is not supported".into()));
-        }
-        let s = self.schedule(&t);
-        let kid = format!("{}-{}-import-{}", t.id, key_use.as_str(), random_hex(6));
-        let (public_jwk, sealed, timeline) = match crypto::import_pem(pem, alg, format)? {
-            Imported::Private(pkcs8) => {
-                let jwk = crypto::public_jwk(alg, &pkcs8, &kid, key_use.as_str())?;
-                let sealed = self.store.seal(&kid, &pkcs8)?;
-                let timelines = self.timelines(tenant);
-                if timelines.iter().any(|k| k.key_use == key_use && keyring::state(k, now) == State::Next) {
-                    return Err(KmsError::Conflict("a next key is already planned; rotate first".into()));
-                }
-                let activates_at = now + s.publish_ahead;
-                let tl = Timeline::new(kid.clone(), key_use, now, activates_at);
-                (jwk, Some(sealed), tl)
-            }
-            Imported::Public(mut jwk) => {
-                if key_use == Use::Enc {
-                    return Err(KmsError::BadRequest(
-                        "found a public key, expected a private key for an encryption key".into(),
-                    ));
-                }
-                jwk["kid"] = json!(kid);
-                jwk["use"] = json!("sig");
-                jwk["alg"] = json!(alg.as_str());
-                let tl = Timeline {
-                    kid: kid.clone(),
-                    key_use,
-                    created_at: now,
-                    activates_at: now,
-                    retires_at: Some(now),
-                    expires_at: Some(now + s.interval),
-                    revoked: false,
-                };
-                (jwk, None, tl)
-            }
-        };
-        let rec = KeyRecord { tenant: t.id.clone(), alg: alg.as_str().into(), timeline, public_jwk, sealed };
-        let mut upserts = vec![rec];
-        // A private import takes over from the current key like a normal rotation.
-        if upserts[0].sealed.is_some() {
-            if let Some(mut cur) = self.current_key(tenant, key_use, now) {
-                let at = upserts[0].timeline.activates_at;
-                cur.timeline.retires_at = Some(at);
-                cur.timeline.expires_at = Some(at + s.overlap(key_use));
-                upserts.push(cur);
-            }
-        }
-        self.store.commit(&[], &upserts, &[], &[], Vec::new())?;
-        self.reload()?;
-        Ok(kid)
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::mint::MintRequest;
     use super::*;
     use crate::crypto::Sealer;
+    use crate::default;
+    use crate::rotation::Change;
+    use crate::store::Revocation;
+    use serde_json::json;
 
     fn kms(dir: &std::path::Path) -> Kms {
         let store = match Store::open(dir, Sealer::new(&[7; 32]).unwrap()) {
@@ -698,8 +268,12 @@ mod tests {
 
     #[test]
     fn one_time_ids_are_held_past_expiry_for_clock_skew() {
-        assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + ONE_TIME_SKEW, "until, plus the skew allowance");
-        assert_eq!(Kms::one_time_until(900, 1_000), 1_000 + ONE_TIME_SKEW, "already past by our clock: from now");
+        assert_eq!(Kms::one_time_until(1_000, 900), 1_000 + default::ONE_TIME_SKEW, "until, plus the skew allowance");
+        assert_eq!(
+            Kms::one_time_until(900, 1_000),
+            1_000 + default::ONE_TIME_SKEW,
+            "already past by our clock: from now"
+        );
         assert_eq!(Kms::one_time_until(i64::MAX, 0), i64::MAX, "no overflow");
     }
 

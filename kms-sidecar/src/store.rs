@@ -12,11 +12,16 @@
 //! revocations recorded after the copy was taken are not in it.
 
 use crate::crypto::Sealer;
-use crate::keyring::Timeline;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::Path;
 use zeroize::Zeroizing;
+
+pub mod last_run;
+pub mod one_time;
+pub mod permission;
+pub mod record;
+
+pub use record::{Claim, KeyRecord, Revocation, TenantRecord};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
@@ -26,134 +31,11 @@ const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocatio
 const ONE_TIME: TableDefinition<&str, i64> = TableDefinition::new("one_time");
 /// The same ids ordered by expiry, for sweeping.
 const ONE_TIME_EXPIRY: TableDefinition<(i64, &str), ()> = TableDefinition::new("one_time_expiry");
-/// Expired one-time ids removed per claim (amortised sweeping, bounded work).
-const SWEEP_PER_CLAIM: usize = 8;
-
-/// What a one-time claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// First use: recorded durably until its expiry.
-    First,
-    /// Already used and not yet expired.
-    Replayed,
-    /// The store holds `capacity` unexpired ids: refused rather than forgetting one.
-    Full,
-}
-
-impl Claim {
-    /// Metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Claim::First => "first",
-            Claim::Replayed => "replayed",
-            Claim::Full => "full",
-        }
-    }
-}
 
 /// Name of the database file in `data_dir`.
 pub const DB_FILE: &str = "keys.redb";
-/// Name of the last-run record in `data_dir`.
-pub const LAST_RUN_FILE: &str = "last-run.json";
-
-/// One entry of the revocation feed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Revocation {
-    /// Position in the feed (assigned on append, from 1).
-    #[serde(default)]
-    pub seq: u64,
-    /// Tenant.
-    pub tenant: String,
-    /// One token: its `jti` ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// ... and `exp` (the entry is needed until then).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Every token of this subject issued before `before`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Watermark: tokens with `iat` up to this are refused (with `subject`, or tenant-wide).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<i64>,
-    /// Set the watermark to `before` even when lower (an explicit correction).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lower: bool,
-    /// The tenant was deleted (with a tenant-wide `before`).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// A key removed by an emergency rotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-    /// When it was recorded.
-    #[serde(default)]
-    pub at: i64,
-}
-impl From<&Revocation> for gateway_core::revocation::RevocationEvent {
-    fn from(r: &Revocation) -> Self {
-        Self {
-            seq: r.seq,
-            tenant: r.tenant.clone(),
-            jti: r.jti.clone(),
-            exp: r.exp,
-            subject: r.subject.clone(),
-            before: r.before,
-            lower: r.lower,
-            deleted: r.deleted,
-            kid: r.kid.clone(),
-        }
-    }
-}
 
 const CANARY: &[u8] = b"kms-sidecar canary v1";
-
-/// What this sidecar last knew of its store (`last-run.json`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct LastRun {
-    store_id: String,
-    seq: u64,
-}
-
-/// A stored tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantRecord {
-    /// Tenant id.
-    pub id: String,
-    /// Signing algorithm.
-    pub alg: String,
-    /// `iss` of issued tokens.
-    pub issuer: String,
-    /// Default `aud`.
-    pub audience: String,
-    /// Rotation interval, seconds.
-    pub interval: i64,
-    /// Longest token lifetime, seconds.
-    pub max_token_ttl: i64,
-    /// Clock skew, seconds.
-    pub clock_skew: i64,
-    /// Key management of encryption keys (`RSA-OAEP-256` when absent).
-    #[serde(default)]
-    pub enc_alg: Option<String>,
-    /// RSA signing key size (2048 when absent).
-    #[serde(default)]
-    pub rsa_bits: Option<u32>,
-}
-
-/// A stored key: timeline, public JWK, and the sealed private key (absent for an
-/// imported public-only key, or once destroyed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    /// Owning tenant.
-    pub tenant: String,
-    /// JOSE algorithm.
-    pub alg: String,
-    /// Rotation instants.
-    pub timeline: Timeline,
-    /// Public JWK.
-    pub public_jwk: serde_json::Value,
-    /// `nonce || AES-256-GCM(private PKCS#8)`, AAD = kid.
-    pub sealed: Option<Vec<u8>>,
-}
 
 /// Why the store could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -200,23 +82,6 @@ fn random_id() -> Result<String, StoreError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Writes `bytes` to `path` durably: a temporary file, fsync, rename, fsync of the directory.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?
-    };
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 impl Store {
     /// Opens the existing store in `dir`; a missing one is an error (see [`Store::create`]).
     pub fn open(dir: &Path, sealer: Sealer) -> Result<Store, StoreError> {
@@ -240,8 +105,8 @@ impl Store {
 
     fn open_db(dir: &Path, sealer: Sealer, create: bool) -> Result<Store, StoreError> {
         let path = dir.join(DB_FILE);
-        crate::permission::private_dir(dir).map_err(db)?;
-        crate::permission::private_file(&path).map_err(db)?;
+        permission::private_dir(dir).map_err(db)?;
+        permission::private_file(&path).map_err(db)?;
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(true);
         let database = if create { builder.create(&path) } else { builder.open(&path) }.map_err(db)?;
@@ -304,56 +169,6 @@ impl Store {
     /// The store's id (random, made when the store was created).
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// Refuses a store that is not the one this sidecar last ran with: another store
-    /// id, or a revocation feed behind the last position recorded (an older copy).
-    /// Without a record (first run of this version) the store is accepted.
-    pub fn check_last_run(&self) -> Result<(), StoreError> {
-        let path = self.dir.join(LAST_RUN_FILE);
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(StoreError::Db(format!("{}: {e}", path.display()))),
-        };
-        let last: LastRun =
-            serde_json::from_slice(&text).map_err(|_| StoreError::Corrupt(path.display().to_string()))?;
-        let seq = self.last_revocation()?;
-        let db_path = self.dir.join(DB_FILE);
-        if last.store_id != self.id {
-            return Err(StoreError::Restored(format!(
-                "the key store at {} (id {}) is not the one this sidecar last ran with (id {}): replaced or restored from another store",
-                db_path.display(),
-                self.id,
-                last.store_id
-            )));
-        }
-        if seq < last.seq {
-            return Err(StoreError::Restored(format!(
-                "the key store at {} is older than the one this sidecar last ran with: its revocation feed ends at {seq}, the last run's at {} (restored from an older copy?)",
-                db_path.display(),
-                last.seq
-            )));
-        }
-        Ok(())
-    }
-
-    /// Records this store (id and feed position) as the one this sidecar runs with.
-    pub fn record_last_run(&self) -> Result<(), StoreError> {
-        // One writer at a time, reading the position under the lock: the record only
-        // moves forward and is never a half-written file.
-        let _w = self.last_run.lock().unwrap_or_else(|p| p.into_inner());
-        let last = LastRun { store_id: self.id.clone(), seq: self.last_revocation()? };
-        let bytes = serde_json::to_vec(&last).map_err(db)?;
-        write_durably(&self.dir.join(LAST_RUN_FILE), &bytes).map_err(db)
-    }
-
-    /// After a revocation commit: a failure to record it only weakens restore
-    /// detection (the record lags, never leads), so it is logged, not returned.
-    fn note_feed_advanced(&self) {
-        if let Err(e) = self.record_last_run() {
-            tracing::error!(error = %e, "could not update last-run.json (restore detection is behind)");
-        }
     }
 
     /// Every tenant.
@@ -423,77 +238,6 @@ impl Store {
         let tx = self.db.begin_read().map_err(db)?;
         match tx.open_table(REVOCATIONS) {
             Ok(t) => Ok(t.last().map_err(db)?.map_or(0, |(k, _)| k.value())),
-            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
-            Err(e) => Err(db(e)),
-        }
-    }
-
-    /// Records a one-time token id until `until` if it is not held already; see
-    /// [`Store::claim_one_time_batch`].
-    #[cfg(test)]
-    pub fn claim_one_time(&self, id: &str, until: i64, now: i64, capacity: u64) -> Result<Claim, StoreError> {
-        Ok(self.claim_one_time_batch(&[(id, until)], now, capacity)?[0])
-    }
-
-    /// Records each `(id, until)` not held already, in order, in one durable
-    /// transaction (group commit: one fsync for the batch). redb serialises writers,
-    /// so two claims of one id, in one batch or in two, never both see it absent.
-    /// Each claim also removes a few expired ids, oldest first.
-    pub fn claim_one_time_batch(
-        &self,
-        claims: &[(&str, i64)],
-        now: i64,
-        capacity: u64,
-    ) -> Result<Vec<Claim>, StoreError> {
-        let tx = self.db.begin_write().map_err(db)?;
-        let mut changed = false;
-        let mut out = Vec::with_capacity(claims.len());
-        {
-            let mut ids = tx.open_table(ONE_TIME).map_err(db)?;
-            let mut expiry = tx.open_table(ONE_TIME_EXPIRY).map_err(db)?;
-            for &(id, until) in claims {
-                let expired: Vec<(i64, String)> = expiry
-                    .range(..(now, ""))
-                    .map_err(db)?
-                    .take(SWEEP_PER_CLAIM)
-                    .map(|row| row.map(|(k, _)| (k.value().0, k.value().1.to_owned())))
-                    .collect::<Result<_, _>>()
-                    .map_err(db)?;
-                for (at, old) in &expired {
-                    expiry.remove((*at, old.as_str())).map_err(db)?;
-                    ids.remove(old.as_str()).map_err(db)?;
-                }
-                changed |= !expired.is_empty();
-                let held = ids.get(id).map_err(db)?.map(|v| v.value());
-                let claim = match held {
-                    Some(t) if t >= now => Claim::Replayed,
-                    _ if held.is_none() && ids.len().map_err(db)? >= capacity => Claim::Full,
-                    _ => {
-                        if let Some(t) = held {
-                            expiry.remove((t, id)).map_err(db)?;
-                        }
-                        ids.insert(id, until).map_err(db)?;
-                        expiry.insert((until, id), ()).map_err(db)?;
-                        changed = true;
-                        Claim::First
-                    }
-                };
-                out.push(claim);
-            }
-        }
-        if changed {
-            tx.commit().map_err(db)?;
-        } else {
-            tx.abort().map_err(db)?;
-        }
-        Ok(out)
-    }
-
-    /// One-time ids held (expired ones not yet swept included).
-    pub fn one_time_held(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(db)?;
-        match tx.open_table(ONE_TIME) {
-            Ok(t) => t.len().map_err(db),
             Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
             Err(e) => Err(db(e)),
         }

@@ -9,6 +9,7 @@
 //! kms.ensure_tenant(spec, now)?;
 //! ```
 
+use crate::default;
 use crate::store::TenantRecord;
 use serde::{Deserialize, Serialize};
 use std::ops::RangeInclusive;
@@ -24,20 +25,10 @@ pub const INTERVAL_SECS: RangeInclusive<i64> = 1..=10 * 365 * 86_400;
 pub const MAX_TOKEN_TTL_SECS: RangeInclusive<i64> = 1..=7 * 86_400;
 /// Clock skew in seconds: 0 to 1 hour.
 pub const CLOCK_SKEW_SECS: RangeInclusive<i64> = 0..=3_600;
-/// Rotation interval when the admin API body gives none (90 days).
-pub const DEFAULT_INTERVAL: i64 = 90 * 86_400;
-/// Longest token lifetime when none is given (15 minutes).
-pub const DEFAULT_MAX_TOKEN_TTL: i64 = 900;
-/// Clock skew when none is given.
-pub const DEFAULT_CLOCK_SKEW: i64 = 60;
 /// Tenant algorithms the sidecar can sign with.
 pub const ALGS: [&str; 4] = ["RS256", "PS256", "ES256", "EdDSA"];
 /// Encryption key management algorithms.
 pub const ENC_ALGS: [&str; 2] = ["RSA-OAEP-256", "ECDH-ES+A256KW"];
-/// Encryption key management when none is given: every tenant gets encryption keys.
-pub const DEFAULT_ENC_ALG: &str = "RSA-OAEP-256";
-/// RSA signing key size when none is given.
-pub const DEFAULT_RSA_BITS: u32 = 2048;
 
 /// A tenant as the admin API takes it (`POST /admin/tenants`) and answers it
 /// (`GET /admin/tenants`): one set of field names both ways. `audiences` holds the
@@ -122,8 +113,8 @@ impl From<&TenantRecord> for TenantBody {
             rotation_interval_secs: Some(t.interval),
             max_token_ttl_secs: Some(t.max_token_ttl),
             clock_skew_secs: Some(t.clock_skew),
-            enc_alg: Some(t.enc_alg.clone().unwrap_or_else(|| DEFAULT_ENC_ALG.to_owned())),
-            rsa_bits: rsa.then(|| t.rsa_bits.unwrap_or(DEFAULT_RSA_BITS)),
+            enc_alg: Some(t.enc_alg.clone().unwrap_or_else(|| default::ENC_ALG.to_owned())),
+            rsa_bits: rsa.then(|| t.rsa_bits.unwrap_or(default::RSA_BITS)),
         }
     }
 }
@@ -263,9 +254,9 @@ impl TenantSpec {
         if t.rsa_bits.is_some_and(|b| b != 2048 && b != 3072) {
             bad(Field::RsaBits, "must be 2048 or 3072".into());
         }
-        let interval = t.interval.unwrap_or(DEFAULT_INTERVAL);
-        let max_token_ttl = t.max_token_ttl.unwrap_or(DEFAULT_MAX_TOKEN_TTL);
-        let clock_skew = t.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW);
+        let interval = t.interval.unwrap_or(default::ROTATION_INTERVAL);
+        let max_token_ttl = t.max_token_ttl.unwrap_or(default::MAX_TOKEN_TTL);
+        let clock_skew = t.clock_skew.unwrap_or(default::CLOCK_SKEW);
         in_range(&mut errs, Field::Interval, interval, &INTERVAL_SECS);
         in_range(&mut errs, Field::MaxTokenTtl, max_token_ttl, &MAX_TOKEN_TTL_SECS);
         in_range(&mut errs, Field::ClockSkew, clock_skew, &CLOCK_SKEW_SECS);
@@ -281,7 +272,7 @@ impl TenantSpec {
             max_token_ttl,
             clock_skew,
             // Stored as in force: a tenant without `enc_alg` gets RSA-OAEP-256 keys.
-            enc_alg: Some(t.enc_alg.unwrap_or_else(|| DEFAULT_ENC_ALG.to_owned())),
+            enc_alg: Some(t.enc_alg.unwrap_or_else(|| default::ENC_ALG.to_owned())),
             rsa_bits: t.rsa_bits,
         }))
     }
@@ -335,8 +326,8 @@ mod tests {
     fn defaults_fill_in_and_the_stored_record_is_the_validated_value() {
         let spec = TenantSpec::validate(input()).unwrap();
         let r = spec.record();
-        assert_eq!((r.interval, r.max_token_ttl, r.clock_skew), (DEFAULT_INTERVAL, 900, 60));
-        assert_eq!(r.enc_alg.as_deref(), Some(DEFAULT_ENC_ALG), "the enc alg in force is stored, never null");
+        assert_eq!((r.interval, r.max_token_ttl, r.clock_skew), (default::ROTATION_INTERVAL, 900, 60));
+        assert_eq!(r.enc_alg.as_deref(), Some(default::ENC_ALG), "the enc alg in force is stored, never null");
         let t = TenantInput { interval: Some(4), max_token_ttl: Some(30), clock_skew: Some(0), ..input() };
         let r = TenantSpec::validate(t).unwrap().record().clone();
         assert_eq!((r.interval, r.max_token_ttl, r.clock_skew), (4, 30, 0));

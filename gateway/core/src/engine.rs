@@ -139,26 +139,13 @@ impl Shared {
 }
 
 /// Extracts the token from `Authorization` values: exactly one header, scheme
-/// `Bearer` in any case, one or more spaces, a non-empty token of visible ASCII.
+/// `Bearer` in any case, one or more spaces, a non-empty token of visible ASCII
+/// (the one parser, [`medgate_channel::bearer::token`]).
 pub fn bearer<'a>(values: &[&'a [u8]]) -> Result<&'a str, AuthError> {
-    let value = match values {
-        [] => return Err(AuthError::TokenMissing),
-        [v] => *v,
-        _ => return Err(AuthError::TokenMalformed("several Authorization headers")),
-    };
-    let value = std::str::from_utf8(value).map_err(|_| AuthError::TokenMalformed("non-ASCII header"))?;
-    let (scheme, rest) = value.split_once(' ').ok_or(AuthError::TokenMissing)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthError::TokenMissing);
-    }
-    let token = rest.trim_start_matches(' ').trim_end();
-    if token.is_empty() {
-        return Err(AuthError::TokenMissing);
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(AuthError::TokenMalformed("token characters"));
-    }
-    Ok(token)
+    medgate_channel::bearer::token(values.iter().copied()).map_err(|e| match e {
+        medgate_channel::BearerError::Missing => AuthError::TokenMissing,
+        medgate_channel::BearerError::Malformed(what) => AuthError::TokenMalformed(what),
+    })
 }
 
 impl Engine {

@@ -19,49 +19,9 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// One entry of the sidecar's revocation feed (the gateway-sidecar contract).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevocationEvent {
-    /// Feed position.
-    pub seq: u64,
-    /// Tenant.
-    pub tenant: String,
-    /// A single token's `jti` ...
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// ... and its `exp`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// A subject (with `before`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Watermark: refuse tokens issued up to this instant.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before: Option<i64>,
-    /// The watermark is set to `before` even if that is lower (0 removes it).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lower: bool,
-    /// The tenant was deleted (with a tenant-wide `before`): drop its keys too.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// A key removed by an emergency rotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kid: Option<String>,
-}
-
-/// One answer of the feed (`GET /internal/v1/revocations?after=&wait=&epoch=`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedPage {
-    /// Identity of the numbering: changes when the store is replaced, restored or
-    /// re-opened, and then every position held by a reader is meaningless.
-    pub epoch: String,
-    /// Events after the reader's position (expired single-token entries left out).
-    pub events: Vec<RevocationEvent>,
-    /// The position to ask from next.
-    pub cursor: u64,
-    /// The feed's last position when this page was read.
-    pub last: u64,
-}
+/// The feed's entry and page: the gateway-sidecar contract, defined once in
+/// `medgate-channel` and used by both sides.
+pub use medgate_channel::revocation::{FeedPage, RevocationEvent};
 
 /// The revocation state as saved to disk between runs (`revocation.state_file`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

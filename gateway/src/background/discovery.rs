@@ -13,7 +13,8 @@
 use crate::background::reload::Reloader;
 use crate::metrics::Metrics;
 use async_trait::async_trait;
-use gateway_core::config::discovery::{DiscoverySettings, TenantList};
+use gateway_core::config::discovery::DiscoverySettings;
+use medgate_channel::tenant::TenantList;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use prometheus::{IntCounterVec, IntGauge, Opts};

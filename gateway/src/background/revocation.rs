@@ -17,7 +17,8 @@ use crate::metrics::Metrics;
 use crate::runtime::SharedRuntime;
 use async_trait::async_trait;
 use gateway_core::config::RevocationSettings;
-use gateway_core::revocation::{FeedPage, Revocations, Snapshot};
+use gateway_core::revocation::{Revocations, Snapshot};
+use medgate_channel::revocation::{FeedPage, FeedQuery};
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use std::path::Path;
@@ -127,10 +128,7 @@ async fn fetch(
     wait: Duration,
     epoch: Option<&str>,
 ) -> anyhow::Result<FeedPage> {
-    let mut query = vec![("after", after.to_string()), ("wait", wait.as_secs().to_string())];
-    if let Some(e) = epoch {
-        query.push(("epoch", e.to_owned()));
-    }
+    let query = FeedQuery { after, wait: Some(wait.as_secs()), epoch: epoch.map(str::to_owned) };
     let request = client.get(&settings.feed_url).query(&query).bearer_auth(token).send();
     let resp = tokio::time::timeout(wait + Duration::from_secs(5), request)
         .await

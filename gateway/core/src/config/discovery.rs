@@ -18,7 +18,6 @@ use crate::alg::Algorithm;
 use crate::jwe::{JweAllow, KeyManagement};
 use crate::secret::SecretSource;
 use crate::tenant::{DecryptionSource, Encryption, KeySource, Tenant};
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// Validated `tenant_discovery:` settings.
@@ -37,30 +36,9 @@ pub struct DiscoverySettings {
     pub decryption: Option<(String, SecretSource)>,
 }
 
-/// One tenant as the sidecar lists it for gateways.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ListedTenant {
-    /// Tenant id.
-    pub id: String,
-    /// `iss` of its tokens.
-    pub issuer: String,
-    /// Audiences its tokens are issued for.
-    pub audiences: Vec<String>,
-    /// Signing algorithms of its keys.
-    pub algorithms: Vec<String>,
-    /// Key management of its encryption keys, if it has any.
-    #[serde(default)]
-    pub enc_alg: Option<String>,
-}
-
-/// The sidecar's answer to `GET /internal/v1/tenants`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TenantList {
-    /// Changes whenever the list does (also sent as the `ETag`).
-    pub version: String,
-    /// Every tenant.
-    pub tenants: Vec<ListedTenant>,
-}
+/// The tenant list the sidecar serves (`GET /internal/v1/tenants`): the contract
+/// type of `medgate-channel`, which both sides use.
+pub use medgate_channel::tenant::{ListedTenant, TenantList};
 
 /// Shortest accepted poll interval.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);

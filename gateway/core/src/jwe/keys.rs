@@ -5,7 +5,10 @@
 use crate::b64;
 use aws_lc_rs::agreement::{PrivateKey, ECDH_P256};
 use aws_lc_rs::rsa::PrivateDecryptingKey;
-use serde::Deserialize;
+// A private JWK as the sidecar sends it (the channel's document type): every member
+// that is or reveals private key material is held in `Zeroizing`, so the text is
+// wiped once the key is built.
+use medgate_channel::decryption::{DecryptionKeys, PrivateJwk};
 use serde_json::value::RawValue;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -81,45 +84,6 @@ fn rsa_pkcs8(parts: &[Zeroizing<Vec<u8>>]) -> Zeroizing<Vec<u8>> {
     out
 }
 
-/// A private JWK as read: every member that is or reveals private key material is
-/// held in `Zeroizing`, so the text is wiped once the key is built.
-#[derive(Deserialize)]
-struct PrivateJwk {
-    kty: Option<String>,
-    crv: Option<String>,
-    kid: Option<String>,
-    #[serde(rename = "use")]
-    key_use: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-    d: Option<Zeroizing<String>>,
-    p: Option<Zeroizing<String>>,
-    q: Option<Zeroizing<String>>,
-    dp: Option<Zeroizing<String>>,
-    dq: Option<Zeroizing<String>>,
-    qi: Option<Zeroizing<String>>,
-}
-
-impl PrivateJwk {
-    fn member(&self, name: &str) -> Option<&str> {
-        match name {
-            "n" => self.n.as_deref(),
-            "e" => self.e.as_deref(),
-            "x" => self.x.as_deref(),
-            "y" => self.y.as_deref(),
-            "d" => self.d.as_deref().map(String::as_str),
-            "p" => self.p.as_deref().map(String::as_str),
-            "q" => self.q.as_deref().map(String::as_str),
-            "dp" => self.dp.as_deref().map(String::as_str),
-            "dq" => self.dq.as_deref().map(String::as_str),
-            "qi" => self.qi.as_deref().map(String::as_str),
-            _ => None,
-        }
-    }
-}
-
 fn parse_key(jwk: &PrivateJwk) -> Result<DecryptionKey, String> {
     let get = |name: &'static str| -> Result<Zeroizing<Vec<u8>>, String> {
         jwk.member(name)
@@ -158,12 +122,8 @@ impl DecryptionKeySet {
     /// Parses a JWKS of private JWKs; unusable keys are skipped and listed.
     pub fn from_jwks(bytes: &[u8]) -> Result<Self, String> {
         // Borrowed, so no copy of the document's key text is made here.
-        #[derive(Deserialize)]
-        struct Doc<'a> {
-            #[serde(borrow)]
-            keys: Vec<&'a RawValue>,
-        }
-        let doc: Doc<'_> = serde_json::from_slice(bytes).map_err(|_| "not a JWKS (no keys array)".to_owned())?;
+        let doc: DecryptionKeys<Vec<&RawValue>> =
+            serde_json::from_slice(bytes).map_err(|_| "not a JWKS (no keys array)".to_owned())?;
         let mut set = DecryptionKeySet::default();
         for (i, raw) in doc.keys.iter().enumerate() {
             let Ok(jwk) = serde_json::from_str::<PrivateJwk>(raw.get()) else {

@@ -6,9 +6,13 @@
 //!
 //! ```ignore
 //! let listener = tokio::net::TcpListener::bind(addr).await?;
-//! listener::serve(listener, api::public(state), &Limits::default(), shutdown()).await?;
+//! listener::serve(listener, http::public(state), &Limits::default(), shutdown()).await?;
 //! ```
 
+use crate::default::{
+    HEADER_READ_TIMEOUT, MAX_BODY_BYTES, MAX_CONNECTIONS, MAX_HEADERS, MAX_HEADER_BYTES, REQUEST_TIMEOUT,
+    SHUTDOWN_GRACE,
+};
 use axum::http::StatusCode;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,22 +23,6 @@ use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-/// Default time a client has to send a request's start line and headers; it also
-/// bounds how long an idle keep-alive connection stays open.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default time a whole request may take (reading the body, the handler, the long
-/// poll of the revocation feed, which waits at most 30 s); past it the answer is 408.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default largest request body (PEM imports are the largest bodies, a few KiB).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default largest start line plus headers, in bytes.
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
-/// Default most request headers.
-pub const MAX_HEADERS: usize = 64;
-/// Default most open connections per listener.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// How long a shutdown waits for in-flight requests before dropping them.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// hyper's smallest connection read buffer.
 const MIN_BUF: usize = 8 * 1024;
 

@@ -5,85 +5,36 @@
 //! refused; identical admin and gateway credentials refuse to start; the store is
 //! owner-only.
 
+use crate::support::{tenants, Kms, Sidecar, ADMIN, GATEWAY, T_EC};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ADMIN: &str = "admin-token-for-limits-01";
-const GATEWAY: &str = "gateway-token-for-limits-1";
-const MASTER: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 /// The header read timeout the tests configure.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A free loopback port never handed out before in this process (a sidecar
-/// restarted on its port must not find it taken by another test's listener).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
+/// This file's sidecar in `dir` with these credentials, its `limits` extended by
+/// `extra_limits` (`, field: value` entries); `init` runs first if there is no store
+/// (its outcome shows in `serve`: identical credentials are refused by both).
+fn sidecar(dir: &Path, admin: &str, gateway: &str, extra_limits: &str) -> Sidecar {
+    let limits = format!(
+        "limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32{extra_limits} }}\n",
+        HEADER_TIMEOUT.as_secs()
+    );
+    let s = Sidecar::new(dir, &format!("{limits}{}", tenants(&[T_EC]))).credentials(admin, gateway);
+    if !dir.join("data").exists() {
+        let _ = s.run(&["init"]);
     }
-}
-
-struct Kms {
-    child: Child,
-    port: u16,
-    internal: u16,
-}
-
-impl Drop for Kms {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    s
 }
 
 fn spawn(dir: &Path, admin: &str, gateway: &str, extra_limits: &str) -> (Child, u16, u16) {
-    let (port, internal) = (free_port(), free_port());
-    let path = dir.join("kms.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
-             master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             limits: {{ header_read_timeout: {}s, max_body_bytes: 4096, max_header_bytes: 8192, max_headers: 32{extra_limits} }}\n\
-             tenants:\n  - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
-            dir.join("data").display(),
-            HEADER_TIMEOUT.as_secs()
-        ),
-    )
-    .unwrap();
-    if !dir.join("data").exists() {
-        // A new store is made by `init` only; its outcome shows in `serve` below (the
-        // identical-credentials case is refused by both).
-        let _ = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
-            .args(["init", "--config", path.to_str().unwrap()])
-            .env("KMS_MASTER_KEY", MASTER)
-            .env("KMS_ADMIN_TOKEN", admin)
-            .env("KMS_GATEWAY_TOKEN", gateway)
-            .output()
-            .unwrap();
-    }
-    let child = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
-        .args(["serve", "--config", path.to_str().unwrap()])
-        .env("KMS_MASTER_KEY", MASTER)
-        .env("KMS_ADMIN_TOKEN", admin)
-        .env("KMS_GATEWAY_TOKEN", gateway)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (child, port, internal)
+    let s = sidecar(dir, admin, gateway, extra_limits);
+    (s.spawn(), s.port, s.internal)
 }
 
 async fn start(dir: &Path) -> Kms {
@@ -92,26 +43,7 @@ async fn start(dir: &Path) -> Kms {
 
 /// Starts the sidecar with `extra_limits` (`, field: value` entries) added to `limits`.
 async fn start_with(dir: &Path, extra_limits: &str) -> Kms {
-    let (mut child, port, internal) = spawn(dir, ADMIN, GATEWAY, extra_limits);
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("kms-sidecar exited: {st}");
-        }
-        let up = |p: u16| http.get(format!("http://127.0.0.1:{p}/healthz")).send();
-        if up(port).await.is_ok_and(|r| r.status() == 200) && up(internal).await.is_ok_and(|r| r.status() == 200) {
-            return Kms { child, port, internal };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("kms-sidecar did not come up");
-}
-
-impl Kms {
-    fn url(&self, p: &str) -> String {
-        format!("http://127.0.0.1:{}{p}", self.port)
-    }
+    sidecar(dir, ADMIN, GATEWAY, extra_limits).start().await
 }
 
 /// Reads until the peer closes (EOF or reset) or `within` passes; returns what was

@@ -3,8 +3,9 @@
 //! one durable transaction and then answers each claim. Under load many claims share
 //! one fsync; no claim is answered before its transaction has committed.
 
-use crate::api::now;
-use crate::service::{Kms, KmsError};
+use super::{Kms, KmsError};
+use crate::clock::now;
+use crate::default;
 use crate::store::Claim;
 use std::sync::{mpsc, Arc};
 use tokio::sync::oneshot;
@@ -61,5 +62,43 @@ impl OneTimeWriter {
         let (reply, answer) = oneshot::channel();
         self.tx.try_send(Job { key, until, reply }).map_err(|_| KmsError::Busy("one-time claims queue full".into()))?;
         answer.await.map_err(|_| KmsError::Internal("one-time writer stopped".into()))?.map_err(KmsError::Internal)
+    }
+}
+
+impl Kms {
+    /// Checks a one-time claim and returns the id it is stored under
+    /// (`tenant \0 issuer \0 jti`).
+    pub fn one_time_key(&self, tenant: &str, issuer: &str, jti: &str) -> Result<String, KmsError> {
+        if !self.read().tenants.contains_key(tenant) {
+            return Err(KmsError::UnknownTenant);
+        }
+        if [tenant, issuer, jti].iter().any(|s| s.is_empty() || s.len() > 512 || s.contains('\0')) {
+            return Err(KmsError::BadRequest("tenant, issuer and jti: 1 to 512 bytes, no NUL".into()));
+        }
+        Ok(format!("{tenant}\0{issuer}\0{jti}"))
+    }
+
+    /// How long a one-time id is held: the gateway's `until` (the token's `exp` plus
+    /// leeway, by the gateway's clock), or now if that has passed by ours, plus
+    /// [`default::ONE_TIME_SKEW`]: a gateway whose clock lags ours by up to that much, and so
+    /// still accepts the token, can never replay an id we already let go.
+    pub fn one_time_until(until: i64, now: i64) -> i64 {
+        until.max(now).saturating_add(default::ONE_TIME_SKEW)
+    }
+
+    /// Records one-time ids for gateways side by side, in one durable transaction:
+    /// the first claim of an id wins until its `until`; later ones are replays.
+    pub fn claim_one_time_batch(
+        &self,
+        claims: &[(&str, i64)],
+        now: i64,
+        capacity: u64,
+    ) -> Result<Vec<Claim>, KmsError> {
+        Ok(self.store.claim_one_time_batch(claims, now, capacity)?)
+    }
+
+    /// One-time ids the store holds.
+    pub fn one_time_held(&self) -> Result<u64, KmsError> {
+        Ok(self.store.one_time_held()?)
     }
 }

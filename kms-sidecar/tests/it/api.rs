@@ -2,106 +2,33 @@
 //! admin auth, tenant CRUD, PEM import (and each wrong-format error), the gateway
 //! channel, durability across a restart, and refusal to start with a wrong master key.
 
+use crate::support::{clock_past, tenants, Kms, Sidecar, ADMIN, GATEWAY, MASTER, OTHER_MASTER, T_EC, T_RSA};
 use serde_json::{json, Value};
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, Command};
 
-const ADMIN: &str = "admin-token-for-tests-0001";
-const GATEWAY: &str = "gateway-token-for-tests-01";
-const MASTER: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-const OTHER_MASTER: &str = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
-
-/// A free loopback port never handed out before in this process (a sidecar
-/// restarted on its port must not find it taken by another test's listener).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
+/// This file's sidecar in `dir`, on fresh ports: two tenants, JWKS max-age 30 s.
+fn sidecar(dir: &Path, master: &str) -> Sidecar {
+    Sidecar::new(dir, &format!("jwks_max_age: 30s\n{}", tenants(&[T_RSA, T_EC]))).master(master)
 }
 
-struct Kms {
-    child: Child,
-    port: u16,
-    internal: u16,
-}
-
-impl Drop for Kms {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn config(dir: &Path, port: u16, internal: u16) -> std::path::PathBuf {
-    let path = dir.join("kms.yaml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
-             master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             jwks_max_age: 30s\ntenants:\n  - {{ id: t-rsa, alg: RS256, rsa_bits: 3072, issuer: https://kms.test/t-rsa, audience: api, rotation: {{ interval: 1d }} }}\n\
-             \x20 - {{ id: t-ec, alg: ES256, enc_alg: ECDH-ES+A256KW, issuer: https://kms.test/t-ec, audience: api, rotation: {{ interval: 1d }} }}\n",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    path
-}
-
-/// Starts `serve`; with `create`, first runs `init` if the store does not exist yet.
+/// Starts `serve` (stderr piped); with `create`, first runs `init` if the store does
+/// not exist yet.
 fn spawn(dir: &Path, master: &str, create: bool) -> (Child, u16, u16) {
-    let (port, internal) = (free_port(), free_port());
-    let cfg = config(dir, port, internal);
+    let s = sidecar(dir, master);
     if create && !dir.join("data/keys.redb").exists() {
-        let out = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
-            .args(["init", "--config", cfg.to_str().unwrap()])
-            .env("KMS_MASTER_KEY", master)
-            .env("KMS_ADMIN_TOKEN", ADMIN)
-            .env("KMS_GATEWAY_TOKEN", GATEWAY)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+        s.init();
     }
-    let child = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"))
-        .args(["serve", "--config", cfg.to_str().unwrap()])
-        .env("KMS_MASTER_KEY", master)
-        .env("KMS_ADMIN_TOKEN", ADMIN)
-        .env("KMS_GATEWAY_TOKEN", GATEWAY)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    (child, port, internal)
+    (s.spawn(), s.port, s.internal)
 }
 
+/// The sidecar of `dir` running, its store created on first use.
 async fn start(dir: &Path) -> Kms {
-    let (mut child, port, internal) = spawn(dir, MASTER, true);
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("kms-sidecar exited: {st}");
-        }
-        if http.get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_ok_and(|r| r.status() == 200) {
-            return Kms { child, port, internal };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = sidecar(dir, MASTER);
+    if !dir.join("data/keys.redb").exists() {
+        s.init();
     }
-    panic!("kms-sidecar did not come up");
-}
-
-impl Kms {
-    fn url(&self, p: &str) -> String {
-        format!("http://127.0.0.1:{}{p}", self.port)
-    }
+    s.start().await
 }
 
 const PRIVATE: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "k"];
@@ -367,7 +294,7 @@ async fn nested_jwe_interoperates_for_both_key_management_algorithms() {
 async fn one_time_claims_are_atomic_and_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let http = reqwest::Client::new();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = crate::support::now();
     let claim = |kms: &Kms, body: Value, token: &'static str| {
         let (http, url) = (http.clone(), format!("http://127.0.0.1:{}/internal/v1/one-time", kms.internal));
         async move {
@@ -401,7 +328,7 @@ async fn one_time_claims_are_atomic_and_survive_a_crash() {
     assert_eq!(claim(&kms, id("raced", now + 60), GATEWAY).await.1["first_use"], false);
     // Held past its own expiry for the clock-skew allowance (60 s; expiry itself: the
     // store's unit test).
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clock_past(now + 1).await;
     assert_eq!(claim(&kms, id("short", now + 60), GATEWAY).await.1["first_use"], false);
     let metrics = http.get(kms.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"kms_one_time_claims_total{result="replayed"} 3"#), "{metrics}");

@@ -5,132 +5,25 @@
 //! a tenant deletion and an emergency rotation put their events on the feed; a
 //! reader of another epoch is answered at once instead of long-polled.
 
-use serde_json::{json, Value};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use crate::support::{now, tenants, Sidecar, ADMIN, T1, T2};
+use serde_json::json;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-const ADMIN: &str = "admin-token-for-tests-0001";
-const GATEWAY: &str = "gateway-token-for-tests-01";
-const MASTER: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-
-/// A free loopback port never handed out before in this process (a sidecar
-/// restarted on its port must not find it taken by another test's listener).
-fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-/// A config in `dir` on fresh ports, with `extra` appended.
-struct Setup {
-    cfg: PathBuf,
-    port: u16,
-    internal: u16,
-}
+/// A config in `dir` on fresh ports (tenants t1 and t2), with `extra` appended.
+type Setup = Sidecar;
 
 fn setup(dir: &Path, extra: &str) -> Setup {
-    let (port, internal) = (free_port(), free_port());
-    let cfg = dir.join("kms.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen: 127.0.0.1:{port}\ninternal_listen: 127.0.0.1:{internal}\ndata_dir: {}\n\
-             master_key: {{ env: KMS_MASTER_KEY }}\nadmin_token: {{ env: KMS_ADMIN_TOKEN }}\ngateway_token: {{ env: KMS_GATEWAY_TOKEN }}\n\
-             tenants:\n  - {{ id: t1, alg: ES256, issuer: https://kms.test/t1, audience: api, rotation: {{ interval: 1d }} }}\n\
-             \x20 - {{ id: t2, alg: ES256, issuer: https://kms.test/t2, audience: api, rotation: {{ interval: 1d }} }}\n{extra}",
-            dir.join("data").display()
-        ),
-    )
-    .unwrap();
-    Setup { cfg, port, internal }
+    Sidecar::new(dir, &format!("{}{extra}", tenants(&[T1, T2])))
 }
 
-fn command(args: &[&str], cfg: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kms-sidecar"));
-    c.args(args)
-        .arg("--config")
-        .arg(cfg)
-        .env("KMS_MASTER_KEY", MASTER)
-        .env("KMS_ADMIN_TOKEN", ADMIN)
-        .env("KMS_GATEWAY_TOKEN", GATEWAY)
-        .env("RUST_LOG", "warn");
-    c
-}
-
-fn run(args: &[&str], cfg: &Path) -> (bool, String) {
-    let Output { status, stdout, stderr } = command(args, cfg).output().unwrap();
-    (status.success(), format!("{}{}", String::from_utf8_lossy(&stdout), String::from_utf8_lossy(&stderr)))
-}
-
-struct Kms {
-    child: Child,
-    port: u16,
-    internal: u16,
-}
-
-impl Drop for Kms {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Kms {
-    async fn start(s: &Setup) -> Kms {
-        let child = command(&["serve"], &s.cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let mut kms = Kms { child, port: s.port, internal: s.internal };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(st) = kms.child.try_wait().unwrap() {
-                panic!("kms-sidecar exited: {st}");
-            }
-            if http.get(format!("http://127.0.0.1:{}/healthz", s.port)).send().await.is_ok_and(|r| r.status() == 200) {
-                return kms;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("kms-sidecar did not come up");
-    }
-
-    async fn admin(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{}{path}", self.port))
-            .bearer_auth(ADMIN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn feed(&self, query: &str) -> Value {
-        let r = reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{}/internal/v1/revocations?{query}", self.internal))
-            .bearer_auth(GATEWAY)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        r.json().await.unwrap()
-    }
+fn run(args: &[&str], s: &Setup) -> (bool, String) {
+    s.run(args)
 }
 
 /// `serve` exits with an error; returns its output.
 fn refused(s: &Setup) -> String {
-    let (ok, out) = run(&["serve"], &s.cfg);
+    let (ok, out) = run(&["serve"], s);
     assert!(!ok, "serve started: {out}");
     out
 }
@@ -144,15 +37,15 @@ async fn a_missing_store_is_refused_until_init_creates_it() {
     assert!(!dir.path().join("data/keys.redb").exists(), "nothing created implicitly");
 
     let old = setup(dir.path(), "create_if_missing: true\n");
-    let (ok, out) = run(&["init"], &old.cfg);
+    let (ok, out) = run(&["init"], &old);
     assert!(!ok && out.contains("create_if_missing: no longer supported"), "{out}");
 
     let s = setup(dir.path(), "");
-    let (ok, out) = run(&["init"], &s.cfg);
+    let (ok, out) = run(&["init"], &s);
     assert!(ok && out.contains("created a new key store"), "{out}");
-    let (ok, out) = run(&["init"], &s.cfg);
+    let (ok, out) = run(&["init"], &s);
     assert!(!ok && out.contains("already exists"), "init never replaces a store: {out}");
-    let kms = Kms::start(&s).await;
+    let kms = s.start().await;
     let page = kms.feed("after=0").await;
     assert_eq!((page["cursor"].as_u64(), page["last"].as_u64()), (Some(0), Some(0)));
     assert!(page["epoch"].as_str().is_some_and(|e| e.len() > 32), "{page}");
@@ -162,17 +55,17 @@ async fn a_missing_store_is_refused_until_init_creates_it() {
 async fn a_restored_store_is_refused_until_accepted_and_every_run_has_its_own_epoch() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), "");
-    assert!(run(&["init"], &s.cfg).0);
+    assert!(run(&["init"], &s).0);
     let copy = dir.path().join("backup.redb");
     let first_epoch = {
-        let kms = Kms::start(&s).await;
+        let kms = s.start().await;
         assert_eq!(kms.admin("/admin/revoke", json!({"tenant": "t1", "subject": "a"})).await.0, 200);
         kms.feed("after=0").await["epoch"].as_str().unwrap().to_owned()
         // Killed: SIGKILL.
     };
     std::fs::copy(dir.path().join("data/keys.redb"), &copy).unwrap();
     let second_epoch = {
-        let kms = Kms::start(&s).await;
+        let kms = s.start().await;
         assert_eq!(kms.admin("/admin/revoke", json!({"tenant": "t1", "subject": "b"})).await.0, 200);
         let page = kms.feed("after=0").await;
         assert_eq!(page["last"], 2);
@@ -186,9 +79,9 @@ async fn a_restored_store_is_refused_until_accepted_and_every_run_has_its_own_ep
     let out = refused(&s);
     assert!(out.contains("older than the one this sidecar last ran with"), "{out}");
     assert!(out.contains("ends at 1, the last run's at 2") && out.contains("--accept-restore"), "{out}");
-    let (ok, out) = run(&["init", "--accept-restore"], &s.cfg);
+    let (ok, out) = run(&["init", "--accept-restore"], &s);
     assert!(ok && out.contains("accepted the key store"), "{out}");
-    let kms = Kms::start(&s).await;
+    let kms = s.start().await;
     let page = kms.feed("after=0").await;
     assert_eq!(page["last"], 1, "the restored feed");
     assert!(page["epoch"] != first_epoch.as_str() && page["epoch"] != second_epoch.as_str());
@@ -197,7 +90,7 @@ async fn a_restored_store_is_refused_until_accepted_and_every_run_has_its_own_ep
     // A different store in its place (moved away, another one created) is refused too.
     let other = tempfile::tempdir().unwrap();
     let o = setup(other.path(), "");
-    assert!(run(&["init"], &o.cfg).0);
+    assert!(run(&["init"], &o).0);
     std::fs::copy(other.path().join("data/keys.redb"), dir.path().join("data/keys.redb")).unwrap();
     let out = refused(&s);
     assert!(out.contains("is not the one this sidecar last ran with"), "{out}");
@@ -207,8 +100,8 @@ async fn a_restored_store_is_refused_until_accepted_and_every_run_has_its_own_ep
 async fn watermarks_are_checked_lowered_explicitly_and_deletions_and_key_removals_are_on_the_feed() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup(dir.path(), "");
-    assert!(run(&["init"], &s.cfg).0);
-    let kms = Kms::start(&s).await;
+    assert!(run(&["init"], &s).0);
+    let kms = s.start().await;
     let now = now();
 
     // A watermark in milliseconds would revoke the tenant for good: refused, naming the field.

@@ -2,7 +2,8 @@
 //! as its 32 big-endian bytes), public and private JWKs, and nested-JWE wrapping with
 //! an ephemeral key, the RFC 7518 §4.6 Concat KDF and AES-256 key wrap.
 
-use crate::crypto::{seal_a256gcm, KeyError};
+use super::alg::KeyError;
+use super::seal::seal_a256gcm;
 use aws_lc_rs::agreement::{self, PrivateKey, UnparsedPublicKey, ECDH_P256};
 use aws_lc_rs::digest::{self, SHA256};
 use aws_lc_rs::encoding::{AsBigEndian, EcPrivateKeyBin};
