@@ -20,6 +20,7 @@ mod reload;
 mod replay;
 mod revocation;
 mod runtime;
+mod traffic;
 mod upstream;
 
 use clap::Parser;
