@@ -186,16 +186,17 @@ async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Resul
     ctx.reason = Some(r.reason);
     ctx.token = refusal.token;
     crate::traffic::count_refusal(&ctx.rt, r.status, r.reason, ctx.client_ip);
-    let mut extra = crate::traffic::refusal_headers(&refusal.denial);
-    if let Some(w) = r.www_authenticate {
-        extra.push(("www-authenticate", w.to_owned()));
-    }
-    let extra: Vec<(&'static str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // A 429's `Retry-After` and `RateLimit` fields, or a 401/403's challenge (no
+    // allocation for the latter).
+    let limited = crate::traffic::refusal_headers(&refusal.denial);
+    let limited: Vec<(&'static str, &str)> = limited.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let challenge = r.www_authenticate.map(|w| ("www-authenticate", w));
+    let extra = if limited.is_empty() { challenge.as_slice() } else { &limited };
     // An unread body is not drained for a refusal: the connection closes.
     if !session.is_body_done() {
         session.set_keepalive(None);
     }
-    write_json(session, ctx, r.status, &extra, refusal.denial.body()).await?;
+    write_json(session, ctx, r.status, extra, refusal.denial.body()).await?;
     Ok(true)
 }
 
