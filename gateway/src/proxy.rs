@@ -255,8 +255,8 @@ impl ProxyHttp for Gateway {
         }
         match crate::traffic::before_decision(&rt, session, ctx.client_ip, &self.metrics) {
             None => {}
-            Some(Early::Preflight(cors)) => {
-                return crate::traffic::answer_preflight(session, &rt, cors).await.map(|_| true)
+            Some(Early::Preflight(cors, route)) => {
+                return crate::traffic::answer_preflight(session, &rt, cors, route).await.map(|_| true)
             }
             Some(Early::Refuse(refusal)) => return refuse(session, ctx, refusal).await,
         }

@@ -136,8 +136,9 @@ fn limited(route: Option<Arc<Route>>, l: Limited, metrics: &Metrics) -> Refusal 
 
 /// What [`before_decision`] concluded.
 pub enum Early {
-    /// A preflight to answer `204` with these headers.
-    Preflight(gateway_core::cors::Headers),
+    /// A preflight to answer `204` with these CORS headers, for this route (none: a
+    /// path the global policy answers for).
+    Preflight(gateway_core::cors::Headers, Option<Arc<Route>>),
     /// A refusal: a preflight not allowed, or a limit hit.
     Refuse(Refusal),
 }
@@ -194,7 +195,7 @@ fn preflight(config: &Config, req: &RequestHeader) -> Option<Early> {
     };
     let asked = req.headers.get("access-control-request-headers").map(|v| v.as_bytes());
     Some(match cors.preflight(origin.as_bytes(), method.as_bytes(), asked) {
-        Some(headers) => Early::Preflight(headers),
+        Some(headers) => Early::Preflight(headers, route),
         None => Early::Refuse(Refusal { denial: Denial::CorsRefused, route, refetch: None, token: None }),
     })
 }
@@ -292,24 +293,17 @@ pub fn upstream_answer(
 }
 
 /// Answers an allowed preflight: `204` with the CORS headers and the configured ones.
-pub async fn answer_preflight(session: &mut Session, rt: &Runtime, cors: gateway_core::cors::Headers) -> Result<()> {
+pub async fn answer_preflight(
+    session: &mut Session,
+    rt: &Runtime,
+    cors: gateway_core::cors::Headers,
+    route: Option<Arc<Route>>,
+) -> Result<()> {
     let mut resp = ResponseHeader::build_no_case(204, Some(cors.len() + 6))?;
     for (name, value) in cors {
         resp.insert_header(name, value)?;
     }
     resp.append_header("vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")?;
-    resp.insert_header("content-length", "0")?;
-    let req = session.req_header();
-    let route = rt
-        .engine
-        .config
-        .router
-        .find(
-            req.headers.get("access-control-request-method").and_then(|v| v.to_str().ok()).unwrap_or("GET"),
-            req.uri.path(),
-        )
-        .ok()
-        .map(|m| m.route);
     let state = route.as_ref().and_then(|r| route_state(rt, r));
     for (name, value) in &state.map_or(&rt.traffic.unrouted, |s| &s.answer).set {
         resp.insert_header(name.clone(), value.clone())?;
