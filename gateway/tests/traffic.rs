@@ -462,3 +462,29 @@ auth_failure_limit: { requests: 0, per: 1m }
         assert!(out.contains(want), "missing {want} in {out}");
     }
 }
+
+/// Over one kept-alive raw connection: a preflight's 204 (no body, no
+/// `Content-Length`) then a 429 and a 401 are each framed so the next answer follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_and_429_keep_the_connection_framed() {
+    let s = stack(LIMITED_ROUTES, CORS).await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.port)).await.unwrap();
+    let xff = "X-Forwarded-For: 203.0.113.77\r\n";
+    let mut reqs = String::from(
+        "OPTIONS /echo/x HTTP/1.1\r\nHost: gw\r\nOrigin: https://app.example.com\r\nAccess-Control-Request-Method: GET\r\n\r\n",
+    );
+    for _ in 0..3 {
+        reqs.push_str(&format!("GET /open/a HTTP/1.1\r\nHost: gw\r\n{xff}\r\n"));
+    }
+    reqs.push_str("GET /echo/x HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+    conn.write_all(reqs.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let statuses: Vec<&str> =
+        text.split("HTTP/1.1 ").skip(1).map(|a| a.split(' ').next().unwrap_or_default()).collect();
+    assert_eq!(statuses, ["204", "200", "200", "429", "401"], "{text}");
+    let preflight = text.split("HTTP/1.1 ").nth(1).unwrap();
+    assert!(!preflight.to_ascii_lowercase().contains("content-length"), "{preflight}");
+    assert!(preflight.contains("access-control-allow-origin: https://app.example.com"), "{preflight}");
+}
