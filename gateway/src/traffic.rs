@@ -157,8 +157,7 @@ pub fn before_decision(rt: &Runtime, session: &Session, client: Option<IpAddr>, 
     let client = client?;
     if rt.traffic.client_limits {
         if let Ok(m) = config.router.find(req.method.as_str(), req.uri.path()) {
-            if m.route.traffic.has_client_limit() {
-                let state = route_state(rt, &m.route)?;
+            if let Some(state) = route_state(rt, &m.route).filter(|_| m.route.traffic.has_client_limit()) {
                 let counters = Rates { limits: &m.route.traffic.rate_limits, rates: &state.rates };
                 let who = Who { client: Some(client), ..Who::default() };
                 if let Err(l) = ratelimit::check(&m.route.traffic.rate_limits, &counters, &who, Phase::Edge) {
