@@ -8,6 +8,8 @@
 #                         Pingora version and server settings as the gateway
 #   medgate pass-through  the gateway's public route
 #   medgate RS256         the gateway's authenticated route (RS256, role policy, 3 identity headers)
+#   medgate RS256 limited the same route with a per-subject and a per-tenant rate limit that
+#                         are never hit: the per-request cost of limits (not for --also binaries)
 # Medgate runs from the release build with its own generated config (file keys, every
 # other setting at its default, logging as shipped: one info line per request to a
 # file); nginx and HAProxy also log one line per request to a file; the bare hop logs
@@ -272,7 +274,7 @@ HAP_PID=$!; pids+=("$HAP_PID")
 HOP_PID=$!; pids+=("$HOP_PID")
 
 # Medgate: its own config, defaults everywhere else. One per gateway binary.
-gateway_config() { # listen admin
+gateway_config() { # listen admin [limited: also the rate-limited route]
   {
     echo "listen: 127.0.0.1:$1"
     echo "admin_listen: 127.0.0.1:$2"
@@ -296,6 +298,17 @@ routes:
   - { name: open, prefix: /open, upstream: up, public: true }
   - { name: secure, prefix: /secure, upstream: up, allow: [ { role: doctor } ] }
 EOF
+    # The same route with limits never hit (older --also binaries do not know the field).
+    [ "${3:-}" = limited ] && cat <<EOF
+  - name: limited
+    prefix: /limited
+    upstream: up
+    allow: [ { role: doctor } ]
+    rate_limits:
+      - { key: subject, requests: 1000000000, per: 1s }
+      - { key: tenant, requests: 1000000000, per: 1s }
+EOF
+    true
   }
 }
 # name binary -> NAMES, PORTS, GPIDS
@@ -304,7 +317,8 @@ for spec in "${ALSO[@]}"; do GW_NAMES+=("${spec%%=*}"); GW_BINS+=("${spec#*=}");
 for n in "${!GW_NAMES[@]}"; do
   port=$GW admin=$ADMIN
   [ "$n" -gt 0 ] && { port=$(free_port); admin=$(free_port); }
-  gateway_config "$port" "$admin" >"$WORK/gw$n.yaml"
+  limited=""; [ "$n" = 0 ] && limited=limited
+  gateway_config "$port" "$admin" $limited >"$WORK/gw$n.yaml"
   "${GW_BINS[$n]}" --config "$WORK/gw$n.yaml" >"$WORK/gw$n.out" 2>"$WORK/gw$n.log" &
   GW_PIDS+=($!); GW_PORTS+=("$port"); pids+=($!)
   wait_http "http://127.0.0.1:$admin/readyz"
@@ -329,6 +343,10 @@ for n in "${!GW_NAMES[@]}"; do
     "${GW_NAMES[$n]} RS256|many|http://127.0.0.1:${GW_PORTS[$n]}/secure|${GW_PIDS[$n]}"
   )
 done
+TARGETS+=(
+  "medgate RS256 limited|one|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
+  "medgate RS256 limited|many|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
+)
 
 # Sanity pass.
 fail=0

@@ -66,6 +66,8 @@ show 200 "identity headers the upstream received (spoofed X-User-Id removed)" -H
 show 403 "patient p-100 reads p-101's records" -H "Authorization: Bearer $PATIENT" http://127.0.0.1:8080/patients/p-101/records || ok=false
 show 200 "hospital-b doctor reads a hospital-b patient" -H "Authorization: Bearer $DOCTOR_B" http://127.0.0.1:8080/doctors/patients/p-200/records || ok=false
 show 401 "no token" http://127.0.0.1:8080/patients/p-100/records || ok=false
+show 204 "CORS preflight from the allowed web app origin (answered by the gateway, no token)" -i -X OPTIONS \
+  -H "Origin: http://localhost:3000" -H "Access-Control-Request-Method: GET" http://127.0.0.1:8080/patients/p-100/records || ok=false
 # A well-formed RS256 token under the sidecar's current kid, signed by another key
 # (a test key of gateway/testkit/keys): 401 signature_invalid.
 KID=$(python3 -c 'import base64,json,sys; h=sys.argv[1]; print(json.loads(base64.urlsafe_b64decode(h+"="*(-len(h)%4)))["kid"])' "${PATIENT%%.*}")

@@ -19,6 +19,7 @@ mod metrics;
 mod proxy;
 mod replay;
 mod runtime;
+mod traffic;
 mod upstream;
 
 use clap::Parser;

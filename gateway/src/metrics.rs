@@ -53,6 +53,8 @@ pub struct Metrics {
     pub underscore_headers: IntCounterVec,
     /// Access log lines not written: queue full or write failure.
     pub access_log_dropped: IntCounter,
+    /// Requests refused over a rate limit, by route and key kind.
+    pub rate_limited: IntCounterVec,
     /// `verify_seconds` children by algorithm, resolved on first use.
     verify_by_alg: Arc<[(&'static str, OnceLock<Histogram>)]>,
 }
@@ -214,6 +216,14 @@ impl Metrics {
             "Access log lines not written: queue full or write failure.",
         )?;
         registry.register(Box::new(access_log_dropped.clone()))?;
+        let rate_limited = IntCounterVec::new(
+            Opts::new(
+                "gateway_rate_limited_total",
+                "Requests refused over a rate limit, by route and key kind (tenant, subject, client, auth_failures).",
+            ),
+            &["route", "key"],
+        )?;
+        registry.register(Box::new(rate_limited.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(denials.clone()))?;
         registry.register(Box::new(verify_seconds.clone()))?;
@@ -243,6 +253,7 @@ impl Metrics {
             one_time_checks,
             underscore_headers,
             access_log_dropped,
+            rate_limited,
             verify_by_alg: ALG_LABELS.iter().map(|a| (*a, OnceLock::new())).collect(),
         })
     }

@@ -18,6 +18,7 @@ use crate::clock::now;
 use crate::edge::{self, EdgeState};
 use crate::metrics::Metrics;
 use crate::runtime::{Runtime, SharedRuntime};
+use crate::traffic::Early;
 use async_trait::async_trait;
 use bytes::Bytes;
 use gateway_core::audit::{AuditRecord, Finished};
@@ -112,7 +113,7 @@ impl Gateway {
             let alg = t.alg().map_or("unsigned", |a| a.as_str());
             self.metrics.verify_seconds(alg, started.elapsed().as_secs_f64());
         }
-        match outcome? {
+        match crate::traffic::token_limits(rt, outcome?, &self.metrics)? {
             Decision::Allowed(allowed) => Ok(allowed),
             Decision::OneTime(once) => {
                 let started = Instant::now();
@@ -136,20 +137,49 @@ async fn refuse_edge(session: &mut Session, ctx: &mut Ctx, e: EdgeError) -> Resu
     let r = denial.response();
     ctx.reason = Some(r.reason);
     session.set_keepalive(None);
-    write_json(session, r.status, &[], denial.body()).await?;
+    write_json(session, ctx, r.status, &[], denial.body()).await?;
+    Ok(true)
+}
+
+/// Answers a refusal of the decision (or of a limit or preflight before it) and
+/// counts a refused token against its client address.
+async fn refuse(session: &mut Session, ctx: &mut Ctx, refusal: Refusal) -> Result<bool> {
+    let r = refusal.denial.response();
+    ctx.route = refusal.route;
+    ctx.reason = Some(r.reason);
+    ctx.token = refusal.token;
+    crate::traffic::count_refusal(&ctx.rt, r.status, r.reason, ctx.client_ip);
+    // A 429's `Retry-After` and `RateLimit` fields, or a 401/403's challenge (no
+    // allocation for the latter).
+    let limited = crate::traffic::refusal_headers(&refusal.denial);
+    let limited: Vec<(&'static str, &str)> = limited.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let challenge = r.www_authenticate.map(|w| ("www-authenticate", w));
+    let extra = if limited.is_empty() { challenge.as_slice() } else { &limited };
+    // An unread body is not drained for a refusal: the connection closes.
+    if !session.is_body_done() {
+        session.set_keepalive(None);
+    }
+    write_json(session, ctx, r.status, extra, refusal.denial.body()).await?;
     Ok(true)
 }
 
 /// The gateway's own JSON answer. Its header names are lower case already, so the
 /// head is built without Pingora's case-preserving name map.
-async fn write_json(session: &mut Session, status: u16, extra: &[(&'static str, &str)], body: String) -> Result<()> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(4))?;
+async fn write_json(
+    session: &mut Session,
+    ctx: &Ctx,
+    status: u16,
+    extra: &[(&'static str, &str)],
+    body: String,
+) -> Result<()> {
+    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header("content-length", body.len())?;
     for (k, v) in extra {
         resp.insert_header(*k, *v)?;
     }
+    crate::traffic::own_answer(&mut resp, &ctx.rt, ctx.route.as_ref(), session.req_header())?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
@@ -185,6 +215,13 @@ impl ProxyHttp for Gateway {
         if let Err(e) = edge::screen(session, http, &self.metrics) {
             return refuse_edge(session, ctx, e).await;
         }
+        match crate::traffic::before_decision(&rt, session, ctx.client_ip, &self.metrics) {
+            None => {}
+            Some(Early::Preflight(cors, route)) => {
+                return crate::traffic::answer_preflight(session, &rt, cors, route).await.map(|_| true)
+            }
+            Some(Early::Refuse(refusal)) => return refuse(session, ctx, refusal).await,
+        }
         if !session.is_body_empty() {
             let req = session.req_header();
             let route = rt.engine.config.router.find(req.method.as_str(), req.uri.path()).ok();
@@ -201,20 +238,12 @@ impl ProxyHttp for Gateway {
                 ctx.headers = Some(allowed.headers);
                 Ok(false)
             }
-            Err(refusal) => {
-                let r = refusal.denial.response();
-                ctx.route = refusal.route;
-                ctx.reason = Some(r.reason);
-                ctx.token = refusal.token;
-                let challenge = r.www_authenticate.map(|w| ("www-authenticate", w));
-                // An unread body is not drained for a refusal: the connection closes.
-                if !session.is_body_done() {
-                    session.set_keepalive(None);
-                }
-                write_json(session, r.status, challenge.as_slice(), refusal.denial.body()).await?;
-                Ok(true)
-            }
+            Err(refusal) => refuse(session, ctx, refusal).await,
         }
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        crate::traffic::upstream_answer(resp, &ctx.rt, ctx.route.as_ref(), session.req_header())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -308,7 +337,7 @@ impl ProxyHttp for Gateway {
             ctx.reason = Some(denial.reason());
             session.set_keepalive(None);
             if session.response_written().is_none() {
-                let _ = write_json(session, denial.response().status, &[], denial.body()).await;
+                let _ = write_json(session, ctx, denial.response().status, &[], denial.body()).await;
             }
             return FailToProxy { error_code: denial.response().status, can_reuse_downstream: false };
         }
@@ -328,7 +357,7 @@ impl ProxyHttp for Gateway {
             // send their next request into a closing socket. Pingora writes the
             // `Connection` header from its keep-alive state, so that state is what to set.
             session.set_keepalive(None);
-            let _ = write_json(session, status, &[], body).await;
+            let _ = write_json(session, ctx, status, &[], body).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }

@@ -30,6 +30,8 @@ pub struct Runtime {
     route_metrics: Vec<RouteMetrics>,
     /// Metric label handles of requests no route matched.
     unrouted: RouteMetrics,
+    /// Rate-limit counters and answer headers.
+    pub traffic: crate::traffic::Traffic,
 }
 
 fn decryption_source(t: &Tenant) -> Option<&gateway_core::tenant::DecryptionSource> {
@@ -75,7 +77,8 @@ impl Runtime {
             Arc::new(KeyFetcher::new(&engine.config, engine.keys.clone(), engine.dkeys.clone(), metrics.clone())?);
         let route_metrics = engine.config.router.routes().iter().map(|r| metrics.route(&r.name, &r.upstream)).collect();
         let unrouted = metrics.route("none", "");
-        Ok(Runtime { engine, pools, fetcher, required, route_metrics, unrouted })
+        let traffic = crate::traffic::Traffic::build(&engine.config, previous.map(|p| &p.traffic));
+        Ok(Runtime { engine, pools, fetcher, required, route_metrics, unrouted, traffic })
     }
 
     /// The metric label handles of `route` (one of this runtime's), or of no route.

@@ -10,6 +10,7 @@ mod http;
 mod load;
 mod route;
 mod tenant;
+mod traffic;
 
 use crate::header::{self, ArrayEncoding, HeaderMapping};
 use crate::keystore::RefreshPolicy;
@@ -207,6 +208,8 @@ pub struct Config {
     pub tenant_discovery: Option<discovery::DiscoverySettings>,
     /// The per-request access log (`access_log:`).
     pub access_log: AccessLogSettings,
+    /// Global CORS, response headers and the limit on refused tokens.
+    pub traffic: crate::traffic::TrafficSettings,
 }
 
 struct Errors(Vec<FieldError>);
@@ -432,7 +435,13 @@ impl Config {
             );
         }
 
-        let routes = route::routes(&f, gaps, &mut errs);
+        let mut routes = route::routes(&f, gaps, &mut errs);
+        let globals = traffic::GlobalFields {
+            cors: f.cors.as_ref(),
+            response_headers: f.response_headers.as_ref(),
+            auth_failure_limit: f.auth_failure_limit.as_ref(),
+        };
+        let traffic = traffic::apply_globals(globals, &mut routes, &mut errs);
         let mapped: Vec<String> = headers.iter().map(|m: &HeaderMapping| header::normalise(&m.header)).collect();
         let http = http::http(&f.http, &mapped, max_token_size, &mut errs);
 
@@ -507,6 +516,7 @@ impl Config {
             http,
             tenant_discovery,
             access_log,
+            traffic,
         })
     }
 }

@@ -64,6 +64,14 @@ impl Decision {
             Decision::OneTime(o) => Some(&o.token),
         }
     }
+
+    /// The matched route.
+    pub fn route(&self) -> &Arc<Route> {
+        match self {
+            Decision::Allowed(a) => &a.permit.route().route,
+            Decision::OneTime(o) => &o.allowed.permit.route().route,
+        }
+    }
 }
 
 /// A request on a one-time route that passed every other check. Its [`Allowed`] is

@@ -175,6 +175,12 @@ pub enum Denial {
     /// 502, 503, 504 or a client error: the upstream of an allowed request failed.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// 429: over a rate limit (`crate::ratelimit`).
+    #[error("rate limited")]
+    RateLimited(Box<crate::ratelimit::Limited>),
+    /// 403: a CORS preflight from an origin, or for a method or header, not allowed.
+    #[error("CORS preflight refused")]
+    CorsRefused,
 }
 
 /// What to answer for a denial.
@@ -250,6 +256,8 @@ impl Denial {
             Denial::MethodNotAllowed => {
                 DenialResponse { status: 405, reason: "method_not_allowed", www_authenticate: None }
             }
+            Denial::RateLimited(_) => DenialResponse { status: 429, reason: "rate_limited", www_authenticate: None },
+            Denial::CorsRefused => DenialResponse { status: 403, reason: "cors_refused", www_authenticate: None },
             Denial::Edge(e) => {
                 let (status, reason) = match e {
                     EdgeError::HeaderTooLarge => (431, "header_too_large"),
@@ -279,13 +287,15 @@ impl Denial {
     /// `"upstream"` for every upstream failure).
     pub fn body(&self) -> String {
         let r = self.response();
-        let error = match r.status {
-            _ if matches!(self, Denial::Upstream(_)) => "upstream",
-            401 => "invalid_token",
-            403 => "insufficient_scope",
-            404 => "not_found",
-            405 => "method_not_allowed",
-            400 | 408 | 413 | 414 | 431 => "invalid_request",
+        let error = match (r.status, self) {
+            (_, Denial::Upstream(_)) => "upstream",
+            (_, Denial::CorsRefused) => "cors",
+            (401, _) => "invalid_token",
+            (403, _) => "insufficient_scope",
+            (404, _) => "not_found",
+            (405, _) => "method_not_allowed",
+            (400 | 408 | 413 | 414 | 431, _) => "invalid_request",
+            (429, _) => "too_many_requests",
             _ => "unavailable",
         };
         format!(r#"{{"error":"{error}","reason":"{}"}}"#, r.reason)
@@ -344,13 +354,24 @@ mod tests {
             (UpstreamError::BadRequest(413).into(), 413, "bad_request"),
             (UpstreamError::Client.into(), 0, "client_error"),
             (UpstreamError::Failed.into(), 502, "upstream_failed"),
+            (
+                Denial::RateLimited(Box::new(
+                    crate::ratelimit::RateLimit::new(crate::ratelimit::KeyKind::Tenant, 1, 1)
+                        .refusal(Default::default(), "tenant"),
+                )),
+                429,
+                "rate_limited",
+            ),
+            (Denial::CorsRefused, 403, "cors_refused"),
         ];
         for (d, status, reason) in table {
             let r = d.response();
             assert_eq!((r.status, r.reason), (status, reason), "{d:?}");
             match status {
                 401 => assert!(r.www_authenticate.unwrap().starts_with("Bearer")),
-                403 => assert_eq!(r.www_authenticate, Some(r#"Bearer error="insufficient_scope""#)),
+                403 if matches!(d, Denial::Policy(_)) => {
+                    assert_eq!(r.www_authenticate, Some(r#"Bearer error="insufficient_scope""#))
+                }
                 _ => assert!(r.www_authenticate.is_none()),
             }
             let body: serde_json::Value = serde_json::from_str(&d.body()).unwrap();

@@ -139,6 +139,7 @@ mod tests {
             require_encrypted: false,
             one_time: false,
             max_body_bytes: None,
+            traffic: Default::default(),
         }
     }
 

@@ -63,6 +63,8 @@ pub struct Route {
     pub one_time: bool,
     /// Largest request body, when the route sets its own (else `http.max_body_bytes`).
     pub max_body_bytes: Option<u64>,
+    /// Rate limits, CORS and response headers.
+    pub traffic: crate::traffic::RouteTraffic,
 }
 
 /// A matched route with its path parameters. Only [`Router::find`] makes one, and its
@@ -218,6 +220,7 @@ mod tests {
             require_encrypted: false,
             one_time: false,
             max_body_bytes: None,
+            traffic: Default::default(),
         }
     }
 

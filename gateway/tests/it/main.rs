@@ -20,4 +20,5 @@ mod revocation_lifecycle;
 mod rotation;
 mod shared_replay;
 mod tenant_routes;
+mod traffic;
 mod upgrade;

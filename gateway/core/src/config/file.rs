@@ -68,6 +68,15 @@ pub struct FileConfig {
     /// The per-request access log (default: JSON lines on stdout).
     #[serde(default)]
     pub access_log: Option<AccessLogFile>,
+    /// CORS for every route without its own.
+    #[serde(default)]
+    pub cors: Option<super::traffic::CorsFile>,
+    /// Headers set on, and removed from, every answer.
+    #[serde(default)]
+    pub response_headers: Option<super::traffic::ResponseHeadersFile>,
+    /// Refused tokens allowed per client address.
+    #[serde(default)]
+    pub auth_failure_limit: Option<super::traffic::AuthFailureLimitFile>,
 }
 
 /// `access_log:` section.
@@ -483,6 +492,15 @@ pub struct RouteFile {
     /// Largest request body on this route (default `http.max_body_bytes`).
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
+    /// Rate limits of this route.
+    #[serde(default)]
+    pub rate_limits: Vec<super::traffic::RateLimitFile>,
+    /// CORS of this route (instead of the global one).
+    #[serde(default)]
+    pub cors: Option<super::traffic::CorsFile>,
+    /// Response headers of this route, on top of the global ones.
+    #[serde(default)]
+    pub response_headers: Option<super::traffic::ResponseHeadersFile>,
 }
 
 /// One allow rule.

@@ -161,6 +161,13 @@ pub(super) fn routes(f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<Rout
                 );
             }
         }
+        let fields = super::traffic::RouteFields {
+            rate_limits: &r.rate_limits,
+            cors: r.cors.as_ref(),
+            response_headers: r.response_headers.as_ref(),
+            public: r.public,
+        };
+        let traffic = super::traffic::route(fields, &p, errs);
         labels.push(p);
         routes.push(Route {
             name,
@@ -175,6 +182,7 @@ pub(super) fn routes(f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<Rout
             require_encrypted: r.require_encrypted,
             one_time: r.one_time,
             max_body_bytes: r.max_body_bytes,
+            traffic,
         });
     }
     routes
