@@ -25,7 +25,7 @@ use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::route::Route;
 use gateway_core::verify::Refetch;
-use gateway_core::{Allowed, AuthError, Decision, Denial, EdgeError, Refusal, VerifiedToken};
+use gateway_core::{Allowed, AuthError, Decision, Denial, EdgeError, Refusal, UpstreamError, VerifiedToken};
 use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
@@ -180,7 +180,8 @@ async fn refuse_edge(session: &mut Session, ctx: &mut Ctx, e: EdgeError) -> Resu
 /// The gateway's own JSON answer. Its header names are lower case already, so the
 /// head is built without Pingora's case-preserving name map.
 async fn write_json(session: &mut Session, status: u16, extra: &[(&'static str, &str)], body: String) -> Result<()> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(4))?;
+    let mut resp = ResponseHeader::build_no_case(status, Some(5))?;
+    crate::tls::redirect::add_hsts(session, &mut resp)?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header("content-length", body.len())?;
@@ -284,6 +285,10 @@ impl ProxyHttp for Gateway {
         e
     }
 
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, _ctx: &mut Ctx) -> Result<()> {
+        crate::tls::redirect::add_hsts(session, resp)
+    }
+
     async fn upstream_request_filter(
         &self,
         _session: &mut Session,
@@ -354,11 +359,12 @@ impl ProxyHttp for Gateway {
             return FailToProxy { error_code: denial.response().status, can_reuse_downstream: false };
         }
         let (status, reason) = match e.etype() {
-            HTTPStatus(503) => (503, "upstream_unavailable"),
+            HTTPStatus(503) => UpstreamError::Unavailable.response(),
             _ if *e.esource() == ErrorSource::Downstream => (0, "client_error"),
-            ConnectTimedout | ReadTimedout | WriteTimedout => (504, "upstream_timeout"),
+            ConnectTimedout | ReadTimedout | WriteTimedout => UpstreamError::Timeout.response(),
             HTTPStatus(code) if *code < 500 => (*code, "bad_request"),
-            _ => (502, "upstream_failed"),
+            TLSHandshakeFailure | InvalidCert => UpstreamError::Tls.response(),
+            _ => UpstreamError::Failed.response(),
         };
         ctx.reason = Some(reason);
         if status > 0 {

@@ -254,9 +254,54 @@ impl Denial {
     }
 }
 
+/// Why a permitted request got no answer from its upstream: the gateway's own
+/// `{"error":"upstream","reason":..}` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// 503: no healthy peer in the pool.
+    #[error("no healthy upstream peer")]
+    Unavailable,
+    /// 504: connecting, writing or reading timed out.
+    #[error("upstream timed out")]
+    Timeout,
+    /// 502: the TLS handshake with the peer failed (its certificate does not chain to
+    /// the pool's CA or is not for the pool's `server_name`, or it refused the
+    /// gateway's client certificate).
+    #[error("upstream TLS handshake failed")]
+    Tls,
+    /// 502: any other failure of the upstream connection or response.
+    #[error("upstream failed")]
+    Failed,
+}
+
+impl UpstreamError {
+    /// Status and stable reason code.
+    pub fn response(self) -> (u16, &'static str) {
+        match self {
+            UpstreamError::Unavailable => (503, "upstream_unavailable"),
+            UpstreamError::Timeout => (504, "upstream_timeout"),
+            UpstreamError::Tls => (502, "upstream_tls_failed"),
+            UpstreamError::Failed => (502, "upstream_failed"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upstream_table() {
+        let table = [
+            (UpstreamError::Unavailable, 503, "upstream_unavailable"),
+            (UpstreamError::Timeout, 504, "upstream_timeout"),
+            (UpstreamError::Tls, 502, "upstream_tls_failed"),
+            (UpstreamError::Failed, 502, "upstream_failed"),
+        ];
+        for (e, status, reason) in table {
+            assert_eq!(e.response(), (status, reason), "{e:?}");
+        }
+    }
 
     #[test]
     fn mapping_table() {

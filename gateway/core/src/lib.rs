@@ -33,7 +33,7 @@ pub mod verify;
 pub use alg::Algorithm;
 pub use config::{Config, ConfigError};
 pub use engine::{Allowed, Decision, Engine, OneTime, Refusal};
-pub use error::{AuthError, Denial, EdgeError, PolicyError};
+pub use error::{AuthError, Denial, EdgeError, PolicyError, UpstreamError};
 pub use key::{KeyError, KeySet, VerifyingKey};
 pub use keystore::KeyStore;
 pub use verify::{VerifiedToken, Verifier};

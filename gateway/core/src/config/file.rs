@@ -68,6 +68,9 @@ pub struct FileConfig {
     /// The per-request access log (default: JSON lines on stdout).
     #[serde(default)]
     pub access_log: Option<AccessLogFile>,
+    /// HTTPS listeners.
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsFile>,
 }
 
 /// `access_log:` section.
@@ -431,6 +434,9 @@ pub struct UpstreamFile {
     /// Retries on connect failure, each to another peer.
     #[serde(default)]
     pub retries: Option<usize>,
+    /// TLS (and mutual TLS) to the peers.
+    #[serde(default)]
+    pub tls: Option<super::tls::UpstreamTlsFile>,
 }
 
 /// Health check settings.
