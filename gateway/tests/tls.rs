@@ -572,6 +572,26 @@ async fn mutual_tls_to_the_role_services() {
     assert_eq!(r.status(), 502);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["reason"], "upstream_tls_failed", "{v}");
+
+    // The gateway's client certificate reloads like the listener's: a new pair (valid
+    // 60 days) is taken from its files, shown in the expiry gauge, and used upstream.
+    let series = r#"gateway_tls_certificate_expiry_timestamp_seconds{certificate="upstreams.patient.tls.client_cert"}"#;
+    let expiry = |m: &str| -> Option<i64> {
+        m.lines().find_map(|l| l.strip_prefix(series)).and_then(|v| v.trim().parse::<f64>().ok()).map(|v| v as i64)
+    };
+    let next = issue("medgate gateway", Some(&ca), &[], true, (-1, 60));
+    write_pair(&client_cert, &client_key, &next);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = metrics(&gw).await;
+        if expiry(&m).is_some_and(|e| e > testkit::now() + 45 * 86_400) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new client certificate was not loaded:\n{m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = http.get(gw.url("/echo/me")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the role service accepts the new client certificate");
 }
 
 #[test]
