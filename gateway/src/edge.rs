@@ -223,11 +223,11 @@ pub fn body_piece(state: &mut EdgeState, body: &mut Option<Bytes>) -> Result<(),
     Ok(())
 }
 
-/// The proxy service's connection loop: Pingora's own HTTP/1 loop (HTTP/2, offered
-/// by ALPN on HTTPS listeners only, goes to Pingora's HTTP/2 loop), except that a new connection's first request head
-/// is read with `http.header_read_timeout` per read instead of Pingora's fixed 60 s.
-/// Later requests on the connection wait `http.idle_timeout` (set per request in
-/// [`connection`]).
+/// The proxy service's connection loop: Pingora's own HTTP/1 loop (HTTP/2, offered by
+/// ALPN on HTTPS listeners only, goes to Pingora's HTTP/2 loop), except that a new
+/// connection's first request head is read with `http.header_read_timeout` per read
+/// instead of Pingora's fixed 60 s. Later requests on the connection wait
+/// `http.idle_timeout` (set per request in [`connection`]).
 pub struct EdgeApp {
     /// The Pingora proxy.
     pub proxy: std::sync::Arc<pingora::proxy::HttpProxy<crate::proxy::Gateway>>,

@@ -161,8 +161,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let admin_listen = config.admin_listen.to_string();
     let threads = config.threads;
     let startup = config.keys.startup;
-    let tls_settings = config.tls.clone();
-    let edge_tls = tls::EdgeTls::start(tls_settings.as_ref(), &metrics)?;
+    let edge_tls = tls::EdgeTls::start(config.tls.as_ref(), &metrics)?;
     let first = runtime::Runtime::build(config, None, &metrics)?;
 
     let failed = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(first.fetcher.load_all());
