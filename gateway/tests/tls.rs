@@ -346,7 +346,12 @@ async fn certificates_reload_on_file_change_keeping_open_connections_and_refusin
     write_pair(&cert, &key, &expired);
     eventually("an expired certificate is refused", || e.gw.log().contains("the certificate expired")).await;
     let m = metrics(&e.gw).await;
-    assert!(m.contains(r#"gateway_tls_certificate_reloads_total{result="error"} 2"#), "{m}");
+    // At least the two bad contents (a poll may also catch a pair half replaced).
+    let errors = m
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"gateway_tls_certificate_reloads_total{result="error"} "#))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(errors.is_some_and(|n| n >= 2), "{m}");
     assert!(m.contains(r#"gateway_tls_certificate_reloads_total{result="ok"} 1"#), "{m}");
     let served = tokio::task::spawn_blocking(move || served_cn(port, "localhost")).await.unwrap();
     assert_eq!(served, "gateway-next", "a bad file keeps the certificate in force");
