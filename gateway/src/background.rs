@@ -10,6 +10,7 @@
 //! | "tenant discovery" | [`discovery`] | polls the sidecar's tenant list, rebuilds through [`reload`] |
 //! | "config reload" | [`reload`] | re-reads and swaps the config on SIGHUP |
 
+pub mod cert_watch;
 pub mod discovery;
 pub mod health;
 pub mod key_refresh;

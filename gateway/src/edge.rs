@@ -223,12 +223,13 @@ pub fn body_piece(state: &mut EdgeState, body: &mut Option<Bytes>) -> Result<(),
     Ok(())
 }
 
-/// The proxy service's connection loop: Pingora's own HTTP/1 loop (the gateway
-/// listens for plain HTTP/1 only), except that a new connection's first request head
-/// is read with `http.header_read_timeout` per read instead of Pingora's fixed 60 s.
-/// Later requests on the connection wait `http.idle_timeout` (set per request in
-/// [`connection`]). Generic over the proxy (the gateway's `crate::proxy::Gateway`),
-/// so the HTTP screening here never imports the proxy that calls it.
+/// The proxy service's connection loop: Pingora's own HTTP/1 loop (HTTP/2, offered by
+/// ALPN on HTTPS listeners only, goes to Pingora's HTTP/2 loop), except that a new
+/// connection's first request head is read with `http.header_read_timeout` per read
+/// instead of Pingora's fixed 60 s. Later requests on the connection wait
+/// `http.idle_timeout` (set per request in [`connection`]). Generic over the proxy
+/// (the gateway's `crate::proxy::Gateway`), so the HTTP screening here never imports
+/// the proxy that calls it.
 pub struct EdgeApp<P> {
     /// The Pingora proxy.
     pub proxy: std::sync::Arc<pingora::proxy::HttpProxy<P>>,
@@ -249,6 +250,11 @@ where
     ) -> Option<pingora::protocols::Stream> {
         use pingora::apps::HttpServerApp;
         use pingora::protocols::http::ServerSession;
+        if matches!(stream.selected_alpn_proto(), Some(pingora::protocols::ALPN::H2)) {
+            // HTTP/2 (by ALPN on an HTTPS listener): Pingora's own HTTP/2 loop, with the
+            // limits set on the proxy (`tls.http2`).
+            return pingora::apps::ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
         let header_read_timeout = self.rt.load().engine.config.http.header_read_timeout;
         let mut session = ServerSession::new_http1(stream);
         if *shutdown.borrow() {

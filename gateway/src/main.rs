@@ -19,6 +19,7 @@ mod metrics;
 mod proxy;
 mod replay;
 mod runtime;
+mod tls;
 mod traffic;
 mod upstream;
 
@@ -84,11 +85,12 @@ fn main() -> ExitCode {
     if cli.check || cli.test {
         // The same validation a SIGHUP reload runs, then the credentials start-up reads.
         let problems = match keys::load_checked(&cli.config) {
-            Ok(config) => credential::problems(&config),
+            Ok(config) => credential::problems(&config).into_iter().chain(tls::problems(&config)).collect(),
             Err(e) => {
                 let mut problems = vec![e];
                 if let Ok(config) = Config::from_file(&cli.config) {
                     problems.extend(credential::problems(&config));
+                    problems.extend(tls::problems(&config));
                 }
                 problems
             }
@@ -112,10 +114,20 @@ fn main() -> ExitCode {
         eprintln!("gateway: credentials not available:\n{}", problems.join("\n"));
         return ExitCode::from(2);
     }
+    let problems = tls::problems(&config);
+    if !problems.is_empty() {
+        eprintln!("gateway: TLS files refused:\n{}", problems.join("\n"));
+        return ExitCode::from(2);
+    }
     // Pingora retries a taken port forever; a graceful upgrade (`-u`) takes the
     // listening sockets over from the old process, so there is nothing to check.
     if !cli.upgrade {
-        if let Err(e) = ports_free(&[("listen", config.listen), ("admin_listen", config.admin_listen)]) {
+        let mut addrs = vec![("listen", config.listen), ("admin_listen", config.admin_listen)];
+        if let Some(t) = &config.tls {
+            addrs.extend(t.listen.iter().map(|a| ("tls.listen", *a)));
+            addrs.extend(t.redirect_listen.map(|a| ("tls.redirect_listen", a)));
+        }
+        if let Err(e) = ports_free(&addrs) {
             eprintln!("gateway: {e}");
             return ExitCode::FAILURE;
         }
@@ -149,6 +161,7 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let admin_listen = config.admin_listen.to_string();
     let threads = config.threads;
     let startup = config.keys.startup;
+    let edge_tls = tls::EdgeTls::start(config.tls.as_ref(), &metrics)?;
     let first = runtime::Runtime::build(config, None, &metrics)?;
 
     let failed = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(first.fetcher.load_all());
@@ -195,11 +208,16 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         audit: audit.clone(),
         access_log: access_log.clone(),
     };
-    let app =
-        edge::EdgeApp { proxy: Arc::new(pingora::proxy::http_proxy(&server.configuration, gateway)), rt: rt.clone() };
+    let mut http_proxy = pingora::proxy::http_proxy(&server.configuration, gateway);
+    edge_tls.configure_proxy(&mut http_proxy);
+    let app = edge::EdgeApp { proxy: Arc::new(http_proxy), rt: rt.clone() };
     let mut proxy = Service::new("gateway proxy".to_string(), app);
     proxy.threads = Some(threads);
     proxy.add_tcp(&listen);
+    edge_tls.add_listeners(&mut proxy)?;
+    if let Some(redirect) = edge_tls.redirect_service() {
+        server.add_service(redirect);
+    }
 
     let mut admin = Service::new(
         "gateway admin".to_string(),
@@ -218,6 +236,10 @@ fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     server.add_service(admin);
     server.add_service(background_service("jwks refresh", background::key_refresh::KeyRefresher(rt.clone())));
     server.add_service(background_service("upstream health", background::health::HealthChecks(rt.clone())));
+    server.add_service(background_service(
+        "tls certificates",
+        background::cert_watch::CertWatch::new(&edge_tls, rt.clone()),
+    ));
     // Always running: it follows the feed of the current config (a reload may add one).
     let follower = background::revocation::Follower {
         rt: rt.clone(),

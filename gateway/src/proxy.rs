@@ -172,7 +172,8 @@ async fn write_json(
     extra: &[(&'static str, &str)],
     body: String,
 ) -> Result<()> {
-    let mut resp = ResponseHeader::build_no_case(status, Some(8))?;
+    let mut resp = ResponseHeader::build_no_case(status, Some(9))?;
+    crate::tls::redirect::add_hsts(session, &mut resp)?;
     resp.insert_header("content-type", "application/json")?;
     resp.insert_header("cache-control", "no-store")?;
     resp.insert_header("content-length", body.len())?;
@@ -243,7 +244,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        crate::traffic::upstream_answer(resp, &ctx.rt, ctx.route.as_ref(), session.req_header())
+        crate::traffic::upstream_answer(resp, &ctx.rt, ctx.route.as_ref(), session.req_header())?;
+        crate::tls::redirect::add_hsts(session, resp)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -346,6 +348,7 @@ impl ProxyHttp for Gateway {
             _ if *e.esource() == ErrorSource::Downstream => UpstreamError::Client,
             ConnectTimedout | ReadTimedout | WriteTimedout => UpstreamError::Timeout,
             HTTPStatus(code) if *code < 500 => UpstreamError::BadRequest(*code),
+            TLSHandshakeFailure | InvalidCert => UpstreamError::Tls,
             _ => UpstreamError::Failed,
         };
         let denial = Denial::from(failure);

@@ -107,3 +107,12 @@ impl Runtime {
 pub fn shared(rt: Runtime) -> SharedRuntime {
     Arc::new(ArcSwap::from_pointee(rt))
 }
+
+impl crate::traffic::View for Runtime {
+    fn traffic(&self) -> &crate::traffic::Traffic {
+        &self.traffic
+    }
+    fn config(&self) -> &gateway_core::config::Config {
+        &self.engine.config
+    }
+}

@@ -14,7 +14,6 @@
 //! hashed atomic adds, no allocation, no lock).
 
 use crate::metrics::Metrics;
-use crate::runtime::Runtime;
 use bytes::Bytes;
 use gateway_core::ratelimit::{self, Counters, LimitKey, Limited, Phase, RateLimit, Who};
 use gateway_core::route::{NoMatch, Route};
@@ -27,6 +26,24 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What the traffic rules read of the current runtime: its limit state and config
+/// (the runtime implements it, so this module never imports the runtime).
+pub trait View {
+    /// The config's limit counters and answer headers.
+    fn traffic(&self) -> &Traffic;
+    /// The config.
+    fn config(&self) -> &Config;
+}
+
+impl<T: View> View for Arc<T> {
+    fn traffic(&self) -> &Traffic {
+        T::traffic(self)
+    }
+    fn config(&self) -> &Config {
+        T::config(self)
+    }
+}
 
 /// Hash functions of each limit's count-min estimator.
 const HASHES: usize = 4;
@@ -123,9 +140,9 @@ impl Counters for Rates<'_> {
 }
 
 /// `route`'s state in `rt` (one of its routes), found by identity.
-fn route_state<'a>(rt: &'a Runtime, route: &Arc<Route>) -> Option<&'a RouteState> {
-    let routes = rt.engine.config.router.routes();
-    routes.iter().position(|r| Arc::ptr_eq(r, route)).and_then(|i| rt.traffic.routes.get(i))
+fn route_state<'a, R: View>(rt: &'a R, route: &Arc<Route>) -> Option<&'a RouteState> {
+    let routes = rt.config().router.routes();
+    routes.iter().position(|r| Arc::ptr_eq(r, route)).and_then(|i| rt.traffic().routes.get(i))
 }
 
 fn limited(route: Option<Arc<Route>>, l: Limited, metrics: &Metrics) -> Refusal {
@@ -146,16 +163,16 @@ pub enum Early {
 /// Before any token work: a CORS preflight is answered (or refused), and the limits
 /// keyed by the client address are checked: the route's, and (for a request that
 /// carries a token) the client's refused tokens.
-pub fn before_decision(rt: &Runtime, session: &Session, client: Option<IpAddr>, metrics: &Metrics) -> Option<Early> {
+pub fn before_decision(rt: &impl View, session: &Session, client: Option<IpAddr>, metrics: &Metrics) -> Option<Early> {
     let req = session.req_header();
-    let config = &rt.engine.config;
+    let config = &rt.config();
     if req.method == http::Method::OPTIONS {
         if let Some(early) = preflight(config, req) {
             return Some(early);
         }
     }
     let client = client?;
-    if rt.traffic.client_limits {
+    if rt.traffic().client_limits {
         if let Ok(m) = config.router.find(req.method.as_str(), req.uri.path()) {
             if let Some(state) = route_state(rt, m.route()).filter(|_| m.route().traffic.has_client_limit()) {
                 let counters = Rates { limits: &m.route().traffic.rate_limits, rates: &state.rates };
@@ -166,7 +183,7 @@ pub fn before_decision(rt: &Runtime, session: &Session, client: Option<IpAddr>, 
             }
         }
     }
-    if let Some((limit, rate)) = &rt.traffic.auth_failures {
+    if let Some((limit, rate)) = &rt.traffic().auth_failures {
         if req.headers.contains_key("authorization") {
             let counters = Rates { limits: std::slice::from_ref(limit), rates: std::slice::from_ref(rate) };
             if let Err(l) = ratelimit::auth_failures_over(limit, &counters, client) {
@@ -201,7 +218,7 @@ fn preflight(config: &Config, req: &RequestHeader) -> Option<Early> {
 
 /// After the decision: the tenant and subject limits of the route, for a verified
 /// token (before a one-time token is recorded as used).
-pub fn token_limits(rt: &Runtime, decision: Decision, metrics: &Metrics) -> Result<Decision, Refusal> {
+pub fn token_limits(rt: &impl View, decision: Decision, metrics: &Metrics) -> Result<Decision, Refusal> {
     let Some(token) = decision.token() else {
         return Ok(decision);
     };
@@ -224,8 +241,8 @@ pub fn token_limits(rt: &Runtime, decision: Decision, metrics: &Metrics) -> Resu
 }
 
 /// Counts a refused token against the client address's limit.
-pub fn count_refusal(rt: &Runtime, status: u16, reason: &str, client: Option<IpAddr>) {
-    if let (Some((_, rate)), Some(ip)) = (&rt.traffic.auth_failures, client) {
+pub fn count_refusal(rt: &impl View, status: u16, reason: &str, client: Option<IpAddr>) {
+    if let (Some((_, rate)), Some(ip)) = (&rt.traffic().auth_failures, client) {
         if ratelimit::counts_as_auth_failure(status, reason) {
             rate.observe(&LimitKey::Client(ip), 1);
         }
@@ -245,13 +262,13 @@ pub fn refusal_headers(denial: &Denial) -> Vec<(&'static str, String)> {
 }
 
 /// Sets the configured headers and the CORS ones on an answer of `route` (or of no route).
-fn decorate(resp: &mut ResponseHeader, rt: &Runtime, route: Option<&Arc<Route>>, req: &RequestHeader) -> Result<()> {
+fn decorate(resp: &mut ResponseHeader, rt: &impl View, route: Option<&Arc<Route>>, req: &RequestHeader) -> Result<()> {
     let state = route.and_then(|r| route_state(rt, r));
-    let answer = state.map_or(&rt.traffic.unrouted, |s| &s.answer);
+    let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
     for (name, value) in &answer.set {
         resp.insert_header(name.clone(), value.clone())?;
     }
-    let cors = route.map_or(rt.engine.config.traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
+    let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
     if let Some(cors) = cors {
         resp.append_header("vary", "Origin")?;
         // A refused preflight gets none: an allowed one is answered by `answer_preflight`.
@@ -269,7 +286,7 @@ fn decorate(resp: &mut ResponseHeader, rt: &Runtime, route: Option<&Arc<Route>>,
 /// The headers of one of the gateway's own answers (refusals, errors).
 pub fn own_answer(
     resp: &mut ResponseHeader,
-    rt: &Runtime,
+    rt: &impl View,
     route: Option<&Arc<Route>>,
     req: &RequestHeader,
 ) -> Result<()> {
@@ -280,12 +297,12 @@ pub fn own_answer(
 /// CORS ones set.
 pub fn upstream_answer(
     resp: &mut ResponseHeader,
-    rt: &Runtime,
+    rt: &impl View,
     route: Option<&Arc<Route>>,
     req: &RequestHeader,
 ) -> Result<()> {
     let state = route.and_then(|r| route_state(rt, r));
-    for name in &state.map_or(&rt.traffic.unrouted, |s| &s.answer).remove {
+    for name in &state.map_or(&rt.traffic().unrouted, |s| &s.answer).remove {
         resp.remove_header(name.as_str());
     }
     decorate(resp, rt, route, req)
@@ -294,7 +311,7 @@ pub fn upstream_answer(
 /// Answers an allowed preflight: `204` with the CORS headers and the configured ones.
 pub async fn answer_preflight(
     session: &mut Session,
-    rt: &Runtime,
+    rt: &impl View,
     cors: gateway_core::cors::Headers,
     route: Option<Arc<Route>>,
 ) -> Result<()> {
@@ -304,7 +321,7 @@ pub async fn answer_preflight(
     }
     resp.append_header("vary", "Origin, Access-Control-Request-Method, Access-Control-Request-Headers")?;
     let state = route.as_ref().and_then(|r| route_state(rt, r));
-    for (name, value) in &state.map_or(&rt.traffic.unrouted, |s| &s.answer).set {
+    for (name, value) in &state.map_or(&rt.traffic().unrouted, |s| &s.answer).set {
         resp.insert_header(name.clone(), value.clone())?;
     }
     if !session.is_body_done() {

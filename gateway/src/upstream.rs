@@ -18,6 +18,8 @@ pub struct Pool {
     pub lb: LoadBalancer<RoundRobin>,
     /// Config of the pool.
     pub settings: Upstream,
+    /// TLS material, with `tls:` configured.
+    pub tls: Option<crate::tls::upstream::UpstreamTlsFiles>,
     next_check: Mutex<Instant>,
 }
 
@@ -30,6 +32,9 @@ impl Pool {
         peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
         peer.options.read_timeout = Some(self.settings.read_timeout);
         peer.options.write_timeout = Some(self.settings.read_timeout);
+        if let Some(tls) = &self.tls {
+            tls.apply(&mut peer);
+        }
         Some((backend, peer))
     }
 
@@ -54,14 +59,24 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
     let mut pools = HashMap::new();
     for (name, u) in upstreams {
         let mut lb = LoadBalancer::<RoundRobin>::try_from_iter(u.peers.iter().map(|a| a.to_string()))?;
+        let tls = match &u.tls {
+            Some(t) => Some(
+                crate::tls::upstream::UpstreamTlsFiles::load(name, t, None)
+                    .map_err(|problems| anyhow::anyhow!(problems.join("\n")))?,
+            ),
+            None => None,
+        };
         if let Some(hc) = &u.health_check {
             let mut check = HttpHealthCheck::new("localhost", false);
+            if let Some(t) = &tls {
+                t.apply(&mut check.peer_template);
+            }
             check.req.set_uri(hc.path.parse()?);
             check.peer_template.options.connection_timeout = Some(Duration::from_secs(1));
             check.consecutive_failure = 2;
             lb.set_health_check(Box::new(check));
         }
-        pools.insert(name.clone(), Pool { lb, settings: u.clone(), next_check: Mutex::new(Instant::now()) });
+        pools.insert(name.clone(), Pool { lb, settings: u.clone(), tls, next_check: Mutex::new(Instant::now()) });
     }
     Ok(pools)
 }

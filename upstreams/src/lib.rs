@@ -11,6 +11,7 @@ pub mod error;
 pub mod identity;
 pub mod roles;
 pub mod store;
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;

@@ -27,6 +27,16 @@ struct Cli {
     /// Listen address of the insurance service.
     #[arg(long, env = "UPSTREAMS_INSURANCE", default_value = "127.0.0.1:9104")]
     insurance: SocketAddr,
+    /// Serve HTTPS with this PEM certificate chain (with `--tls-key`).
+    #[arg(long, env = "UPSTREAMS_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(long, env = "UPSTREAMS_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Require a client certificate signed by a CA in this PEM bundle (mutual TLS;
+    /// with `--tls-cert`): callers without the gateway's certificate are refused.
+    #[arg(long, env = "UPSTREAMS_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<std::path::PathBuf>,
 }
 
 impl Cli {
@@ -72,14 +82,28 @@ async fn run(cli: &Cli) -> Result<(), String> {
         bound.push((service, listener));
     }
 
+    let tls = match (&cli.tls_cert, &cli.tls_key) {
+        (Some(cert), Some(key)) => Some(upstreams::tls::server_config(&upstreams::tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: cli.client_ca.clone(),
+        })?),
+        _ => None,
+    };
     let mut tasks = JoinSet::new();
     for (service, listener) in bound {
         let app = router(service, Arc::clone(&store));
+        let tls = tls.clone();
         tasks.spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown())
-                .await
-                .map_err(|e| format!("service={service} stopped: {e}"))
+            let served = match tls {
+                Some(config) => {
+                    let listener = upstreams::tls::TlsListener::new(listener, config)
+                        .map_err(|e| format!("service={service}: {e}"))?;
+                    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await
+                }
+                None => axum::serve(listener, app).with_graceful_shutdown(shutdown()).await,
+            };
+            served.map_err(|e| format!("service={service} stopped: {e}"))
         });
     }
     while let Some(done) = tasks.join_next().await {

@@ -10,6 +10,7 @@ mod http;
 mod load;
 mod route;
 mod tenant;
+pub mod tls;
 mod traffic;
 
 use crate::header::{self, ArrayEncoding, HeaderMapping};
@@ -102,6 +103,8 @@ pub struct Upstream {
     pub read_timeout: Duration,
     /// Retries on connect failure.
     pub retries: usize,
+    /// TLS to the peers, if configured.
+    pub tls: Option<tls::UpstreamTls>,
 }
 
 /// Audit trail settings: the authenticated trail (decisions about a verified token,
@@ -210,6 +213,8 @@ pub struct Config {
     pub access_log: AccessLogSettings,
     /// Global CORS, response headers and the limit on refused tokens.
     pub traffic: crate::traffic::TrafficSettings,
+    /// HTTPS listeners (`tls:`), if configured.
+    pub tls: Option<tls::TlsSettings>,
 }
 
 struct Errors(Vec<FieldError>);
@@ -431,6 +436,7 @@ impl Config {
                     connect_timeout: u.connect_timeout.map_or(Duration::from_secs(1), |d| d.0),
                     read_timeout: u.read_timeout.map_or(Duration::from_secs(30), |d| d.0),
                     retries: u.retries.unwrap_or(1),
+                    tls: tls::upstream(u.tls.as_ref(), &format!("{p}.tls"), &mut errs),
                 },
             );
         }
@@ -447,6 +453,7 @@ impl Config {
 
         let audit = f.audit.as_ref().map(|a| audit::settings(a, &mut errs));
         let access_log = access_log::settings(f.access_log.as_ref(), &mut errs);
+        let tls = tls::settings(f.tls.as_ref(), &[listen, admin_listen], &mut errs);
         let admin_token = f.admin.as_ref().and_then(|a| credential(&a.token_env, &a.token_file, "admin", &mut errs));
 
         let revocation = f.revocation.as_ref().and_then(|r| {
@@ -517,6 +524,7 @@ impl Config {
             tenant_discovery,
             access_log,
             traffic,
+            tls,
         })
     }
 }

@@ -149,6 +149,11 @@ pub enum UpstreamError {
     /// answered (status 0 in logs).
     #[error("client connection failed")]
     Client,
+    /// The TLS handshake with the peer failed (502): its certificate does not chain to
+    /// the pool's CA or is not for the pool's `server_name`, or it refused the
+    /// gateway's client certificate.
+    #[error("upstream TLS handshake failed")]
+    Tls,
     /// Any other upstream failure (502).
     #[error("upstream failed")]
     Failed,
@@ -276,6 +281,7 @@ impl Denial {
                     UpstreamError::Timeout => (504, "upstream_timeout"),
                     UpstreamError::BadRequest(status) => (status, "bad_request"),
                     UpstreamError::Client => (0, "client_error"),
+                    UpstreamError::Tls => (502, "upstream_tls_failed"),
                     UpstreamError::Failed => (502, "upstream_failed"),
                 };
                 DenialResponse { status, reason, www_authenticate: None }
@@ -353,6 +359,7 @@ mod tests {
             (UpstreamError::BadRequest(400).into(), 400, "bad_request"),
             (UpstreamError::BadRequest(413).into(), 413, "bad_request"),
             (UpstreamError::Client.into(), 0, "client_error"),
+            (UpstreamError::Tls.into(), 502, "upstream_tls_failed"),
             (UpstreamError::Failed.into(), 502, "upstream_failed"),
             (
                 Denial::RateLimited(Box::new(

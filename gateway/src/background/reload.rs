@@ -87,6 +87,11 @@ impl Reloader {
         if config.access_log != fixed.access_log {
             tracing::warn!("access_log changes only on restart or graceful upgrade");
         }
+        if config.tls != fixed.tls {
+            tracing::warn!(
+                "the tls section changes only on restart or graceful upgrade (certificate files reload on their own)"
+            );
+        }
         let new = Runtime::build(config, Some(&old), &self.metrics).map_err(|e| format!("{e:#}"))?;
         // Tenants new to this config (or with a new key source) load before the swap;
         // a tenant serving now must not be left without keys by it.

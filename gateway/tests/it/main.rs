@@ -20,5 +20,6 @@ mod revocation_lifecycle;
 mod rotation;
 mod shared_replay;
 mod tenant_routes;
+mod tls;
 mod traffic;
 mod upgrade;

@@ -77,6 +77,9 @@ pub struct FileConfig {
     /// Refused tokens allowed per client address.
     #[serde(default)]
     pub auth_failure_limit: Option<super::traffic::AuthFailureLimitFile>,
+    /// HTTPS listeners.
+    #[serde(default)]
+    pub tls: Option<super::tls::TlsFile>,
 }
 
 /// `access_log:` section.
@@ -440,6 +443,9 @@ pub struct UpstreamFile {
     /// Retries on connect failure, each to another peer.
     #[serde(default)]
     pub retries: Option<usize>,
+    /// TLS (and mutual TLS) to the peers.
+    #[serde(default)]
+    pub tls: Option<super::tls::UpstreamTlsFile>,
 }
 
 /// Health check settings.
