@@ -24,6 +24,21 @@ use http::HeaderValue;
 use pingora::prelude::*;
 use std::net::IpAddr;
 
+/// Names the gateway looks up on every request, made once (a `&str` lookup parses
+/// and validates the name each time).
+pub mod names {
+    use http::HeaderName;
+    /// `X-Forwarded-For`.
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    /// `X-Forwarded-Proto`.
+    pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    /// `X-Forwarded-Host`.
+    pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    /// `X-Request-Id`.
+    pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+}
+use names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+
 /// The forwarding headers sent upstream, as header values (cloning one is a reference
 /// count, and the host is the client's own header value, not a copy).
 #[derive(Debug, Clone)]
@@ -70,19 +85,19 @@ pub fn forwarding(session: &Session, http: &HttpSettings) -> (Option<IpAddr>, Op
     };
     let req = session.req_header();
     // No list to allocate for the usual request without `X-Forwarded-For`.
-    let xff: Vec<&[u8]> = if req.headers.contains_key("x-forwarded-for") {
-        req.headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect()
+    let xff: Vec<&[u8]> = if req.headers.contains_key(&X_FORWARDED_FOR) {
+        req.headers.get_all(&X_FORWARDED_FOR).iter().map(|v| v.as_bytes()).collect()
     } else {
         Vec::new()
     };
     let f = forwarded::forwarding(peer, &xff, &http.trusted);
     let proto = forwarded::proto(
         f.peer_trusted,
-        req.headers.get("x-forwarded-proto").map(|v| v.as_bytes()),
+        req.headers.get(&X_FORWARDED_PROTO).map(|v| v.as_bytes()),
         session.digest().is_some_and(|d| d.ssl_digest.is_some()),
     );
-    let given = req.headers.get("x-forwarded-host");
-    let host_header = req.headers.get("host");
+    let given = req.headers.get(&X_FORWARDED_HOST);
+    let host_header = req.headers.get(http::header::HOST);
     let request_host = host_header.map(|v| v.as_bytes()).or(req.uri.authority().map(|a| a.as_str().as_bytes()));
     let host = forwarded::host(f.peer_trusted, given.map(|v| v.as_bytes()), request_host).and_then(|h| {
         // The chosen value is one of the request's header values when it is that value
@@ -108,7 +123,7 @@ pub fn screen(session: &mut Session, http: &HttpSettings, metrics: &Metrics) -> 
         req.headers.len(),
         req.headers.iter().map(|(n, v)| (n.as_str().len(), v.len())),
     )?;
-    http_limits::check_framing(&raw, req.headers.contains_key("transfer-encoding"))?;
+    http_limits::check_framing(&raw, req.headers.contains_key(http::header::TRANSFER_ENCODING))?;
     let mut remove = Vec::new();
     for name in req.headers.keys() {
         let verdict = http.inbound.inbound(name.as_str());
@@ -164,7 +179,7 @@ pub fn downstream_refusal(e: &Error) -> Option<EdgeError> {
 /// that went away.
 pub async fn body(session: &mut Session, limit: u64, state: &mut EdgeState) -> Result<Result<(), EdgeError>> {
     let req = session.req_header();
-    let chunked = req.headers.contains_key("transfer-encoding");
+    let chunked = req.headers.contains_key(http::header::TRANSFER_ENCODING);
     if !chunked {
         // Pingora has validated the value; no Content-Length is no body.
         let declared = req.headers.get("content-length").and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok());

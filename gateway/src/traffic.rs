@@ -302,8 +302,15 @@ pub fn upstream_answer(
     req: &RequestHeader,
 ) -> Result<()> {
     let state = route.and_then(|r| route_state(rt, r));
-    for name in &state.map_or(&rt.traffic().unrouted, |s| &s.answer).remove {
-        resp.remove_header(name.as_str());
+    let remove = &state.map_or(&rt.traffic().unrouted, |s| &s.answer).remove;
+    // One pass over the answer's few names rather than a parse and two lookups per
+    // listed name; usually none is there.
+    let listed = |n: &http::HeaderName| remove.iter().any(|r| r.as_str() == n.as_str());
+    if resp.headers.keys().any(listed) {
+        let found: Vec<http::HeaderName> = resp.headers.keys().filter(|n| listed(n)).cloned().collect();
+        for name in found {
+            resp.remove_header(&name);
+        }
     }
     decorate(resp, rt, route, req)
 }

@@ -306,3 +306,46 @@ fn revocation_watermarks_and_kids() {
     r.apply(&ev(None, None, Some("es-1")), NOW);
     assert_eq!(r.check(&t), Err(AuthError::TokenRevoked), "removed key");
 }
+
+/// A working set a little above the cache's capacity still hits on most requests: a
+/// full cache evicts its coldest entries, never everything at once (which would make
+/// every request of a cycling client population a miss and a full signature check).
+#[test]
+fn cache_slightly_too_small_still_hits() {
+    let ed = TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA);
+    let verifier = Verifier::new(
+        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 0, max_token_size: 8192 },
+        vec![tenant("t1", vec![A::EdDSA])],
+        1000,
+    );
+    let store = KeyStore::new(["t1"], POLICY);
+    store.install("t1", fixture::key_set(&[&ed]), NOW, None);
+    let tokens: Vec<String> = (0..1020).map(|i| ed.mint(&with(good("t1"), "jti", json!(format!("j{i}"))))).collect();
+    for _ in 0..2 {
+        for t in &tokens {
+            verifier.verify(t, &store, &fixture::no_decryption(), NOW).unwrap();
+        }
+    }
+    let (hits0, misses0) = verifier.cache_stats();
+    for t in &tokens {
+        verifier.verify(t, &store, &fixture::no_decryption(), NOW).unwrap();
+    }
+    let (hits, misses) = verifier.cache_stats();
+    let (hits, misses) = (hits - hits0, misses - misses0);
+    assert_eq!(hits + misses, tokens.len() as u64);
+    assert!(
+        hits * 2 > tokens.len() as u64,
+        "a cycle of 1020 tokens over a 1000-token cache: {hits} hits, {misses} misses"
+    );
+    // An expired token is never cached: it cannot be served again, and would only
+    // take a live token's place.
+    let expired = ed.mint(&with(good("t1"), "exp", json!(NOW - 5)));
+    let lenient = Verifier::new(
+        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
+        vec![tenant("t1", vec![A::EdDSA])],
+        10,
+    );
+    lenient.verify(&expired, &store, &fixture::no_decryption(), NOW).unwrap();
+    lenient.verify(&expired, &store, &fixture::no_decryption(), NOW).unwrap();
+    assert_eq!(lenient.cache_stats(), (0, 2), "within the leeway it passes, but is verified in full each time");
+}

@@ -5,17 +5,20 @@
 //! A different string for the same claims (e.g. a malleated ECDSA signature) simply
 //! misses and is verified in full.
 //!
-//! The hit path costs one hash of the token (aHash, keyed with per-process random
-//! keys, as the token is attacker-chosen), a shard read lock and one `Arc` clone; the
-//! size bound is an atomic count (no walk of every shard per insert) and the hit/miss
-//! counters are striped per thread on separate cache lines, so proxy threads do not
-//! contend on them.
+//! Storage is `quick_cache`'s sharded cache (CLOCK-Pro style eviction: a full cache
+//! evicts cold entries one at a time, so a working set just above the capacity still
+//! hits on most requests, where clearing the whole cache would miss on every one).
+//! Keys are whole token strings, never just their hash, hashed with aHash keyed per
+//! process (tokens are attacker-chosen). The hit path costs one hash of the token, a
+//! shard read lock and two reference counts; the hit/miss counters are striped per
+//! thread on separate cache lines, so proxy threads do not contend on them.
 
 use crate::jwe::keys::DecryptionKeySet;
 use crate::key::KeySet;
 use crate::verify::VerifiedToken;
-use dashmap::DashMap;
-use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use quick_cache::sync::Cache;
+use quick_cache::UnitWeighter;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -47,23 +50,18 @@ fn stripe_index() -> usize {
 /// The verified-token cache.
 #[derive(Debug)]
 pub struct TokenCache {
-    map: DashMap<Box<str>, Entry, ahash::RandomState>,
-    capacity: usize,
-    /// Entries in `map`, kept beside it so an insert never walks every shard; it may
-    /// drift by the few inserts racing a purge, which only moves the purge point.
-    count: AtomicIsize,
+    /// `None` when the cache is off (capacity 0).
+    map: Option<Cache<Box<str>, Arc<Entry>, UnitWeighter, ahash::RandomState>>,
     stripes: Box<[Stripe]>,
 }
 
 impl TokenCache {
     /// A cache holding at most `capacity` tokens (0 disables it).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            map: DashMap::with_hasher(ahash::RandomState::new()),
-            capacity,
-            count: AtomicIsize::new(0),
-            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
-        }
+        let map = (capacity > 0).then(|| {
+            Cache::with(capacity, capacity as u64, UnitWeighter, ahash::RandomState::new(), Default::default())
+        });
+        Self { map, stripes: (0..STRIPES).map(|_| Stripe::default()).collect() }
     }
 
     fn stripe(&self) -> &Stripe {
@@ -78,10 +76,8 @@ impl TokenCache {
         token: &str,
         is_current: impl FnOnce(&VerifiedToken, Option<&Arc<KeySet>>, Option<&Arc<DecryptionKeySet>>) -> bool,
     ) -> Option<Arc<VerifiedToken>> {
-        if self.capacity == 0 {
-            return None;
-        }
-        let found = self.map.get(token).map(|e| {
+        let map = self.map.as_ref()?;
+        let found = map.get(token).map(|e| {
             // A token checked with no key set at all is never served from the cache.
             let checked = e.keys.is_some() || e.dkeys.is_some();
             (checked && is_current(&e.token, e.keys.as_ref(), e.dkeys.as_ref())).then(|| e.token.clone())
@@ -92,9 +88,7 @@ impl TokenCache {
                 Some(hit)
             }
             Some(None) => {
-                if self.map.remove(token).is_some() {
-                    self.count.fetch_sub(1, Ordering::Relaxed);
-                }
+                map.remove(token);
                 self.stripe().misses.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -105,7 +99,7 @@ impl TokenCache {
         }
     }
 
-    /// Stores a verified token; when full, expired entries go first, then everything.
+    /// Stores a verified token; when full, the cache evicts its coldest entries.
     pub fn insert(
         &self,
         token: &str,
@@ -114,19 +108,13 @@ impl TokenCache {
         dkeys: Option<Arc<DecryptionKeySet>>,
         now: i64,
     ) {
-        if self.capacity == 0 {
+        let Some(map) = &self.map else { return };
+        // An expired token is never served (time claims are re-checked on every hit):
+        // keeping it would only take a live token's place.
+        if verified.claims().exp().is_some_and(|exp| exp <= now) {
             return;
         }
-        if self.count.load(Ordering::Relaxed) >= self.capacity as isize {
-            self.map.retain(|_, e| e.token.claims().exp().is_some_and(|exp| exp > now));
-            if self.map.len() >= self.capacity {
-                self.map.clear();
-            }
-            self.count.store(self.map.len() as isize, Ordering::Relaxed);
-        }
-        if self.map.insert(token.into(), Entry { token: verified, keys, dkeys }).is_none() {
-            self.count.fetch_add(1, Ordering::Relaxed);
-        }
+        map.insert(token.into(), Arc::new(Entry { token: verified, keys, dkeys }));
     }
 
     /// `(hits, misses)` so far.
@@ -138,11 +126,11 @@ impl TokenCache {
 
     /// Number of cached tokens.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.as_ref().map_or(0, Cache::len)
     }
 
     /// True when empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.len() == 0
     }
 }
