@@ -349,6 +349,7 @@ impl ProxyHttp for Gateway {
             ConnectTimedout | ReadTimedout | WriteTimedout => UpstreamError::Timeout,
             HTTPStatus(code) if *code < 500 => UpstreamError::BadRequest(*code),
             TLSHandshakeFailure | InvalidCert => UpstreamError::Tls,
+            _ if crate::tls::upstream::failed_in_tls(e) => UpstreamError::Tls,
             _ => UpstreamError::Failed,
         };
         let denial = Denial::from(failure);
