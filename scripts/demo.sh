@@ -118,12 +118,14 @@ show 401 "the same one-time token again" -H "Authorization: Bearer $INSURER" htt
 show 401 "a plain signed token on the JWE-only insurance route" -H "Authorization: Bearer $(mint --tenant hospital-a --sub ins-1 --role insurer --ttl 5m)" http://127.0.0.1:8080/insurance/patients/p-100/summary || ok=false
 show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEWAY_ADMIN_TOKEN" "http://127.0.0.1:9090/audit?subject=p-100&limit=3" || ok=false
 if [ -n "$TLS" ]; then
-  show 200 "HTTPS with HTTP/2 (curl --http2 --cacert .demo/tls/ca.pem), reaching the role service over mTLS" \
-    --http2 --cacert $T/ca.pem -H "Authorization: Bearer $DOCTOR_B" https://localhost:8443/doctors/patients/p-200/records || ok=false
-  printf '   protocol: HTTP/%s\n' "$(curl -s -o /dev/null -w '%{http_version}' --http2 --cacert $T/ca.pem https://localhost:8443/public/ping)"
+  H2=(--http2 --cacert $T/ca.pem -H "Authorization: Bearer $DOCTOR_B" https://localhost:8443/doctors/patients/p-200/records)
+  show 200 "HTTPS with HTTP/2 (curl --http2 --cacert .demo/tls/ca.pem), reaching the role service over mTLS" "${H2[@]}" || ok=false
+  PROTO=$(curl -s -o /dev/null -w '%{http_version}' "${H2[@]}")
+  printf '   protocol: HTTP/%s\n' "$PROTO"
+  [ "$PROTO" = 2 ] || { echo "   UNEXPECTED: not HTTP/2" >&2; ok=false; }
   # A caller that bypasses the gateway, without its client certificate: refused at the
-  # TLS handshake (curl reports no HTTP status: 000).
-  show 000 "direct call to the patient service without the gateway's client certificate" \
+  # TLS handshake (curl reports no HTTP status: 000, and its error).
+  show 000 "direct call to the patient service without the gateway's client certificate" -S \
     --cacert $T/ca.pem --resolve patient.medgate.test:9101:127.0.0.1 -H "X-User-Id: p-100" -H "X-Tenant-Id: hospital-a" \
     -H "X-User-Role: patient" https://patient.medgate.test:9101/patients/p-100/records || ok=false
 fi

@@ -2,7 +2,8 @@
 //! the server's SETTINGS advertise them, a stream beyond `max_concurrent_streams` is
 //! refused with RST_STREAM(REFUSED_STREAM) while the others are answered, and a header
 //! list above `max_header_list_size` gets a 431 on its stream (a far larger one ends
-//! the connection with GOAWAY), never a 5xx, and the gateway keeps serving.
+//! the connection with GOAWAY), never a 5xx, and the gateway keeps serving. Answers to
+//! HEAD reach HTTP/2 clients.
 //!
 //! A well-behaved HTTP/2 client (hyper's) holds back streams beyond the server's limit,
 //! so the concurrency test speaks raw frames: a blocking TLS connection with ALPN `h2`,
@@ -213,8 +214,25 @@ async fn a_header_list_above_max_header_list_size_gets_431_not_a_5xx() {
         Ok(r) => assert_eq!(r.status(), 431, "an answer, if any, is a 431"),
     }
     let fresh = https_client(&e.ca, e.https).build().unwrap();
+
     let r = fresh.get(&url).bearer_auth(&token).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let m = reqwest::get(e.gw.admin_url("/metrics")).await.unwrap().text().await.unwrap();
     assert!(!m.lines().any(|l| l.starts_with("gateway_requests_total") && l.contains("status=\"5")), "no 5xx:\n{m}");
+}
+
+#[tokio::test]
+async fn answers_to_head_reach_http2_clients() {
+    let e = edge("").await;
+    let client = https_client(&e.ca, e.https).build().unwrap();
+    // The gateway's own answers (401, 404) carry no body for HEAD, so HTTP/2 delivers
+    // them (a body would end the stream with PROTOCOL_ERROR instead of an answer); a
+    // proxied one (200) likewise.
+    for (path, status) in [("/echo/x", 401), ("/nowhere", 404), ("/public/ping", 200)] {
+        let url = format!("https://gateway.medgate.test:{}{path}", e.https);
+        let r = client.head(&url).send().await.unwrap_or_else(|err| panic!("HEAD {path}: {err:?}"));
+        assert_eq!((r.status().as_u16(), r.version()), (status, reqwest::Version::HTTP_2), "HEAD {path}");
+        assert!(r.headers().contains_key("strict-transport-security"), "HEAD {path}");
+        assert!(r.bytes().await.unwrap().is_empty(), "HEAD {path}");
+    }
 }
