@@ -1,7 +1,8 @@
 //! TLS to an upstream pool: the CA bundle its certificates must chain to, the name
 //! sent as SNI and verified in them, the client certificate the gateway presents
 //! (kept in a [`CertStore`], so it reloads like the listener's) and HTTP/2 by ALPN.
-//! Health checks use the same settings.
+//! Health checks use the same settings and the certificate in force
+//! (`crate::upstream::check`).
 
 use super::cert;
 use super::metrics::TlsMetrics;
