@@ -120,7 +120,7 @@ show 200 "audit trail query (admin credential)" -H "Authorization: Bearer $GATEW
 if [ -n "$TLS" ]; then
   H2=(--http2 --cacert $T/ca.pem -H "Authorization: Bearer $DOCTOR_B" https://localhost:8443/doctors/patients/p-200/records)
   show 200 "HTTPS with HTTP/2 (curl --http2 --cacert .demo/tls/ca.pem), reaching the role service over mTLS" "${H2[@]}" || ok=false
-  PROTO=$(curl -s -o /dev/null -w '%{http_version}' "${H2[@]}")
+  PROTO=$(curl -s -o /dev/null -w '%{http_version}' "${H2[@]}" || true)
   printf '   protocol: HTTP/%s\n' "$PROTO"
   [ "$PROTO" = 2 ] || { echo "   UNEXPECTED: not HTTP/2" >&2; ok=false; }
   # A caller that bypasses the gateway, without its client certificate: refused at the
