@@ -12,21 +12,30 @@
 #   foreign-ca.pem / foreign-client.*  another CA and a client certificate it signed,
 #                                      which the role services must refuse
 #
-# Usage: scripts/demo-ca.sh [DIR] [--force]   (existing files are kept unless --force)
+# Usage: scripts/demo-ca.sh [DIR] [--force]   (existing files are kept unless --force
+# or a certificate expires within a day)
 set -euo pipefail
 DIR=.demo/tls
 FORCE=0
 for a in "$@"; do
   case "$a" in
     --force) FORCE=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) DIR="$a" ;;
   esac
 done
 command -v openssl >/dev/null || { echo "demo-ca: openssl is required (scripts/deps.sh installs it)" >&2; exit 1; }
 mkdir -p "$DIR"
 chmod 700 "$DIR"
-if [[ -f "$DIR/ca.pem" && -f "$DIR/gateway-client.pem" && $FORCE -eq 0 ]]; then
+# Kept while every certificate is valid for another day; made anew once one is not
+# (they live 30 days, and the gateway refuses to start with an expired one).
+fresh() {
+  local f
+  for f in ca gateway services gateway-client foreign-ca foreign-client; do
+    openssl x509 -checkend 86400 -noout -in "$DIR/$f.pem" >/dev/null 2>&1 || return 1
+  done
+}
+if [[ $FORCE -eq 0 ]] && fresh; then
   echo "demo-ca: $DIR already holds a demo PKI (--force to regenerate)"
   exit 0
 fi

@@ -181,6 +181,11 @@ async fn write_json(
         resp.insert_header(*k, *v)?;
     }
     crate::traffic::own_answer(&mut resp, &ctx.rt, ctx.route.as_ref(), session.req_header())?;
+    // An answer to HEAD has no content (its Content-Length is what GET would get); over
+    // HTTP/2 a body after it would end the stream with an error instead of the answer.
+    if session.req_header().method == http::Method::HEAD {
+        return session.write_response_header(Box::new(resp), true).await;
+    }
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(Bytes::from(body)), true).await
 }
@@ -347,6 +352,7 @@ impl ProxyHttp for Gateway {
             ConnectTimedout | ReadTimedout | WriteTimedout => UpstreamError::Timeout,
             HTTPStatus(code) if *code < 500 => UpstreamError::BadRequest(*code),
             TLSHandshakeFailure | InvalidCert => UpstreamError::Tls,
+            _ if crate::tls::upstream::failed_in_tls(e) => UpstreamError::Tls,
             _ => UpstreamError::Failed,
         };
         let denial = Denial::from(failure);

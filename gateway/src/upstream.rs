@@ -1,16 +1,17 @@
 //! Upstream pools: one Pingora `LoadBalancer` per configured upstream with its peer
 //! settings (timeouts, retries) prebuilt from config, and each pool's HTTP health
-//! check, run when due by the "upstream health" background service
+//! check ([`check`]), run when due by the "upstream health" background service
 //! (`crate::background::health`).
 
+pub mod check;
+
 use gateway_core::config::Upstream;
-use pingora::lb::health_check::HttpHealthCheck;
 use pingora::lb::selection::RoundRobin;
 use pingora::lb::{Backend, LoadBalancer};
 use pingora::prelude::HttpPeer;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One upstream pool.
 pub struct Pool {
@@ -67,14 +68,7 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
             None => None,
         };
         if let Some(hc) = &u.health_check {
-            let mut check = HttpHealthCheck::new("localhost", false);
-            if let Some(t) = &tls {
-                t.apply(&mut check.peer_template);
-            }
-            check.req.set_uri(hc.path.parse()?);
-            check.peer_template.options.connection_timeout = Some(Duration::from_secs(1));
-            check.consecutive_failure = 2;
-            lb.set_health_check(Box::new(check));
+            lb.set_health_check(Box::new(check::PoolCheck::new(&hc.path, tls.clone())?));
         }
         pools.insert(name.clone(), Pool { lb, settings: u.clone(), tls, next_check: Mutex::new(Instant::now()) });
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
+use axum::http::{HeaderMap, Method, Uri, Version};
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -21,9 +21,16 @@ pub async fn ping(State(state): State<AppState>) -> Json<Value> {
     Json(json!({ "service": state.service.name(), "pong": true }))
 }
 
-/// `GET /echo[/..]`: reflects method, path and the received headers
-/// (lower-cased names; repeated headers joined with `, `).
-pub async fn echo(State(state): State<AppState>, method: Method, uri: Uri, headers: HeaderMap) -> Json<Value> {
+/// `GET /echo[/..]`: reflects method, path, the HTTP version it was asked with
+/// (`HTTP/1.1`, `HTTP/2.0`) and the received headers (lower-cased names; repeated
+/// headers joined with `, `).
+pub async fn echo(
+    State(state): State<AppState>,
+    method: Method,
+    version: Version,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Json<Value> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &headers {
         let value = String::from_utf8_lossy(value.as_bytes());
@@ -38,6 +45,7 @@ pub async fn echo(State(state): State<AppState>, method: Method, uri: Uri, heade
         "service": state.service.name(),
         "method": method.as_str(),
         "path": uri.path(),
+        "version": format!("{version:?}"),
         "headers": seen,
     }))
 }

@@ -35,8 +35,9 @@ pub struct TlsFiles {
 /// Longest a client may take to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server config: TLS 1.2 and 1.3, ALPN http/1.1, client certificates required
-/// when a client CA is given.
+/// The server config: TLS 1.2 and 1.3, ALPN h2 and http/1.1 (HTTP/2 for a client that
+/// offers it, as the gateway does with `upstreams.<name>.tls.http2`), client
+/// certificates required when a client CA is given.
 pub fn server_config(f: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&f.cert)
@@ -69,7 +70,7 @@ pub fn server_config(f: &TlsFiles) -> Result<Arc<ServerConfig>, String> {
         }
     };
     let mut config = builder.with_single_cert(certs, key).map_err(|e| format!("--tls-key {}: {e}", f.key.display()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
 

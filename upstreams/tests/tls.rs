@@ -1,6 +1,7 @@
 //! The role services over TLS with a client CA, in process on 127.0.0.1, with the PKI
 //! that `scripts/demo-ca.sh` makes: the gateway's client certificate is served, a
-//! client without a certificate or with one from another CA is refused at the handshake.
+//! client without a certificate or with one from another CA is refused at the handshake;
+//! HTTP/2 is served by ALPN.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -58,6 +59,22 @@ async fn only_the_gateway_client_certificate_gets_through() {
     // The server answers the gateway again after the refusals.
     let r = client(&dir, Some("gateway-client")).get(&url).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // HTTP/2 by ALPN for a client that offers it (the echo reports the version it saw);
+    // HTTP/1.1 for one that does not.
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["version"], "HTTP/2.0", "{body}");
+    let mut pem = std::fs::read(dir.join("gateway-client.pem")).unwrap();
+    pem.extend(std::fs::read(dir.join("gateway-client.key")).unwrap());
+    let h1 = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(dir.join("ca.pem")).unwrap()).unwrap())
+        .identity(reqwest::Identity::from_pem(&pem).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let body: serde_json::Value = h1.get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(body["version"], "HTTP/1.1", "{body}");
 }
 
 #[test]

@@ -21,5 +21,6 @@ mod rotation;
 mod shared_replay;
 mod tenant_routes;
 mod tls;
+mod tls_h2;
 mod traffic;
 mod upgrade;

@@ -23,7 +23,7 @@ use testkit::{claims, EchoServer, TestKey};
 // ---- certificates ----------------------------------------------------------------
 
 /// A key and its certificate.
-struct Issued {
+pub(crate) struct Issued {
     cert: X509,
     key: PKey<Private>,
 }
@@ -155,7 +155,7 @@ fn get_on<S: Read + Write>(s: &mut S, path: &str, token: Option<&str>) -> (u16, 
     (status, String::from_utf8_lossy(&body).into_owned())
 }
 
-fn https_client(ca: &Issued, port: u16) -> reqwest::ClientBuilder {
+pub(crate) fn https_client(ca: &Issued, port: u16) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(&ca.cert.to_pem().unwrap()).unwrap())
@@ -191,11 +191,12 @@ headers:
   - { claim: role, header: X-User-Role }
 "#;
 
-struct Edge {
-    gw: Gateway,
-    https: u16,
-    ca: Issued,
-    key: TestKey,
+/// A gateway with an HTTPS listener in front of an echo upstream (see [`edge`]).
+pub(crate) struct Edge {
+    pub(crate) gw: Gateway,
+    pub(crate) https: u16,
+    pub(crate) ca: Issued,
+    pub(crate) key: TestKey,
     _jwks: testkit::JwksServer,
     _echo: EchoServer,
     dir: tempfile::TempDir,
@@ -204,7 +205,7 @@ struct Edge {
 /// A gateway with one HTTPS listener (certificate `gateway` for localhost and
 /// gateway.medgate.test) in front of an echo upstream; `tls_extra` is appended to
 /// the `tls:` section.
-async fn edge(tls_extra: &str) -> Edge {
+pub(crate) async fn edge(tls_extra: &str) -> Edge {
     let dir = tempfile::tempdir().unwrap();
     let ca = issue("test CA", None, &[], false, (-1, 30));
     let (cert, key) =
@@ -597,6 +598,137 @@ async fn mutual_tls_to_the_role_services() {
     assert_eq!(r.status(), 200, "the role service accepts the new client certificate");
 }
 
+#[tokio::test]
+async fn upstream_http2_reaches_the_role_service_over_h2_with_the_identity_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = issue("demo CA", None, &[], false, (-1, 30));
+    let (svc_cert, svc_key) = write(dir.path(), "services", &server_cert(&ca, "services", &["patient.medgate.test"]));
+    let (client_cert, client_key) =
+        write(dir.path(), "client", &issue("medgate gateway", Some(&ca), &[], true, (-1, 30)));
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
+    let (_svc, ports) = start_upstreams(&svc_cert, &svc_key, &ca_path);
+    let k = TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
+    let jwks = testkit::JwksServer::start(60).await;
+    jwks.set("t1", testkit::jwks(&[&k]));
+    let tls = |http2: bool| {
+        format!(
+            "{{ ca: {}, server_name: patient.medgate.test, client_cert: {}, client_key: {}, http2: {http2} }}",
+            ca_path.display(),
+            client_cert.display(),
+            client_key.display()
+        )
+    };
+    // The same role service twice: `h2` offers HTTP/2 by ALPN, `h1` does not (and the
+    // service, offering h2 and http/1.1, takes what the gateway offers).
+    let body = format!(
+        "{}upstreams:\n  h2:\n    peers: [\"127.0.0.1:{p}\"]\n    tls: {}\n  h1:\n    peers: [\"127.0.0.1:{p}\"]\n    tls: {}\n\
+         routes:\n  - {{ name: h1, prefix: /echo/h1, upstream: h1 }}\n  - {{ name: h2, prefix: /echo, upstream: h2 }}\n",
+        TENANT.replace("JWKS", &jwks.url_template().replace("{tenant}", "t1")),
+        tls(true),
+        tls(false),
+        p = ports[0],
+    );
+    let gw = Gateway::start(&body).await;
+    let token = k.mint(&claims("t1", "u-42", json!("doctor")));
+    let http = reqwest::Client::new();
+    // Several requests: the first opens the HTTP/2 connection, the next reuse it.
+    for (path, version) in [("/echo/me", "HTTP/2.0"), ("/echo/h1/me", "HTTP/1.1")] {
+        until_answer(&http, &gw.url(path), &token, (200, "")).await;
+        for _ in 0..3 {
+            let r = http.get(gw.url(path)).bearer_auth(&token).header("x-user-id", "spoofed").send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["service"], "patient", "{v}");
+            assert_eq!(v["version"], version, "the protocol the role service saw on {path}: {v}");
+            let h = &v["headers"];
+            assert_eq!(h["x-user-id"], "u-42", "{v}");
+            assert_eq!(h["x-tenant-id"], "t1", "{v}");
+            assert_eq!(h["x-user-role"], "doctor", "{v}");
+        }
+    }
+}
+
+/// The status and `reason` of a GET through the gateway.
+async fn status_reason(http: &reqwest::Client, url: &str, token: &str) -> (u16, String) {
+    let r = http.get(url).bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    (status, v["reason"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Polls `url` until it answers `want` (status, reason), for up to 30 s; returns every
+/// distinct answer seen on the way.
+async fn until_answer(http: &reqwest::Client, url: &str, token: &str, want: (u16, &str)) -> Vec<(u16, String)> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = status_reason(http, url, token).await;
+        if !seen.contains(&got) {
+            seen.push(got.clone());
+        }
+        if got.0 == want.0 && got.1 == want.1 {
+            return seen;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {want:?}; seen {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn health_checks_and_requests_follow_a_replaced_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = issue("demo CA", None, &[], false, (-1, 30));
+    let foreign = issue("foreign CA", None, &[], false, (-1, 30));
+    let (svc_cert, svc_key) = write(dir.path(), "services", &server_cert(&ca, "services", &["patient.medgate.test"]));
+    let good = issue("medgate gateway", Some(&ca), &[], true, (-1, 30));
+    let (client_cert, client_key) = write(dir.path(), "client", &good);
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
+    let (_svc, ports) = start_upstreams(&svc_cert, &svc_key, &ca_path);
+
+    let k = TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
+    let jwks = testkit::JwksServer::start(60).await;
+    jwks.set("t1", testkit::jwks(&[&k]));
+    // `checked` has a health check, `direct` (the same service) none: its requests
+    // always go to the peer, so they show what the request path presents.
+    let tls = format!(
+        "{{ ca: {}, server_name: patient.medgate.test, client_cert: {}, client_key: {} }}",
+        ca_path.display(),
+        client_cert.display(),
+        client_key.display()
+    );
+    let body = format!(
+        "{}upstreams:\n  checked:\n    peers: [\"127.0.0.1:{p}\"]\n    retries: 0\n    health_check: {{ path: /healthz, interval: 200ms }}\n    tls: {tls}\n  \
+         direct:\n    peers: [\"127.0.0.1:{p}\"]\n    retries: 0\n    tls: {tls}\n\
+         routes:\n  - {{ name: checked, prefix: /echo, upstream: checked }}\n  - {{ name: direct, path: /public/ping, upstream: direct, public: true }}\n",
+        TENANT.replace("JWKS", &jwks.url_template().replace("{tenant}", "t1")),
+        p = ports[0],
+    );
+    let gw = Gateway::start_logging(&body, "info").await;
+    let token = k.mint(&claims("t1", "u-9", json!("doctor")));
+    let http = reqwest::Client::new();
+    let (checked, direct) = (gw.url("/echo/me"), gw.url("/public/ping"));
+    until_answer(&http, &checked, &token, (200, "")).await;
+    until_answer(&http, &direct, &token, (200, "")).await;
+
+    // A client certificate from another CA, which the role service refuses: once the
+    // watcher takes it (no config reload, no SIGHUP), requests present it and fail,
+    // and so do the health checks, which turn the checked pool's peer unhealthy.
+    let stranger = issue("medgate gateway", Some(&foreign), &[], true, (-1, 30));
+    write_pair(&client_cert, &client_key, &stranger);
+    let seen = until_answer(&http, &direct, &token, (502, "upstream_tls_failed")).await;
+    assert!(seen.iter().all(|(s, _)| *s == 200 || *s == 502), "{seen:?}");
+    let seen = until_answer(&http, &checked, &token, (503, "upstream_unavailable")).await;
+    assert!(seen.iter().all(|(s, _)| [200, 502, 503].contains(s)), "{seen:?}");
+
+    // A good pair again (a new one from the right CA): healthy and answered, no restart.
+    write_pair(&client_cert, &client_key, &issue("medgate gateway", Some(&ca), &[], true, (-1, 30)));
+    until_answer(&http, &checked, &token, (200, "")).await;
+    until_answer(&http, &direct, &token, (200, "")).await;
+    assert!(!gw.log().contains("config reloaded"), "no config reload was involved:\n{}", gw.log());
+}
+
 #[test]
 fn shipped_tls_config_checks_with_the_demo_pki() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -635,4 +767,38 @@ fn shipped_tls_config_checks_with_the_demo_pki() {
     assert!(!out.status.success());
     assert!(text.contains("tls.certificates[0]: .demo/tls/gateway.pem: cannot be read"), "{text}");
     assert!(text.contains("upstreams.patient.tls.ca: "), "{text}");
+}
+
+/// `scripts/demo.sh` runs `conf/tls/gateway.yaml`, most users and tests read
+/// `conf/gateway.yaml`: apart from its opening comment, the `tls:` section and the
+/// `tls:` line of each upstream, the TLS file is the plain one line for line, so the
+/// demo shows what the plain config does (CORS, rate limits, response headers...).
+#[test]
+fn shipped_tls_config_is_the_plain_one_plus_tls() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf");
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let body = |text: &str| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut in_tls = false;
+        for line in text.lines().skip_while(|l| l.starts_with('#')) {
+            if line.starts_with("# HTTPS listener") {
+                in_tls = true;
+            }
+            if in_tls {
+                in_tls = !line.is_empty();
+                continue;
+            }
+            if !line.starts_with("    tls: ") {
+                out.push(line.to_owned());
+            }
+        }
+        out
+    };
+    let (plain, tls) = (read("gateway.yaml"), read("tls/gateway.yaml"));
+    assert!(tls.contains("\ntls:\n") && tls.matches("\n    tls: { ca: ").count() == 4, "the TLS parts are there");
+    let (plain, tls) = (body(&plain), body(&tls));
+    for (i, (p, t)) in plain.iter().zip(&tls).enumerate() {
+        assert_eq!(p, t, "conf/tls/gateway.yaml differs from conf/gateway.yaml at body line {i}");
+    }
+    assert_eq!(plain.len(), tls.len(), "conf/tls/gateway.yaml and conf/gateway.yaml differ in length");
 }
