@@ -211,14 +211,16 @@ fn kidless_token_uses_the_single_fitting_key() {
     assert_eq!(check(&f, &f.other.mint_raw(r#"{"alg":"ES256"}"#, &t2)), Err(AuthError::KeyUnknown));
 }
 
+/// A verifier of tenant t1 alone, with one algorithm, a leeway and a token cache size.
+fn one_tenant(alg: A, leeway: i64, cache: usize) -> Verifier {
+    let opts = VerifyOptions { tenant_claim: "tenant_id".into(), leeway, max_token_size: 8192 };
+    Verifier::new(opts, vec![tenant("t1", vec![alg])], cache)
+}
+
 #[test]
 fn cache_is_invalidated_by_key_refresh_and_rechecks_time() {
     let rs = TestKey::load("rsa-a.pem", "rs-1", Algorithm::RS256);
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 0, max_token_size: 8192 },
-        vec![tenant("t1", vec![A::RS256])],
-        100,
-    );
+    let verifier = one_tenant(A::RS256, 0, 100);
     let store = KeyStore::new(["t1"], POLICY);
     store.install("t1", fixture::key_set(&[&rs]), NOW, None);
     let tok = rs.mint(&with(good("t1"), "exp", json!(NOW + 100)));
@@ -313,11 +315,7 @@ fn revocation_watermarks_and_kids() {
 #[test]
 fn cache_slightly_too_small_still_hits() {
     let ed = TestKey::load("ed-a.pem", "ed-1", Algorithm::EdDSA);
-    let verifier = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 0, max_token_size: 8192 },
-        vec![tenant("t1", vec![A::EdDSA])],
-        1000,
-    );
+    let verifier = one_tenant(A::EdDSA, 0, 1000);
     let store = KeyStore::new(["t1"], POLICY);
     store.install("t1", fixture::key_set(&[&ed]), NOW, None);
     let tokens: Vec<String> = (0..1020).map(|i| ed.mint(&with(good("t1"), "jti", json!(format!("j{i}"))))).collect();
@@ -340,11 +338,7 @@ fn cache_slightly_too_small_still_hits() {
     // An expired token is never cached: it cannot be served again, and would only
     // take a live token's place.
     let expired = ed.mint(&with(good("t1"), "exp", json!(NOW - 5)));
-    let lenient = Verifier::new(
-        VerifyOptions { tenant_claim: "tenant_id".into(), leeway: 30, max_token_size: 8192 },
-        vec![tenant("t1", vec![A::EdDSA])],
-        10,
-    );
+    let lenient = one_tenant(A::EdDSA, 30, 10);
     lenient.verify(&expired, &store, &fixture::no_decryption(), NOW).unwrap();
     lenient.verify(&expired, &store, &fixture::no_decryption(), NOW).unwrap();
     assert_eq!(lenient.cache_stats(), (0, 2), "within the leeway it passes, but is verified in full each time");

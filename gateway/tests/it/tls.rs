@@ -499,18 +499,38 @@ fn identity(c: &Issued) -> reqwest::Identity {
     reqwest::Identity::from_pem(&pem).unwrap()
 }
 
-#[tokio::test]
-async fn mutual_tls_to_the_role_services() {
+/// A demo CA and a foreign one, the role services' certificate, the gateway's client
+/// pair from the demo CA (written to files), and the role services started with them,
+/// requiring that CA's client certificates.
+struct Mtls {
+    dir: tempfile::TempDir,
+    ca: Issued,
+    foreign: Issued,
+    client: Issued,
+    client_cert: std::path::PathBuf,
+    client_key: std::path::PathBuf,
+    ca_path: std::path::PathBuf,
+    svc: Upstreams,
+    ports: [u16; 4],
+}
+
+fn mtls() -> Mtls {
     let dir = tempfile::tempdir().unwrap();
     let ca = issue("demo CA", None, &[], false, (-1, 30));
     let foreign = issue("foreign CA", None, &[], false, (-1, 30));
     let (svc_cert, svc_key) = write(dir.path(), "services", &server_cert(&ca, "services", &["patient.medgate.test"]));
     let client = issue("medgate gateway", Some(&ca), &[], true, (-1, 30));
     let (client_cert, client_key) = write(dir.path(), "client", &client);
-    let foreign_client = issue("medgate gateway", Some(&foreign), &[], true, (-1, 30));
     let ca_path = dir.path().join("ca.pem");
     std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
-    let (_svc, ports) = start_upstreams(&svc_cert, &svc_key, &ca_path);
+    let (svc, ports) = start_upstreams(&svc_cert, &svc_key, &ca_path);
+    Mtls { dir, ca, foreign, client, client_cert, client_key, ca_path, svc, ports }
+}
+
+#[tokio::test]
+async fn mutual_tls_to_the_role_services() {
+    let Mtls { dir: _dir, ca, foreign, client, client_cert, client_key, ca_path, svc: _svc, ports } = mtls();
+    let foreign_client = issue("medgate gateway", Some(&foreign), &[], true, (-1, 30));
     let direct = |id: Option<&Issued>| {
         let mut b = reqwest::Client::builder()
             .tls_built_in_root_certs(false)
@@ -677,15 +697,7 @@ async fn until_answer(http: &reqwest::Client, url: &str, token: &str, want: (u16
 
 #[tokio::test]
 async fn health_checks_and_requests_follow_a_replaced_client_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let ca = issue("demo CA", None, &[], false, (-1, 30));
-    let foreign = issue("foreign CA", None, &[], false, (-1, 30));
-    let (svc_cert, svc_key) = write(dir.path(), "services", &server_cert(&ca, "services", &["patient.medgate.test"]));
-    let good = issue("medgate gateway", Some(&ca), &[], true, (-1, 30));
-    let (client_cert, client_key) = write(dir.path(), "client", &good);
-    let ca_path = dir.path().join("ca.pem");
-    std::fs::write(&ca_path, ca.cert.to_pem().unwrap()).unwrap();
-    let (_svc, ports) = start_upstreams(&svc_cert, &svc_key, &ca_path);
+    let Mtls { dir: _dir, ca, foreign, client: _, client_cert, client_key, ca_path, svc: _svc, ports } = mtls();
 
     let k = TestKey::load("ec-a.pem", "es-1", jsonwebtoken::Algorithm::ES256);
     let jwks = testkit::JwksServer::start(60).await;
