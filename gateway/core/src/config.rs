@@ -314,6 +314,27 @@ impl TryFrom<FileConfig> for Config {
 }
 
 impl Config {
+    /// `(route name, tenant id)` for every tenant a route (or one of its allow rules)
+    /// names that this config's tenants lack. Empty for a config read from its file
+    /// alone (validation refuses such names); with `tenant_discovery`, a route may
+    /// name a tenant of the sidecar's list, which this shows missing until the list
+    /// has it (its requests are refused `forbidden_tenant` meanwhile).
+    pub fn unknown_route_tenants(&self) -> Vec<(&str, &str)> {
+        let mut unknown = Vec::new();
+        for r in self.router.routes() {
+            let named = r.tenants.iter().chain(r.allow.iter().flat_map(|a| a.tenants.iter()));
+            for t in named {
+                let pair = (r.name.as_str(), t.as_str());
+                if !self.tenants.iter().any(|x| x.id == *t) && !unknown.contains(&pair) {
+                    unknown.push(pair);
+                }
+            }
+        }
+        unknown
+    }
+}
+
+impl Config {
     /// Validates a file config; `gaps` says what its reading left out.
     fn validate(f: FileConfig, gaps: &load::Gaps) -> Result<Config, ConfigError> {
         let mut errs = Errors(Vec::new());

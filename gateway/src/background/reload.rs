@@ -77,6 +77,13 @@ impl Reloader {
             for why in merged.left_out {
                 tracing::warn!(problem = %why, "a discovered tenant is left out");
             }
+            for (route, tenant) in config.unknown_route_tenants() {
+                tracing::warn!(
+                    route,
+                    tenant,
+                    "a route names a tenant neither the config file nor the sidecar's list has: its tokens cannot exist, the route refuses every other tenant (forbidden_tenant)"
+                );
+            }
         }
         let old = self.rt.load_full();
         let fixed = &old.engine.config;

@@ -38,6 +38,7 @@ upstreams:
   echo: {{ peers: ["{echo}"] }}
 routes:
   - {{ name: echo, prefix: /echo, upstream: echo }}
+  - {{ name: lab-2-only, prefix: /lab-2, upstream: echo, tenants: [lab-2] }}
 revocation:
   feed_url: {internal}/internal/v1/revocations
   token_file: {token}
@@ -131,6 +132,38 @@ async fn a_tenant_created_on_the_sidecar_is_accepted_without_reload_and_refused_
     until(&gw, &signed, Duration::from_secs(5), |a| *a == (401, "tenant_unknown".to_owned())).await;
     assert_eq!(answer(&gw, &encrypted).await.0, 401);
     assert_eq!(answer(&gw, &h1).await.0, 200, "the YAML tenant is untouched");
+}
+
+/// A route may be scoped to a tenant only the sidecar's list has: refused to others
+/// (`forbidden_tenant`) before and after the tenant exists, open to its tokens once
+/// discovered, and the gateway warns while the tenant is missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_can_be_scoped_to_a_tenant_created_on_the_sidecar() {
+    let (sidecar, _echo, gw, _dir) = stack("https://kms.test/h1").await;
+    let h1 = sidecar.mint("h1", "u", "doctor", 300).await;
+    until(&gw, &h1, Duration::from_secs(10), |a| a.0 == 200).await;
+    let lab2 = |token: String| {
+        let url = gw.url("/lab-2/results");
+        async move {
+            let r = reqwest::Client::new().get(url).bearer_auth(token).send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            (status, body["reason"].as_str().unwrap_or("").to_owned())
+        }
+    };
+    assert_eq!(lab2(h1.clone()).await, (403, "forbidden_tenant".to_owned()));
+    assert!(
+        gw.log().contains("a route names a tenant neither the config file nor the sidecar's list has")
+            && gw.log().contains("lab-2"),
+        "{}",
+        gw.log()
+    );
+
+    create(&sidecar, lab("lab-2")).await;
+    let token = sidecar.mint("lab-2", "u2", "doctor", 300).await;
+    until(&gw, &token, Duration::from_secs(5), |a| a.0 == 200).await;
+    assert_eq!(lab2(token).await.0, 200, "the discovered tenant's token passes its route");
+    assert_eq!(lab2(h1).await, (403, "forbidden_tenant".to_owned()), "other tenants stay refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

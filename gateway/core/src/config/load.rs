@@ -276,6 +276,26 @@ mod tests {
         }
     }
 
+    /// With `tenant_discovery`, a route may name a tenant only the sidecar's list will
+    /// have (a well-formed id); the config shows it missing until the list has it.
+    /// Without discovery the same name is an error.
+    #[test]
+    fn routes_may_name_discovered_tenants_only_with_discovery() {
+        let body = "tenants:\n  h1: { issuer: i, audiences: [a], algorithms: [ES256] }\n\
+                    upstreams:\n  u: { peers: [\"127.0.0.1:3\"] }\n\
+                    routes:\n  - { name: lab, path: /l, upstream: u, tenants: [lab-9], allow: [ { role: d, tenants: [lab-9] } ] }\n";
+        let discovery = "tenant_discovery: { url: \"http://k/tenants\", token_env: GW_TOKEN }\n";
+        let with = Config::from_yaml(&format!("{BASE}{discovery}{body}")).unwrap();
+        assert_eq!(with.unknown_route_tenants(), vec![("lab", "lab-9")]);
+        let without = errors(&format!("{BASE}{body}"));
+        assert!(without[0].starts_with("routes[0] (name: lab).tenants[0]: no tenant named \"lab-9\""), "{without:?}");
+        let malformed = errors(&format!("{BASE}{discovery}{}", body.replace("[lab-9]", "[\"lab 9\"]")));
+        assert!(
+            malformed.iter().any(|e| e.starts_with("routes[0] (name: lab).tenants[0]: tenant id may hold only")),
+            "{malformed:?}"
+        );
+    }
+
     /// A misspelled field, a wrong type and a missing field each leave out only their
     /// entry: the errors after them, of the file or of validation, are still found,
     /// and none is reported twice.

@@ -20,7 +20,10 @@ fn choices<'a>(names: impl Iterator<Item = &'a String>) -> String {
 }
 
 /// Checks a `tenants:` list against the configured tenants (a tenant left out for
-/// an error of its own is not reported again).
+/// an error of its own is not reported again). With `tenant_discovery`, a list may
+/// also name a tenant only the sidecar's list has (any well-formed id: the list is not
+/// known before start-up); each rebuild of the runtime warns about a named tenant
+/// that neither the file nor the sidecar has (`unknown_route_tenants`).
 fn tenant_list(list: &Option<Vec<String>>, path: &str, f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<String> {
     let Some(list) = list else {
         return Vec::new();
@@ -28,13 +31,23 @@ fn tenant_list(list: &Option<Vec<String>>, path: &str, f: &FileConfig, gaps: &Ga
     if list.is_empty() {
         errs.push(path, "must name at least one tenant (leave the field out to accept every tenant)");
     }
+    let discovered = f.tenant_discovery.is_some();
     for (k, t) in list.iter().enumerate() {
-        if !f.tenants.contains_key(t) && !gaps.lost("tenants", Some(t)) {
+        let configured = f.tenants.contains_key(t) || gaps.lost("tenants", Some(t));
+        if !configured && discovered {
+            if let Err(e) = super::tenant::check_tenant_id(t) {
+                errs.push(format!("{path}[{k}]"), e);
+            }
+        } else if !configured {
             errs.push(
                 format!("{path}[{k}]"),
-                format!("no tenant named {t:?}; configured tenants: {}", choices(f.tenants.keys())),
+                format!(
+                    "no tenant named {t:?}; configured tenants: {} (with tenant_discovery, tenants of the sidecar's list may be named too)",
+                    choices(f.tenants.keys())
+                ),
             );
-        } else if list[..k].contains(t) {
+        }
+        if list[..k].contains(t) {
             errs.push(format!("{path}[{k}]"), format!("{t:?} is listed twice"));
         }
     }
@@ -117,7 +130,8 @@ pub(super) fn routes(f: &FileConfig, gaps: &Gaps, errs: &mut Errors) -> Vec<Rout
             }
             let rule_tenants = tenant_list(&a.tenants, &format!("{ap}.tenants"), f, gaps, errs);
             for (k, t) in rule_tenants.iter().enumerate() {
-                if !tenants.is_empty() && !tenants.contains(t) && f.tenants.contains_key(t) {
+                let known = f.tenants.contains_key(t) || f.tenant_discovery.is_some();
+                if !tenants.is_empty() && !tenants.contains(t) && known {
                     errs.push(format!("{ap}.tenants[{k}]"), format!("{t:?} is not one of the route's tenants"));
                 }
             }
