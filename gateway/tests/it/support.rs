@@ -3,25 +3,10 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A free loopback port (bound then released), never one this test process was
-/// handed before: a sidecar stopped and restarted on its port must not find that
-/// port taken by a gateway started in between (the kernel readily hands a port
-/// just released back to the next `bind(0)`).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use testkit::free_port;
 
 /// Waits until `check` holds, polling every 20 ms; fails the test naming `what` once
 /// `within` has passed without it. The tests' one way to wait (never a fixed sleep).

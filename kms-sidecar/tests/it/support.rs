@@ -13,7 +13,6 @@
 
 use serde_json::Value;
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -43,19 +42,7 @@ pub fn tenants(list: &[&str]) -> String {
     list.iter().fold("tenants:\n".to_owned(), |acc, t| format!("{acc}  - {t}\n"))
 }
 
-/// A free loopback port never handed out before in this process (a sidecar
-/// restarted on its port must not find it taken by another test's listener).
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
-    }
-}
+pub use testkit::free_port;
 
 /// Seconds since the epoch.
 pub fn now() -> i64 {
