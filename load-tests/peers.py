@@ -96,6 +96,7 @@ def parse_wrk(out):
         "rps": grab(r"^Requests/sec:\s+([0-9.]+)", 0.0),
         "requests": grab(r"^\s*(\d+) requests in", 0, int),
         "p50_us": grab(r"^\s+50%\s+(\S+)", None, to_us),
+        "p90_us": grab(r"^\s+90%\s+(\S+)", None, to_us),
         "p99_us": grab(r"^\s+99%\s+(\S+)", None, to_us),
         "non2xx": grab(r"Non-2xx or 3xx responses: (\d+)", 0, int),
         "errors": errors,
@@ -218,16 +219,25 @@ def report(path):
     for r in rows:
         if r["kind"] == "unloaded":
             unloaded.setdefault(r["round"], {})[r["name"]] = r
-    diffs = [
-        u["medgate RS256"]["p99_us"] - u["bare pingora hop"]["p99_us"]
-        for u in unloaded.values()
-        if "medgate RS256" in u and "bare pingora hop" in u
-    ]
-    if diffs:
+    pairs = [u for u in unloaded.values() if "medgate RS256" in u and "bare pingora hop" in u]
+
+    def added(key):
+        # Per round (the two runs back to back), then the median over rounds.
+        ds = [
+            u["medgate RS256"][key] - u["bare pingora hop"][key]
+            for u in pairs
+            if u["medgate RS256"].get(key) is not None and u["bare pingora hop"].get(key) is not None
+        ]
+        return statistics.median(ds) if ds else None
+
+    if pairs:
         p99s = lambda n: statistics.median(u[n]["p99_us"] for u in unloaded.values() if n in u)  # noqa: E731
+        spread = [u["bare pingora hop"]["p99_us"] for u in pairs]
         print(
-            f"- unloaded (wrk -t1 -c1), p99 Medgate RS256 minus bare Pingora hop: {fmt_us(statistics.median(diffs))}"
-            f" (Medgate {fmt_us(p99s('medgate RS256'))}, hop {fmt_us(p99s('bare pingora hop'))})"
+            f"- unloaded (wrk -t1 -c1), p99 Medgate RS256 minus bare Pingora hop: {fmt_us(added('p99_us'))}"
+            f" (Medgate {fmt_us(p99s('medgate RS256'))}, hop {fmt_us(p99s('bare pingora hop'))}; the hop's own p99"
+            f" ranged {fmt_us(min(spread))} to {fmt_us(max(spread))} over rounds); added at p50"
+            f" {fmt_us(added('p50_us'))}, at p90 {fmt_us(added('p90_us'))}"
         )
     noisy = sum(r["noisy"] for r in rows)
     if noisy:
