@@ -7,7 +7,7 @@ use axum::extract::{Request, State};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 /// What the upstream saw of one request.
 #[derive(Debug, Clone, Default)]
@@ -133,6 +133,21 @@ async fn stack(http: &str) -> Stack {
 /// Writes `request` (ignoring a write refused because the gateway already answered and
 /// closed) and reads until the gateway closes; a gateway that does neither within
 /// 10 s fails the test as a hang.
+/// Reads `from` until the peer closes (or the read fails), appending to `out`; fails
+/// the test with `hung` if that takes longer than `within`.
+async fn read_until_closed(from: &mut (impl AsyncRead + Unpin), out: &mut Vec<u8>, within: Duration, hung: &str) {
+    let mut buf = [0u8; 8192];
+    let read = async {
+        loop {
+            match from.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(within, read).await.expect(hung);
+}
+
 async fn exchange(port: u16, request: &[u8]) -> String {
     let conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let (mut rd, mut wr) = conn.into_split();
@@ -142,16 +157,7 @@ async fn exchange(port: u16, request: &[u8]) -> String {
         wr
     });
     let mut out = Vec::new();
-    let mut buf = [0u8; 8192];
-    let read = async {
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the gateway hung: no answer and no close");
+    read_until_closed(&mut rd, &mut out, Duration::from_secs(10), "the gateway hung: no answer and no close").await;
     drop(writer);
     String::from_utf8_lossy(&out).into_owned()
 }
@@ -403,15 +409,7 @@ async fn expect_continue_is_answered_before_the_body_is_read_ahead() {
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"), "{}", String::from_utf8_lossy(&buf[..n]));
     wr.write_all(b"3\r\nabc\r\n0\r\n\r\n").await.unwrap();
     let mut out = buf[..n].to_vec();
-    let read = async {
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read).await.expect("the gateway hung");
+    read_until_closed(&mut rd, &mut out, Duration::from_secs(10), "the gateway hung").await;
     let resp = String::from_utf8_lossy(&out);
     assert!(resp.contains("HTTP/1.1 200"), "{resp}");
     let up = &s.rec.seen()[0];
@@ -449,17 +447,8 @@ async fn idle_connections_are_closed() {
     conn.write_all(b"GET /echo/1 HTTP/1.1\r\nHost: gw.test\r\n\r\n").await.unwrap();
     let started = std::time::Instant::now();
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
     // The answer, then the close after a second of silence (not Pingora's unbounded wait).
-    let read = async {
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(8), read).await.expect("an idle connection was kept open");
+    read_until_closed(&mut conn, &mut out, Duration::from_secs(8), "an idle connection was kept open").await;
     let resp = String::from_utf8_lossy(&out);
     assert_eq!(status(&resp), 200, "{resp}");
     assert!(started.elapsed() >= Duration::from_millis(900));
@@ -490,16 +479,7 @@ async fn a_stalled_body_is_a_408() {
         .await
         .unwrap();
     let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read = async {
-        loop {
-            match conn.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(8), read).await.expect("a stalled body was waited for");
+    read_until_closed(&mut conn, &mut out, Duration::from_secs(8), "a stalled body was waited for").await;
     let resp = String::from_utf8_lossy(&out);
     assert_eq!(status(&resp), 408, "{resp}");
     assert_eq!(json_body(&resp)["reason"], "request_timeout");
