@@ -431,3 +431,26 @@ pub async fn mint_and_replay_all(
     }
     (kids, refused, sent)
 }
+
+/// Sends `method url` with a bearer token (if any) and extra headers; returns the
+/// status, the JSON body (`Null` when there is none) and the headers.
+pub async fn send(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (u16, serde_json::Value, reqwest::header::HeaderMap) {
+    let mut req = http.request(method, url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("gateway answers");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.json::<serde_json::Value>().await.unwrap_or(serde_json::Value::Null);
+    (status, body, headers)
+}

@@ -96,18 +96,7 @@ impl Stack {
         token: Option<&str>,
         extra: &[(&str, &str)],
     ) -> (u16, Value, HeaderMap) {
-        let mut req = self.http.request(method.parse().unwrap(), self.gw.url(path));
-        if let Some(t) = token {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        for (k, v) in extra {
-            req = req.header(*k, *v);
-        }
-        let resp = req.send().await.expect("gateway answers");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-        (status, body, headers)
+        crate::support::send(&self.http, method.parse().unwrap(), self.gw.url(path), token, extra).await
     }
 
     async fn get(&self, path: &str, token: Option<&str>, extra: &[(&str, &str)]) -> (u16, Value, HeaderMap) {
