@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Helper of load-tests/peers.sh (standard library only).
 
-  peers.py measure --out FILE --name N --mode M --round R --pids P[,P] --others P[,P] -- wrk ARGS...
+  peers.py measure --out FILE --name N --mode M --round R [--pair K] --pids P[,P] --others P[,P] -- wrk ARGS...
       Runs wrk once and appends one JSON line to FILE: req/s, p50/p99 (us), requests,
       non-2xx, socket errors, CPU microseconds per request of the target's process
       tree (utime+stime of the processes under --pids, from /proc/<pid>/stat, before
@@ -137,6 +137,7 @@ def measure(argv):
         name=opts["name"],
         mode=opts.get("mode", ""),
         round=int(opts.get("round", "0")),
+        pair=int(opts.get("pair", "0")),
         kind=opts.get("kind", "loaded"),
         cpu_us=round(target / TCK / max(r["requests"], 1) * 1e6, 1),
         target_cores=round(target / TCK / elapsed, 2),
@@ -218,11 +219,13 @@ def report(path):
     unloaded = {}
     for r in rows:
         if r["kind"] == "unloaded":
-            unloaded.setdefault(r["round"], {})[r["name"]] = r
+            unloaded.setdefault((r["round"], r.get("pair", 0)), {})[r["name"]] = r
     pairs = [u for u in unloaded.values() if "medgate RS256" in u and "bare pingora hop" in u]
 
     def added(key):
-        # Per round (the two runs back to back), then the median over rounds.
+        # Per pair (the two runs back to back, in alternating order), then the median
+        # over every pair of every round: the p99 of one short run swings by far more
+        # than the difference measured, so one pair per round would be mostly noise.
         ds = [
             u["medgate RS256"][key] - u["bare pingora hop"][key]
             for u in pairs
@@ -236,7 +239,7 @@ def report(path):
         print(
             f"- unloaded (wrk -t1 -c1), p99 Medgate RS256 minus bare Pingora hop: {fmt_us(added('p99_us'))}"
             f" (Medgate {fmt_us(p99s('medgate RS256'))}, hop {fmt_us(p99s('bare pingora hop'))}; the hop's own p99"
-            f" ranged {fmt_us(min(spread))} to {fmt_us(max(spread))} over rounds); added at p50"
+            f" ranged {fmt_us(min(spread))} to {fmt_us(max(spread))} over {len(pairs)} pairs); added at p50"
             f" {fmt_us(added('p50_us'))}, at p90 {fmt_us(added('p90_us'))}"
         )
     noisy = sum(r["noisy"] for r in rows)

@@ -31,7 +31,9 @@
 #
 # Measuring: each round goes over every target (the order rotates per round): a
 # warm-up wrk run, then a measured one (wrk -t2 -c<connections> --latency). Then an
-# unloaded run (wrk -t1 -c1) of the bare hop and Medgate RS256 (one token). The table
+# unloaded pairs (wrk -t1 -c1, --unloaded-pairs per round, --unloaded-duration each)
+# of the bare hop and Medgate RS256 (one token), back to back in alternating order;
+# the added latency is the median over every pair of the difference within it. The table
 # shows medians over rounds: req/s, p50/p99, CPU microseconds per request of the
 # target's process tree (utime+stime from /proc/<pid>/stat of it and its children,
 # before/after). A measurement is NOISY when the rest of the machine (the /proc/stat
@@ -47,20 +49,23 @@
 #
 # Usage: load-tests/peers.sh [--duration S] [--warmup S] [--connections N] [--rounds N]
 #          [--threads N] [--tokens N] [--tenants N] [--quick] [--no-build] [--force]
-#          [--tls] [--also NAME=GATEWAY_BINARY]...
+#          [--tls] [--unloaded-pairs N] [--unloaded-duration S] [--also NAME=GATEWAY_BINARY]...
 #   --quick       3 s runs, 1 s warm-ups, 2 rounds (a smoke test, 2-4 minutes)
 #   --no-build    use target/release as it is
 #   --force       run even while cargo/rustc run (every figure then likely NOISY)
 #   --tls         also measure HTTPS: keep-alive and a handshake per request
+#   --unloaded-pairs N     unloaded hop/Medgate pairs per round (default 5)
+#   --unloaded-duration S  seconds of each unloaded run (default 3)
 #   --also        also measure another gateway binary (pass-through and RS256 routes),
 #                 e.g. one built before a change; its ratios to medgate are printed
-# Defaults: 15 s runs, 5 s warm-ups, 64 connections, 3 rounds: about 11 minutes.
+# Defaults: 15 s runs, 5 s warm-ups, 64 connections, 3 rounds, 5 unloaded pairs of 3 s
+# per round: about 13 minutes.
 # Needs root or sudo-less apt for what it lacks (nginx, haproxy, wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0
+DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0 UPAIRS=5 UDUR=3
 ALSO=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -75,13 +80,15 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --force) FORCE=1 ;;
     --tls) TLS=1 ;;
+    --unloaded-pairs) UPAIRS=$2; shift ;;
+    --unloaded-duration) UDUR=$2; shift ;;
     --also) ALSO+=("$2"); shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ "$ROUNDS" -ge 1 ] && [ "$NTENANTS" -ge 1 ] && [ "$NTOKENS" -ge "$NTENANTS" ] || { echo "bad options" >&2; exit 2; }
+[ "$ROUNDS" -ge 1 ] && [ "$UPAIRS" -ge 1 ] && [ "$NTENANTS" -ge 1 ] && [ "$NTOKENS" -ge "$NTENANTS" ] || { echo "bad options" >&2; exit 2; }
 
 builds_running() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; }
 if builds_running; then
@@ -439,7 +446,7 @@ measure() { # round kind name mode url pids wrk-args...
     many) lua=(-s load-tests/tokens.lua) ;;
   esac
   TOKEN=$ONE TOKENS=$WORK/many.txt python3 load-tests/peers.py measure --out "$RESULTS" --name "$name" \
-    --mode "$mode" --round "$round" --kind "$kind" --pids "$tpids" --others "$UP_PID" \
+    --mode "$mode" --round "$round" --pair "${PAIR:-0}" --kind "$kind" --pids "$tpids" --others "$UP_PID" \
     -- wrk "$@" --latency "${lua[@]}" "$url"
 }
 warm() { # mode url [wrk-args...]
@@ -465,9 +472,15 @@ for round in $(seq 1 "$ROUNDS"); do
     warm "$mode" "$url" "${hdr[@]}"
     measure "$round" loaded "$name" "$mode" "$url" "$tpids" -t2 -c"$CONN" -d"${DUR}s" "${hdr[@]}"
   done
-  # Unloaded: one connection, the latency a single client sees.
-  measure "$round" unloaded "bare pingora hop" "" "http://127.0.0.1:$HOP/" "$HOP_PID" -t1 -c1 -d"${DUR}s"
-  measure "$round" unloaded "medgate RS256" one "http://127.0.0.1:$GW/secure" "${GW_PIDS[0]}" -t1 -c1 -d"${DUR}s"
+  # Unloaded: one connection, the latency a single client sees; pairs back to back,
+  # the first of a pair alternating.
+  for pair in $(seq 1 "$UPAIRS"); do
+    hop=(unloaded "bare pingora hop" "" "http://127.0.0.1:$HOP/" "$HOP_PID")
+    gw=(unloaded "medgate RS256" one "http://127.0.0.1:$GW/secure" "${GW_PIDS[0]}")
+    if [ $((pair % 2)) = 1 ]; then first=("${hop[@]}") second=("${gw[@]}"); else first=("${gw[@]}") second=("${hop[@]}"); fi
+    PAIR=$pair measure "$round" "${first[@]}" -t1 -c1 -d"${UDUR}s"
+    PAIR=$pair measure "$round" "${second[@]}" -t1 -c1 -d"${UDUR}s"
+  done
 done
 
 echo

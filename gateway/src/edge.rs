@@ -105,10 +105,27 @@ pub fn forwarding(session: &Session, http: &HttpSettings) -> (Option<IpAddr>, Op
         let same = |v: &&HeaderValue| std::ptr::eq(v.as_bytes(), h.as_bytes());
         given.filter(same).or(host_header.filter(same)).cloned().or_else(|| HeaderValue::from_str(h).ok())
     });
-    // Built from a `String` (no copy); the core only emits header-safe text here.
-    let xff = HeaderValue::from_maybe_shared(Bytes::from(f.xff))
-        .unwrap_or_else(|_| HeaderValue::from_str(&f.client_ip.to_string()).unwrap_or(HeaderValue::from_static("")));
+    let xff = match f.xff {
+        // Built from a `String` (no copy); the core only emits header-safe text here.
+        Some(list) => HeaderValue::from_maybe_shared(Bytes::from(list)).unwrap_or_else(|_| address_value(f.client_ip)),
+        None => address_value(f.client_ip),
+    };
     (Some(f.client_ip), Some(Forwarded { xff, proto, host }))
+}
+
+/// An address as a header value, rendered once per address and thread: a client's
+/// requests on a keep-alive connection share one value (a reference count each).
+fn address_value(ip: IpAddr) -> HeaderValue {
+    thread_local!(static LAST: std::cell::RefCell<Option<(IpAddr, HeaderValue)>> = const { std::cell::RefCell::new(None) });
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if let Some((_, value)) = last.as_ref().filter(|(cached, _)| *cached == ip) {
+            return value.clone();
+        }
+        let value = HeaderValue::from_maybe_shared(Bytes::from(ip.to_string())).expect("an address is a header value");
+        *last = Some((ip, value.clone()));
+        value
+    })
 }
 
 /// Head limits, framing and the header-name screen; removes screened headers from the

@@ -26,7 +26,6 @@ use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::route::Route;
 use gateway_core::{Allowed, Decision, Denial, EdgeError, Refusal, UpstreamError, VerifiedToken};
-use pingora::lb::Backend;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use std::net::IpAddr;
@@ -61,8 +60,9 @@ pub struct Ctx {
     request_id: RequestId,
     /// The client's `X-Request-Id`, when short and plain: audited, not forwarded.
     client_request_id: Option<String>,
-    /// Peers tried so far (inline: no allocation unless retried more than once).
-    tried: smallvec::SmallVec<[Backend; 2]>,
+    /// Peers tried so far, by [`crate::upstream::backend_id`] (inline: no allocation unless
+    /// retried more than once, and small: the context is moved with every request).
+    tried: smallvec::SmallVec<[u64; 2]>,
     /// The client address by the one rule of `gateway_core::forwarded` (the TCP peer
     /// unless it is a trusted proxy); `None` only off TCP.
     client_ip: Option<IpAddr>,
@@ -194,6 +194,11 @@ async fn write_json(
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
+    /// No downstream modules: the gateway does not compress answers, and Pingora's
+    /// default (a disabled compression module) costs a context and its calls on every
+    /// request.
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Ctx {
         Ctx {
             rt: self.rt.load_full(),
@@ -258,7 +263,7 @@ impl ProxyHttp for Gateway {
         let pool = ctx.rt.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
         match pool.peer(&ctx.tried) {
             Some((backend, peer)) => {
-                ctx.tried.push(backend);
+                ctx.tried.push(crate::upstream::backend_id(&backend));
                 Ok(Box::new(peer))
             }
             None => {
@@ -296,7 +301,7 @@ impl ProxyHttp for Gateway {
         // cloned (a reference count), not taken.
         if let Some(f) = &ctx.edge.forwarded {
             upstream_request.insert_header("x-forwarded-for", f.xff.clone())?;
-            upstream_request.insert_header("x-forwarded-proto", f.proto)?;
+            upstream_request.insert_header("x-forwarded-proto", http::HeaderValue::from_static(f.proto))?;
             if let Some(host) = &f.host {
                 upstream_request.insert_header("x-forwarded-host", host.clone())?;
             }

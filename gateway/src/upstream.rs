@@ -25,9 +25,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Picks a healthy peer not in `tried`, as an `HttpPeer` with the pool's timeouts.
-    pub fn peer(&self, tried: &[Backend]) -> Option<(Backend, HttpPeer)> {
-        let backend = self.lb.select_with(b"", 256, |b, healthy| healthy && !tried.contains(b))?;
+    /// Picks a healthy peer not in `tried` (by [`backend_id`]), as an `HttpPeer` with
+    /// the pool's timeouts.
+    pub fn peer(&self, tried: &[u64]) -> Option<(Backend, HttpPeer)> {
+        let fresh = |b: &Backend| tried.is_empty() || !tried.contains(&backend_id(b));
+        let backend = self.lb.select_with(b"", 256, |b, healthy| healthy && fresh(b))?;
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
@@ -53,6 +55,13 @@ impl Pool {
         }
         self.lb.backends().run_health_check(true).await;
     }
+}
+
+/// A peer's identity within its pool (its address), as a number: what a request
+/// keeps of the peers it tried.
+pub fn backend_id(b: &Backend) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(&b.addr)
 }
 
 /// Builds every pool of a config.

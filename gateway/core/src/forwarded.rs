@@ -40,9 +40,10 @@ impl TrustedProxies {
 pub struct Forwarding {
     /// The client address by the rule above.
     pub client_ip: IpAddr,
-    /// The `X-Forwarded-For` value sent upstream: the trusted chain and the peer, or
-    /// just the peer.
-    pub xff: String,
+    /// The `X-Forwarded-For` value sent upstream when the peer is trusted: its chain
+    /// and the peer. `None` when it is the peer alone (then `client_ip`), which the
+    /// caller can render once per address instead of once per request.
+    pub xff: Option<String>,
     /// Whether the peer is trusted (its `X-Forwarded-Proto`/`-Host` are then kept).
     pub peer_trusted: bool,
 }
@@ -64,12 +65,22 @@ pub fn parse_element(s: &str) -> Option<IpAddr> {
     s.parse::<std::net::SocketAddrV4>().ok().map(|a| IpAddr::V4(*a.ip()))
 }
 
+impl Forwarding {
+    /// The `X-Forwarded-For` value as text.
+    pub fn xff_text(&self) -> std::borrow::Cow<'_, str> {
+        match &self.xff {
+            Some(list) => list.as_str().into(),
+            None => self.client_ip.to_string().into(),
+        }
+    }
+}
+
 /// The client address and upstream `X-Forwarded-For` for a request from `peer` that
 /// carried these `X-Forwarded-For` header values (in order).
 pub fn forwarding(peer: IpAddr, xff_values: &[&[u8]], trust: &TrustedProxies) -> Forwarding {
     let peer = peer.to_canonical();
     if !trust.trusts_peer(peer) {
-        return Forwarding { client_ip: peer, xff: peer.to_string(), peer_trusted: false };
+        return Forwarding { client_ip: peer, xff: None, peer_trusted: false };
     }
     let elements: Vec<&str> = xff_values
         .iter()
@@ -100,7 +111,7 @@ pub fn forwarding(peer: IpAddr, xff_values: &[&[u8]], trust: &TrustedProxies) ->
         }
     }
     xff.push_str(&peer.to_string());
-    Forwarding { client_ip: client, xff, peer_trusted: true }
+    Forwarding { client_ip: client, xff: Some(xff), peer_trusted: true }
 }
 
 /// The `X-Forwarded-Proto` sent upstream: a trusted peer's `http`/`https`, else the
@@ -182,7 +193,7 @@ mod tests {
             let values: Vec<&[u8]> = xff.iter().map(|v| v.as_bytes()).collect();
             let f = forwarding(ip(peer), &values, t);
             assert_eq!(f.client_ip, ip(client), "{peer} {xff:?}");
-            assert_eq!(f.xff, upstream, "{peer} {xff:?}");
+            assert_eq!(f.xff_text(), upstream, "{peer} {xff:?}");
         }
     }
 

@@ -163,12 +163,13 @@ impl Router {
     pub fn find(&self, method: &str, path: &str) -> Result<RouteMatch, NoMatch> {
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let rest = path.strip_prefix('/').ok_or(NoMatch::BadPath)?;
-        let segs: Vec<&str> = if rest.is_empty() { Vec::new() } else { rest.split('/').collect() };
+        // Inline for the usual few segments: no allocation per request.
+        let mut segs: smallvec::SmallVec<[&str; 8]> =
+            if rest.is_empty() { smallvec::SmallVec::new() } else { rest.split('/').collect() };
         // A single trailing slash is tolerated; every other segment must be sound.
-        let segs = match segs.split_last() {
-            Some((&"", init)) => init.to_vec(),
-            _ => segs,
-        };
+        if segs.last() == Some(&"") {
+            segs.pop();
+        }
         if segs.iter().any(|s| hostile(s)) {
             return Err(NoMatch::BadPath);
         }
