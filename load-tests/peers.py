@@ -202,6 +202,7 @@ def report(path):
     ratio("Medgate RS256 / HAProxy jwt_verify, 10k tokens", ("medgate RS256", "many"), ("haproxy jwt_verify", "many"))
     ratio("Medgate pass-through / bare Pingora hop", ("medgate pass-through", ""), ("bare pingora hop", ""))
     ratio("Medgate RS256 (one token) / Medgate pass-through", ("medgate RS256", "one"), ("medgate pass-through", ""))
+    ratio("Medgate nested JWE (one token) / Medgate RS256 (one token)", ("medgate JWE", "jwe"), ("medgate RS256", "one"))
     for mode in ("one", "many"):
         a, b = ("medgate RS256 limited", mode), ("medgate RS256", mode)
         if a in m and b in m:

@@ -10,6 +10,9 @@
 #   medgate RS256         the gateway's authenticated route (RS256, role policy, 3 identity headers)
 #   medgate RS256 limited the same route with a per-subject and a per-tenant rate limit that
 #                         are never hit: the per-request cost of limits (not for --also binaries)
+#   medgate JWE           a route that requires a nested JWE (RS256 inside RSA-OAEP-256 /
+#                         A256GCM, tenant t1), one token reused, the token cache on (not for
+#                         --also binaries)
 # Medgate runs from the release build with its own generated config (file keys, every
 # other setting at its default, logging as shipped: one info line per request to a
 # file); nginx and HAProxy also log one line per request to a file; the bare hop logs
@@ -184,6 +187,10 @@ for i in $(seq 1 "$NTENANTS"); do
 done | shuf >"$WORK/many.txt"
 [ "$(wc -l <"$WORK/many.txt")" = "$NTOKENS" ] || { echo "minting tokens failed" >&2; exit 1; }
 EXPIRED=$(mint t1 -3600)
+# A nested JWE for tenant t1 (its decryption keys are written into $WORK).
+"$BIN/mint-test-token" --write-enc-keys "$WORK" >/dev/null
+JWE=$("$BIN/mint-test-token" --key "$KEYS/t1.pem" --kid t1-k1 --tenant t1 --ttl=7200 --encrypt-to "$WORK/enc-rsa.jwks" \
+  --jwe-alg RSA-OAEP-256 --jwe-enc A256GCM)
 TAMPERED=$(python3 load-tests/peers.py tamper "$ONE")
 NONE=$(python3 load-tests/peers.py none "$ONE")
 HS256=$(python3 load-tests/peers.py hs256 "$ONE" "$KEYS/t1.pub.pem")
@@ -322,6 +329,7 @@ gateway_config() { # listen admin [limited: also the rate-limited route] [HTTPS 
       echo "    audiences: [api]"
       echo "    algorithms: [RS256]"
       echo "    keys: { file: $KEYS/t$i.pub.pem, kid: t$i-k1 }"
+      [ "$i" = 1 ] && [ "${3:-}" = limited ] && echo "    encryption: { keys: { file: $WORK/enc-all.jwks } }"
     done
     cat <<EOF
 headers:
@@ -343,6 +351,7 @@ EOF
     rate_limits:
       - { key: subject, requests: 1000000000, per: 1s }
       - { key: tenant, requests: 1000000000, per: 1s }
+  - { name: sealed, prefix: /sealed, upstream: up, require_encrypted: true, allow: [ { role: doctor } ] }
 EOF
     true
     if [ -n "${4:-}" ]; then
@@ -390,6 +399,7 @@ done
 TARGETS+=(
   "medgate RS256 limited|one|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
   "medgate RS256 limited|many|http://127.0.0.1:${GW_PORTS[0]}/limited|${GW_PIDS[0]}"
+  "medgate JWE|jwe|http://127.0.0.1:${GW_PORTS[0]}/sealed|${GW_PIDS[0]}"
 )
 if [ "$TLS" = 1 ]; then
   wait_http "https://127.0.0.1:$NGXS/"
@@ -423,6 +433,11 @@ for t in "${TARGETS[@]}"; do
   IFS='|' read -r name mode url _ <<<"$t"
   case $mode in
     "") expect "$name" "$url" 200 ;;
+    jwe)
+      expect "$name nested JWE" "$url" 200 "$JWE"
+      expect "$name plain JWS (encryption required)" "$url" 401 "$ONE"
+      expect "$name no token" "$url" 401
+      ;;
     one)
       expect "$name valid token" "$url" 200 "$ONE"
       while read -r tok; do expect "$name valid token (other tenant)" "$url" 200 "$tok"; done <<<"$SOME_MANY"
@@ -441,22 +456,25 @@ RESULTS=$WORK/results.jsonl
 measure() { # round kind name mode url pids wrk-args...
   local round=$1 kind=$2 name=$3 mode=$4 url=$5 tpids=$6; shift 6
   local lua=()
+  local token=$ONE
   case $mode in
     one) lua=(-s load-tests/auth.lua) ;;
+    jwe) lua=(-s load-tests/auth.lua) token=$JWE ;;
     many) lua=(-s load-tests/tokens.lua) ;;
   esac
-  TOKEN=$ONE TOKENS=$WORK/many.txt python3 load-tests/peers.py measure --out "$RESULTS" --name "$name" \
+  TOKEN=$token TOKENS=$WORK/many.txt python3 load-tests/peers.py measure --out "$RESULTS" --name "$name" \
     --mode "$mode" --round "$round" --pair "${PAIR:-0}" --kind "$kind" --pids "$tpids" --others "$UP_PID" \
     -- wrk "$@" --latency "${lua[@]}" "$url"
 }
 warm() { # mode url [wrk-args...]
-  local lua=() mode=$1 url=$2
+  local lua=() mode=$1 url=$2 token=$ONE
   shift 2
   case $mode in
     one) lua=(-s load-tests/auth.lua) ;;
+    jwe) lua=(-s load-tests/auth.lua) token=$JWE ;;
     many) lua=(-s load-tests/tokens.lua) ;;
   esac
-  TOKEN=$ONE TOKENS=$WORK/many.txt wrk -t2 -c"$CONN" -d"${WARM}s" "$@" "${lua[@]}" "$url" >/dev/null
+  TOKEN=$token TOKENS=$WORK/many.txt wrk -t2 -c"$CONN" -d"${WARM}s" "$@" "${lua[@]}" "$url" >/dev/null
 }
 
 echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); wrk -t2 -c$CONN" \
