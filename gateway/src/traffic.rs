@@ -295,6 +295,12 @@ pub fn own_answer(
 
 /// The headers of an upstream's answer: leaking headers removed, the configured and
 /// CORS ones set.
+///
+/// The answer is first re-keyed without Pingora's case-preserving name map, with room
+/// for what is added: Pingora sizes a parsed head's maps to exactly what it read and
+/// keeps the name map beside the value map, so every added header grew both. Over
+/// HTTP/1 upstream header names then go out in canonical form (lower case, the common
+/// ones title case), as HAProxy and Envoy send them; HTTP/2 names are lower case anyway.
 pub fn upstream_answer(
     resp: &mut ResponseHeader,
     rt: &impl View,
@@ -302,7 +308,12 @@ pub fn upstream_answer(
     req: &RequestHeader,
 ) -> Result<()> {
     let state = route.and_then(|r| route_state(rt, r));
-    let remove = &state.map_or(&rt.traffic().unrouted, |s| &s.answer).remove;
+    let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
+    let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
+    if !answer.set.is_empty() || cors.is_some() {
+        without_case(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 })?;
+    }
+    let remove = &answer.remove;
     // One pass over the answer's few names rather than a parse and two lookups per
     // listed name; usually none is there.
     let listed = |n: &http::HeaderName| remove.iter().any(|r| r.as_str() == n.as_str());
@@ -313,6 +324,18 @@ pub fn upstream_answer(
         }
     }
     decorate(resp, rt, route, req)
+}
+
+/// `resp` without its case-preserving name map and with room for `extra` more headers
+/// (its status, headers and a non-standard reason phrase kept).
+fn without_case(resp: &mut ResponseHeader, extra: usize) -> Result<()> {
+    let reason = resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_owned);
+    // An empty head allocates nothing: it only holds the place while the parts move.
+    let placeholder = ResponseHeader::build_no_case(resp.status, Some(0))?;
+    let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
+    parts.headers.reserve(extra);
+    *resp = ResponseHeader::from(parts);
+    resp.set_reason_phrase(reason.as_deref())
 }
 
 /// Answers an allowed preflight: `204` with the CORS headers and the configured ones.

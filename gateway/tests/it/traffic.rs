@@ -4,7 +4,7 @@
 //! limit on refused tokens, CORS preflights and actual requests, and the response
 //! headers on the gateway's own answers and on proxied ones.
 
-use crate::support::{free_port, run_binary, Gateway};
+use crate::support::{free_port, raw_get, run_binary, Gateway};
 use jsonwebtoken::Algorithm;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
@@ -29,7 +29,7 @@ async fn leaky_upstream() -> std::net::SocketAddr {
                 }
                 let body = r#"{"ok":true}"#;
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\nServer: gunicorn/20.1.0\r\nX-Powered-By: Express\r\nX-Runtime: 0.0123\r\n\
+                    "HTTP/1.1 200 Fine Thanks\r\nServer: gunicorn/20.1.0\r\nX-Powered-By: Express\r\nX-Runtime: 0.0123\r\n\
                      X-Frame-Options: ALLOWALL\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
                      Connection: close\r\n\r\n{body}",
                     body.len()
@@ -366,6 +366,27 @@ async fn cors_preflight_allowed_and_refused_credentials_and_vary() {
     // Not a preflight (no Access-Control-Request-Method): the usual decision.
     let (status, _, _) = s.send("OPTIONS", "/echo/x", None, &app).await;
     assert_eq!(status, 405);
+}
+
+/// On the wire (HTTP/1.1), an upstream answer keeps its status line, including a
+/// reason phrase of its own, and its headers with their values, under canonical names
+/// (the gateway adds its headers to a map without Pingora's case-preserving copy): the
+/// common ones in title case, the others in lower case, as HAProxy sends them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_answer_keeps_its_reason_phrase_and_headers_on_the_wire() {
+    let s = stack("  - { name: app, prefix: /app, upstream: leaky }\n", "").await;
+    let token = s.token("t1", "p-1");
+    let raw = raw_get(s.gw.port, "/app/page", &token).await;
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a whole answer");
+    let mut lines = head.split("\r\n");
+    assert_eq!(lines.next(), Some("HTTP/1.1 200 Fine Thanks"), "{raw}");
+    let names: Vec<&str> = lines.map(|l| l.split_once(": ").expect("a header line").0).collect();
+    assert!(names.contains(&"Content-Type") && names.contains(&"Content-Length"), "{names:?}");
+    assert!(names.contains(&"x-runtime") && names.contains(&"x-content-type-options"), "{names:?}");
+    assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("server")), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.eq_ignore_ascii_case("x-frame-options")).count(), 1);
+    assert!(head.contains("x-runtime: 0.0123") && head.contains("x-frame-options: DENY"), "{head}");
+    assert_eq!(body, r#"{"ok":true}"#);
 }
 
 /// The configured security headers are on a proxied 200 and on the gateway's own
