@@ -293,6 +293,8 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let identity = ctx.headers.as_ref().map_or(0, |plan| plan.set.len());
+        without_case(upstream_request, 4 + identity)?;
         if let Some(plan) = &ctx.headers {
             remove_named(upstream_request, &plan.remove);
         }
@@ -387,6 +389,30 @@ impl ProxyHttp for Gateway {
             audit_request(audit, session, ctx, status, denied);
         }
     }
+}
+
+/// `req` without Pingora's case-preserving name map and with room for `extra` more
+/// headers; its target (as received, when the URI does not reproduce it) and HTTP/2
+/// end-of-stream flag are kept. Pingora sizes a parsed head's maps to exactly what it
+/// read and keeps the name map beside the value map, so every header the gateway adds
+/// grew both. Over HTTP/1 the upstream then gets canonical names (the common ones in
+/// title case, the others in lower case), as HAProxy and Envoy send them.
+fn without_case(req: &mut RequestHeader, extra: usize) -> Result<()> {
+    let end_stream = req.send_end_stream();
+    let raw = req.raw_path();
+    let verbatim = (Some(raw) != req.uri.path_and_query().map(|p| p.as_str().as_bytes())).then(|| raw.to_vec());
+    // An empty head allocates nothing: it only holds the place while the parts move.
+    let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
+    let mut parts: http::request::Parts = std::mem::replace(req, placeholder).into();
+    parts.headers.reserve(extra);
+    *req = RequestHeader::from(parts);
+    if let Some(raw) = verbatim {
+        req.set_raw_path(&raw)?;
+    }
+    if let Some(end_stream) = end_stream {
+        req.set_send_end_stream(end_stream);
+    }
+    Ok(())
 }
 
 /// Removes the headers named in `names` (lower case) that `req` has: one pass over the

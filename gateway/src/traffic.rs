@@ -310,9 +310,7 @@ pub fn upstream_answer(
     let state = route.and_then(|r| route_state(rt, r));
     let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
     let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
-    if !answer.set.is_empty() || cors.is_some() {
-        without_case(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 })?;
-    }
+    without_case(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 })?;
     let remove = &answer.remove;
     // One pass over the answer's few names rather than a parse and two lookups per
     // listed name; usually none is there.
@@ -331,7 +329,7 @@ pub fn upstream_answer(
 fn without_case(resp: &mut ResponseHeader, extra: usize) -> Result<()> {
     let reason = resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_owned);
     // An empty head allocates nothing: it only holds the place while the parts move.
-    let placeholder = ResponseHeader::build_no_case(resp.status, Some(0))?;
+    let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
     parts.headers.reserve(extra);
     *resp = ResponseHeader::from(parts);

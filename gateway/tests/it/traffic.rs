@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use testkit::{claims, jwks, EchoServer, JwksServer, TestKey};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// An upstream that leaks its internals: every answer names its server and framework.
+/// An upstream that leaks its internals: every answer names its server and framework
+/// (and, in `X-Seen-Target` and `X-Seen-Names`, the request target and header names
+/// exactly as they reached it).
 async fn leaky_upstream() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -28,8 +30,13 @@ async fn leaky_upstream() -> std::net::SocketAddr {
                     }
                 }
                 let body = r#"{"ok":true}"#;
+                let text = String::from_utf8_lossy(&head).into_owned();
+                let mut lines = text.split("\r\n");
+                let target = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("").to_owned();
+                let names: Vec<&str> = lines.filter_map(|l| l.split_once(':').map(|(n, _)| n)).collect();
+                let names = names.join(",");
                 let resp = format!(
-                    "HTTP/1.1 200 Fine Thanks\r\nServer: gunicorn/20.1.0\r\nX-Powered-By: Express\r\nX-Runtime: 0.0123\r\n\
+                    "HTTP/1.1 200 Fine Thanks\r\nX-Seen-Target: {target}\r\nX-Seen-Names: {names}\r\nServer: gunicorn/20.1.0\r\nX-Powered-By: Express\r\nX-Runtime: 0.0123\r\n\
                      X-Frame-Options: ALLOWALL\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
                      Connection: close\r\n\r\n{body}",
                     body.len()
@@ -387,6 +394,27 @@ async fn an_upstream_answer_keeps_its_reason_phrase_and_headers_on_the_wire() {
     assert_eq!(names.iter().filter(|n| n.eq_ignore_ascii_case("x-frame-options")).count(), 1);
     assert!(head.contains("x-runtime: 0.0123") && head.contains("x-frame-options: DENY"), "{head}");
     assert_eq!(body, r#"{"ok":true}"#);
+}
+
+/// The upstream request (HTTP/1.1 on the wire) keeps the client's target and headers,
+/// under canonical names, and carries the gateway's own: the headers the gateway adds
+/// go to a map without Pingora's case-preserving copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_request_keeps_the_target_and_headers_under_canonical_names() {
+    let s = stack("  - { name: app, prefix: /app, upstream: leaky }\n", "").await;
+    let token = s.token("t1", "p-1");
+    let (status, _, h) = s.get("/app/page?q=1&r=%2F", Some(&token), &[("X-Custom-Thing", "v")]).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&h, "x-seen-target"), Some("/app/page?q=1&r=%2F"));
+    let names: Vec<&str> = header(&h, "x-seen-names").unwrap_or_default().split(',').collect();
+    for name in ["Host", "x-custom-thing", "x-request-id", "x-forwarded-for", "x-forwarded-proto"] {
+        assert!(names.contains(&name), "{name} not in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("authorization")), "{names:?}");
+    // An absolute-form target goes upstream as it came (Pingora keeps it verbatim).
+    let raw = raw_get(s.gw.port, "http://gw/app/page?q=2", &token).await;
+    assert!(raw.starts_with("HTTP/1.1 200 "), "{raw}");
+    assert!(raw.contains("\r\nx-seen-target: http://gw/app/page?q=2\r\n"), "{raw}");
 }
 
 /// The configured security headers are on a proxied 200 and on the gateway's own
