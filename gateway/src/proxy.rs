@@ -26,6 +26,7 @@ use gateway_core::header::HeaderPlan;
 use gateway_core::request_id::{client_request_id, RequestId, RequestIds};
 use gateway_core::route::Route;
 use gateway_core::{Allowed, Decision, Denial, EdgeError, Refusal, UpstreamError, VerifiedToken};
+use http::HeaderValue;
 use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use std::net::IpAddr;
@@ -44,8 +45,25 @@ pub struct Gateway {
     pub access_log: Arc<AccessLog>,
 }
 
-/// Per-request state.
-pub struct Ctx {
+/// Per-request state, boxed: Pingora moves the context with the request's future
+/// (several times per request), and a pointer is cheaper to move than the state.
+pub struct Ctx(Box<State>);
+
+impl std::ops::Deref for Ctx {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Ctx {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+/// What the gateway keeps of one request.
+pub struct State {
     rt: Arc<Runtime>,
     started: Instant,
     /// The matched route, if any.
@@ -70,7 +88,7 @@ pub struct Ctx {
     edge: EdgeState,
 }
 
-impl Ctx {
+impl State {
     /// The upstream pool name, once the request is allowed.
     fn upstream(&self) -> Option<&str> {
         self.route.as_deref().filter(|_| self.forwarded).map(|r| r.upstream.as_str())
@@ -200,7 +218,7 @@ impl ProxyHttp for Gateway {
     fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> Ctx {
-        Ctx {
+        Ctx(Box::new(State {
             rt: self.rt.load_full(),
             started: Instant::now(),
             route: None,
@@ -213,7 +231,7 @@ impl ProxyHttp for Gateway {
             tried: smallvec::SmallVec::new(),
             client_ip: None,
             edge: EdgeState::default(),
-        }
+        }))
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -262,8 +280,8 @@ impl ProxyHttp for Gateway {
         let name = ctx.upstream().unwrap_or_default();
         let pool = ctx.rt.pools.get(name).ok_or_else(|| Error::explain(HTTPStatus(502), "unknown upstream"))?;
         match pool.peer(&ctx.tried) {
-            Some((backend, peer)) => {
-                ctx.tried.push(crate::upstream::backend_id(&backend));
+            Some((id, peer)) => {
+                ctx.tried.push(id);
                 Ok(Box::new(peer))
             }
             None => {
@@ -293,34 +311,37 @@ impl ProxyHttp for Gateway {
         upstream_request: &mut RequestHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let identity = ctx.headers.as_ref().map_or(0, |plan| plan.set.len());
-        without_case(upstream_request, 4 + identity)?;
-        if let Some(plan) = &ctx.headers {
-            remove_named(upstream_request, &plan.remove);
-        }
-        upstream_request.insert_header("x-request-id", ctx.request_id.as_str())?;
+        use edge::names::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
+        let plan = ctx.headers.as_ref();
+        let identity = plan.map_or(&[][..], |plan| &plan.set[..]);
+        let request_id = HeaderValue::from_bytes(ctx.request_id.as_bytes())
+            .map_err(|_| Error::explain(InternalError, "request id is not a header value"))?;
         // Pingora runs this filter again on a fresh copy for each retry: values are
         // cloned (a reference count), not taken.
-        if let Some(f) = &ctx.edge.forwarded {
-            upstream_request.insert_header("x-forwarded-for", f.xff.clone())?;
-            upstream_request.insert_header("x-forwarded-proto", http::HeaderValue::from_static(f.proto))?;
-            if let Some(host) = &f.host {
-                upstream_request.insert_header("x-forwarded-host", host.clone())?;
+        let forwarded = ctx.edge.forwarded.as_ref();
+        let body_read_ahead = ctx.edge.body_read_ahead;
+        edit_request(upstream_request, 4 + identity.len(), |h| {
+            if let Some(plan) = plan {
+                remove_named(h, &plan.remove);
             }
-        }
-        if ctx.edge.body_read_ahead {
-            // The whole body is in hand: the upstream has nothing to wait for.
-            upstream_request.remove_header("expect");
-        }
-        // The mapped identity headers: the token's shared bytes (a reference count each).
-        if let Some(plan) = &ctx.headers {
-            for (name, value) in plan.set.iter() {
-                let value = http::HeaderValue::from_maybe_shared(value.clone())
-                    .map_err(|_| Error::explain(InternalError, "unencodable header value"))?;
-                upstream_request.insert_header(name.clone(), value)?;
+            h.try_insert(X_REQUEST_ID.clone(), request_id)?;
+            if let Some(f) = forwarded {
+                h.try_insert(X_FORWARDED_FOR.clone(), f.xff.clone())?;
+                h.try_insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(f.proto))?;
+                if let Some(host) = &f.host {
+                    h.try_insert(X_FORWARDED_HOST.clone(), host.clone())?;
+                }
             }
-        }
-        Ok(())
+            if body_read_ahead {
+                // The whole body is in hand: the upstream has nothing to wait for.
+                h.remove(http::header::EXPECT);
+            }
+            // The mapped identity headers, made once per token.
+            for (name, value) in identity {
+                h.try_insert(name.clone(), value.clone())?;
+            }
+            Ok(())
+        })
     }
 
     async fn request_body_filter(
@@ -391,13 +412,21 @@ impl ProxyHttp for Gateway {
     }
 }
 
-/// `req` without Pingora's case-preserving name map and with room for `extra` more
-/// headers; its target (as received, when the URI does not reproduce it) and HTTP/2
-/// end-of-stream flag are kept. Pingora sizes a parsed head's maps to exactly what it
-/// read and keeps the name map beside the value map, so every header the gateway adds
-/// grew both. Over HTTP/1 the upstream then gets canonical names (the common ones in
-/// title case, the others in lower case), as HAProxy and Envoy send them.
-fn without_case(req: &mut RequestHeader, extra: usize) -> Result<()> {
+/// Edits `req`'s header map directly, with room for `extra` more headers, and leaves
+/// it without Pingora's case-preserving name map; its target (as received, when the
+/// URI does not reproduce it) and HTTP/2 end-of-stream flag are kept.
+///
+/// Pingora sizes a parsed head's maps to exactly what it read and keeps the name map
+/// beside the value map, so every header the gateway added grew both, and its
+/// `insert_header` parses the name again each time. Here names are the prebuilt
+/// `HeaderName`s, inserted as they are. Over HTTP/1 the upstream then gets canonical
+/// names (the common ones in title case, the others in lower case), as HAProxy and
+/// Envoy send them.
+fn edit_request(
+    req: &mut RequestHeader,
+    extra: usize,
+    edit: impl FnOnce(&mut http::HeaderMap) -> Result<(), http::header::MaxSizeReached>,
+) -> Result<()> {
     let end_stream = req.send_end_stream();
     let raw = req.raw_path();
     let verbatim = (Some(raw) != req.uri.path_and_query().map(|p| p.as_str().as_bytes())).then(|| raw.to_vec());
@@ -405,7 +434,9 @@ fn without_case(req: &mut RequestHeader, extra: usize) -> Result<()> {
     let placeholder = RequestHeader::from(http::Request::new(()).into_parts().0);
     let mut parts: http::request::Parts = std::mem::replace(req, placeholder).into();
     parts.headers.reserve(extra);
+    let edited = edit(&mut parts.headers);
     *req = RequestHeader::from(parts);
+    edited.map_err(|_| Error::explain(InvalidHTTPHeader, "too many upstream request headers"))?;
     if let Some(raw) = verbatim {
         req.set_raw_path(&raw)?;
     }
@@ -415,17 +446,17 @@ fn without_case(req: &mut RequestHeader, extra: usize) -> Result<()> {
     Ok(())
 }
 
-/// Removes the headers named in `names` (lower case) that `req` has: one pass over the
-/// request's few names, instead of a parse and two map lookups per listed name (the
+/// Removes the headers named in `names` (lower case) that `headers` has: one pass over
+/// the request's few names, instead of a parse and a map lookup per listed name (the
 /// usual case is that none is there: the edge screen took the client's copies).
-fn remove_named(req: &mut RequestHeader, names: &[String]) {
+fn remove_named(headers: &mut http::HeaderMap, names: &[String]) {
     let present = |n: &http::HeaderName| names.iter().any(|r| r.as_str() == n.as_str());
-    if !req.headers.keys().any(present) {
+    if !headers.keys().any(present) {
         return;
     }
-    let found: smallvec::SmallVec<[http::HeaderName; 4]> = req.headers.keys().filter(|n| present(n)).cloned().collect();
+    let found: smallvec::SmallVec<[http::HeaderName; 4]> = headers.keys().filter(|n| present(n)).cloned().collect();
     for name in found {
-        req.remove_header(&name);
+        headers.remove(&name);
     }
 }
 

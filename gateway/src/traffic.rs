@@ -14,11 +14,10 @@
 //! hashed atomic adds, no allocation, no lock).
 
 use crate::metrics::Metrics;
-use bytes::Bytes;
 use gateway_core::ratelimit::{self, Counters, LimitKey, Limited, Phase, RateLimit, Who};
 use gateway_core::route::{NoMatch, Route};
 use gateway_core::{Config, Decision, Denial, Refusal};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora_limits::rate::Rate;
@@ -51,17 +50,21 @@ const HASHES: usize = 4;
 /// are exact; beyond, a count can only err upwards.
 const SLOTS: usize = 4096;
 
-/// Headers to put on answers, as header bytes made once per config.
+/// Headers to put on answers, as header names and values made once per config (the
+/// config has validated both).
 #[derive(Default)]
 struct Answer {
-    set: Vec<(Bytes, HeaderValue)>,
+    set: Vec<(HeaderName, HeaderValue)>,
     remove: Vec<String>,
 }
 
 impl Answer {
     fn of(h: &gateway_core::response_headers::ResponseHeaders) -> Answer {
-        let set =
-            h.set.iter().filter_map(|(n, v)| Some((Bytes::from(n.clone()), HeaderValue::from_str(v).ok()?))).collect();
+        let set = h
+            .set
+            .iter()
+            .filter_map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, HeaderValue::from_str(v).ok()?)))
+            .collect();
         Answer { set, remove: h.remove.clone() }
     }
 }
@@ -261,26 +264,58 @@ pub fn refusal_headers(denial: &Denial) -> Vec<(&'static str, String)> {
     }
 }
 
-/// Sets the configured headers and the CORS ones on an answer of `route` (or of no route).
-fn decorate(resp: &mut ResponseHeader, rt: &impl View, route: Option<&Arc<Route>>, req: &RequestHeader) -> Result<()> {
-    let state = route.and_then(|r| route_state(rt, r));
-    let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
+/// Sets the configured headers and the CORS ones on an answer of `route` (or of no
+/// route), in its header map.
+fn decorate(
+    h: &mut HeaderMap,
+    answer: &Answer,
+    cors: Option<&gateway_core::cors::Cors>,
+    req: &RequestHeader,
+) -> Result<(), Invalid> {
     for (name, value) in &answer.set {
-        resp.insert_header(name.clone(), value.clone())?;
+        h.try_insert(name.clone(), value.clone())?;
     }
-    let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
     if let Some(cors) = cors {
-        resp.append_header("vary", "Origin")?;
+        h.try_append(http::header::VARY, HeaderValue::from_static("Origin"))?;
         // A refused preflight gets none: an allowed one is answered by `answer_preflight`.
-        let preflight =
-            req.method == http::Method::OPTIONS && req.headers.contains_key("access-control-request-method");
-        if let Some(origin) = req.headers.get("origin").filter(|_| !preflight) {
+        let preflight = req.method == http::Method::OPTIONS
+            && req.headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+        if let Some(origin) = req.headers.get(http::header::ORIGIN).filter(|_| !preflight) {
             for (name, value) in cors.actual(origin.as_bytes()) {
-                resp.insert_header(name, value)?;
+                h.try_insert(HeaderName::from_static(name), HeaderValue::try_from(value)?)?;
             }
         }
     }
     Ok(())
+}
+
+/// Why a header could not be set: too many headers, or a value that is not one.
+enum Invalid {
+    Full,
+    Value,
+}
+
+impl From<http::header::MaxSizeReached> for Invalid {
+    fn from(_: http::header::MaxSizeReached) -> Self {
+        Invalid::Full
+    }
+}
+
+impl From<http::header::InvalidHeaderValue> for Invalid {
+    fn from(_: http::header::InvalidHeaderValue) -> Self {
+        Invalid::Value
+    }
+}
+
+/// The answer headers and CORS policy of `route` (or of no route).
+fn answer_of<'a, R: View>(
+    rt: &'a R,
+    route: Option<&'a Arc<Route>>,
+) -> (&'a Answer, Option<&'a gateway_core::cors::Cors>) {
+    let state = route.and_then(|r| route_state(rt, r));
+    let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
+    let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
+    (answer, cors.map(|c| &**c))
 }
 
 /// The headers of one of the gateway's own answers (refusals, errors).
@@ -290,50 +325,59 @@ pub fn own_answer(
     route: Option<&Arc<Route>>,
     req: &RequestHeader,
 ) -> Result<()> {
-    decorate(resp, rt, route, req)
+    let (answer, cors) = answer_of(rt, route);
+    edit_response(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 }, |h| decorate(h, answer, cors, req))
 }
 
 /// The headers of an upstream's answer: leaking headers removed, the configured and
 /// CORS ones set.
-///
-/// The answer is first re-keyed without Pingora's case-preserving name map, with room
-/// for what is added: Pingora sizes a parsed head's maps to exactly what it read and
-/// keeps the name map beside the value map, so every added header grew both. Over
-/// HTTP/1 upstream header names then go out in canonical form (lower case, the common
-/// ones title case), as HAProxy and Envoy send them; HTTP/2 names are lower case anyway.
 pub fn upstream_answer(
     resp: &mut ResponseHeader,
     rt: &impl View,
     route: Option<&Arc<Route>>,
     req: &RequestHeader,
 ) -> Result<()> {
-    let state = route.and_then(|r| route_state(rt, r));
-    let answer = state.map_or(&rt.traffic().unrouted, |s| &s.answer);
-    let cors = route.map_or(rt.config().traffic.cors.as_ref(), |r| r.traffic.cors.as_ref());
-    without_case(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 })?;
-    let remove = &answer.remove;
-    // One pass over the answer's few names rather than a parse and two lookups per
-    // listed name; usually none is there.
-    let listed = |n: &http::HeaderName| remove.iter().any(|r| r.as_str() == n.as_str());
-    if resp.headers.keys().any(listed) {
-        let found: Vec<http::HeaderName> = resp.headers.keys().filter(|n| listed(n)).cloned().collect();
-        for name in found {
-            resp.remove_header(&name);
+    let (answer, cors) = answer_of(rt, route);
+    edit_response(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 }, |h| {
+        // One pass over the answer's few names rather than a lookup per listed name;
+        // usually none is there.
+        let listed = |n: &HeaderName| answer.remove.iter().any(|r| r.as_str() == n.as_str());
+        if h.keys().any(listed) {
+            let found: Vec<HeaderName> = h.keys().filter(|n| listed(n)).cloned().collect();
+            for name in found {
+                h.remove(&name);
+            }
         }
-    }
-    decorate(resp, rt, route, req)
+        decorate(h, answer, cors, req)
+    })
 }
 
-/// `resp` without its case-preserving name map and with room for `extra` more headers
-/// (its status, headers and a non-standard reason phrase kept).
-fn without_case(resp: &mut ResponseHeader, extra: usize) -> Result<()> {
+/// Edits `resp`'s header map directly, with room for `extra` more headers, and leaves
+/// it without Pingora's case-preserving name map (its status, headers and a
+/// non-standard reason phrase kept).
+///
+/// Pingora sizes a parsed head's maps to exactly what it read and keeps the name map
+/// beside the value map, so every added header grew both, and its `insert_header`
+/// parses the name again each time; here names are the prebuilt `HeaderName`s. Over
+/// HTTP/1 upstream header names then go out in canonical form (lower case, the common
+/// ones title case), as HAProxy and Envoy send them; HTTP/2 names are lower case anyway.
+fn edit_response(
+    resp: &mut ResponseHeader,
+    extra: usize,
+    edit: impl FnOnce(&mut HeaderMap) -> Result<(), Invalid>,
+) -> Result<()> {
     let reason = resp.get_reason_phrase().filter(|r| Some(*r) != resp.status.canonical_reason()).map(str::to_owned);
     // An empty head allocates nothing: it only holds the place while the parts move.
     let placeholder = ResponseHeader::from(http::Response::new(()).into_parts().0);
     let mut parts: http::response::Parts = std::mem::replace(resp, placeholder).into();
     parts.headers.reserve(extra);
+    let edited = edit(&mut parts.headers);
     *resp = ResponseHeader::from(parts);
-    resp.set_reason_phrase(reason.as_deref())
+    resp.set_reason_phrase(reason.as_deref())?;
+    edited.map_err(|e| match e {
+        Invalid::Full => Error::explain(InvalidHTTPHeader, "too many answer headers"),
+        Invalid::Value => Error::explain(InvalidHTTPHeader, "invalid answer header value"),
+    })
 }
 
 /// Answers an allowed preflight: `204` with the CORS headers and the configured ones.

@@ -17,6 +17,9 @@ use std::time::Instant;
 pub struct Pool {
     /// Round-robin balancer over healthy peers.
     pub lb: LoadBalancer<RoundRobin>,
+    /// The pool's one peer (and its [`backend_id`]) when it has one and no health
+    /// check: there is nothing to choose, so no balancer runs per request.
+    only: Option<(u64, Backend)>,
     /// Config of the pool.
     pub settings: Upstream,
     /// TLS material, with `tls:` configured.
@@ -25,11 +28,18 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Picks a healthy peer not in `tried` (by [`backend_id`]), as an `HttpPeer` with
-    /// the pool's timeouts.
-    pub fn peer(&self, tried: &[u64]) -> Option<(Backend, HttpPeer)> {
+    /// Picks a healthy peer not in `tried` (by [`backend_id`]), as its id and an
+    /// `HttpPeer` with the pool's timeouts.
+    pub fn peer(&self, tried: &[u64]) -> Option<(u64, HttpPeer)> {
+        if let Some((id, backend)) = &self.only {
+            return (!tried.contains(id)).then(|| (*id, self.http_peer(backend)));
+        }
         let fresh = |b: &Backend| tried.is_empty() || !tried.contains(&backend_id(b));
         let backend = self.lb.select_with(b"", 256, |b, healthy| healthy && fresh(b))?;
+        Some((backend_id(&backend), self.http_peer(&backend)))
+    }
+
+    fn http_peer(&self, backend: &Backend) -> HttpPeer {
         let mut peer = HttpPeer::new(backend.addr.clone(), false, String::new());
         peer.options.connection_timeout = Some(self.settings.connect_timeout);
         peer.options.total_connection_timeout = Some(self.settings.connect_timeout);
@@ -38,7 +48,7 @@ impl Pool {
         if let Some(tls) = &self.tls {
             tls.apply(&mut peer);
         }
-        Some((backend, peer))
+        peer
     }
 
     /// Runs the health check if one is configured and due.
@@ -79,7 +89,13 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
         if let Some(hc) = &u.health_check {
             lb.set_health_check(Box::new(check::PoolCheck::new(&hc.path, tls.clone())?));
         }
-        pools.insert(name.clone(), Pool { lb, settings: u.clone(), tls, next_check: Mutex::new(Instant::now()) });
+        let backends = lb.backends().get_backend();
+        let only = match (backends.len(), &u.health_check) {
+            (1, None) => backends.first().map(|b| (backend_id(b), b.clone())),
+            _ => None,
+        };
+        let next_check = Mutex::new(Instant::now());
+        pools.insert(name.clone(), Pool { lb, only, settings: u.clone(), tls, next_check });
     }
     Ok(pools)
 }

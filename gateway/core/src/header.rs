@@ -95,9 +95,13 @@ pub fn identity(mappings: &[HeaderMapping], token: &VerifiedToken) -> Result<Ide
     let mut set = Vec::with_capacity(mappings.len());
     for m in mappings {
         if let Some(v) = token.claims().get(&m.claim) {
-            let value = encode(v, m.array).map_err(|_| AuthError::ClaimInvalid(m.claim.clone()))?;
-            if let Some(value) = value {
-                set.push((Bytes::from(m.header.clone()), Bytes::from(value)));
+            let invalid = || AuthError::ClaimInvalid(m.claim.clone());
+            if let Some(value) = encode(v, m.array).map_err(|_| invalid())? {
+                // The name was validated with the config; the value has no control
+                // character (`encode`), so neither fails.
+                let name = http::HeaderName::from_bytes(m.header.as_bytes()).map_err(|_| invalid())?;
+                let value = http::HeaderValue::from_maybe_shared(Bytes::from(value)).map_err(|_| invalid())?;
+                set.push((name, value));
             }
         }
     }

@@ -28,6 +28,11 @@ impl RequestId {
         RequestId(buf)
     }
 
+    /// The id as bytes (33 ASCII characters: a header value as it is).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// The id as text (always 33 ASCII characters).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("hex digits and '-' are ASCII")

@@ -144,8 +144,12 @@ fn hostile(seg: &str) -> bool {
     if seg.is_empty() || seg == "." || seg == ".." {
         return true;
     }
-    let lower = seg.to_ascii_lowercase();
-    lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") || seg.contains('\\')
+    // `%2e`, `%2f` or `%5c` in any case (an encoded dot, slash or backslash), or a
+    // backslash: one pass, no lower-case copy.
+    let b = seg.as_bytes();
+    b.contains(&b'\\')
+        || (b.contains(&b'%')
+            && b.windows(3).any(|w| w[0] == b'%' && matches!((w[1], w[2] | 0x20), (b'2', b'e' | b'f') | (b'5', b'c'))))
 }
 
 impl Router {
@@ -247,11 +251,35 @@ mod tests {
             "/echo//x",
             "/echo/%2e%2e/x",
             "/echo/a%2Fb",
+            "/echo/%2E%2e",
+            "/echo/a%5Cb",
+            "/echo/a%5cb",
+            "/echo/%%2f",
             "echo",
             "/echo/a\\b",
         ] {
             assert_eq!(r.find("GET", bad).unwrap_err(), NoMatch::BadPath, "{bad}");
         }
+    }
+
+    #[test]
+    fn hostile_segments_are_exactly_the_encoded_dot_slash_and_backslash() {
+        // Every `%` followed by two printable characters, alone and inside a segment,
+        // judged as the plain rule says: a lower-cased `%2e`, `%2f` or `%5c`.
+        let printable: Vec<char> = (b' '..=b'~').map(char::from).collect();
+        for &x in &printable {
+            for &y in &printable {
+                for seg in [format!("%{x}{y}"), format!("a%{x}{y}b"), format!("%%{x}{y}")] {
+                    let lower = seg.to_ascii_lowercase();
+                    let want = ["%2e", "%2f", "%5c"].iter().any(|e| lower.contains(e)) || seg.contains('\\');
+                    assert_eq!(hostile(&seg), want, "{seg:?}");
+                }
+            }
+        }
+        for seg in ["", ".", ".."] {
+            assert!(hostile(seg), "{seg:?}");
+        }
+        assert!(!hostile("..."));
     }
 
     #[test]

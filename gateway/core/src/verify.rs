@@ -20,10 +20,11 @@ use cache::TokenCache;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
-/// The headers the gateway sets for one verified token, as name and value bytes
-/// (`crate::header::identity` makes them): made once per token and kept with it in
-/// the verified-token cache, shared by every request that token makes.
-pub type Identity = Arc<[(bytes::Bytes, bytes::Bytes)]>;
+/// The headers the gateway sets for one verified token, as ready header names and
+/// values (`crate::header::identity` makes them): made once per token and kept with
+/// it in the verified-token cache, shared by every request that token makes (setting
+/// one upstream is a reference count, no parse).
+pub type Identity = Arc<[(http::HeaderName, http::HeaderValue)]>;
 
 /// Verification settings shared by all tenants.
 #[derive(Debug, Clone)]
