@@ -16,19 +16,23 @@
 #   --top N       also print the N functions whose own instructions per request grew
 #                 most from the bare hop to Medgate's pass-through (default 0: none)
 #   --also        also count another gateway binary (e.g. one built before a change)
+#   --keep DIR    keep the callgrind dumps in DIR (for callgrind_annotate --inclusive=yes)
 # Uses target/release as it is (build first: cargo build --release -p gateway -p bare-hop
 # -p testkit). Installs valgrind, nginx and wrk with apt when missing. About 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=load-tests/lib.sh
+. load-tests/lib.sh
 
-SECS=6 TOP=0
+SECS=6 TOP=0 KEEP=
 ALSO=()
 while [ $# -gt 0 ]; do
   case $1 in
     --seconds) SECS=$2; shift ;;
     --top) TOP=$2; shift ;;
     --also) ALSO+=("$2"); shift ;;
+    --keep) KEEP=$2; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -64,12 +68,14 @@ cleanup() {
     kill -KILL "$p" 2>/dev/null || true
   done
   wait 2>/dev/null || true
+  if [ -n "$KEEP" ]; then
+    mkdir -p "$KEEP" && cp "$WORK"/callgrind.out.* "$WORK/results.txt" "$KEEP"/ 2>/dev/null || true
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url (valgrind starts slowly)
   for _ in $(seq 600); do
     [ "$(curl -s -o /dev/null -w '%{http_code}' "$1")" = 200 ] && return 0
@@ -85,23 +91,7 @@ openssl pkey -in "$KEY" -pubout -out "$WORK/t1.pub.pem" 2>/dev/null
 TOKEN=$("$BIN/mint-test-token" --key "$KEY" --kid t1-k1 --tenant t1 --ttl=7200)
 
 UP=$(free_port)
-cat >"$WORK/upstream.conf" <<EOF
-daemon off;
-user root;
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
-}
-EOF
-nginx -p "$WORK" -c "$WORK/upstream.conf" &
+start_upstream "$WORK" "$UP"
 pids+=($!)
 wait_http "http://127.0.0.1:$UP/"
 
@@ -148,7 +138,8 @@ GW_NAMES=(medgate) GW_BINS=("$BIN/gateway")
 for spec in "${ALSO[@]}"; do GW_NAMES+=("${spec%%=*}"); GW_BINS+=("${spec#*=}"); done
 for n in "${!GW_NAMES[@]}"; do
   port=$(free_port) admin=$(free_port)
-  cat >"$WORK/gw$n.yaml" <<EOF
+  {
+    cat <<EOF
 listen: 127.0.0.1:$port
 admin_listen: 127.0.0.1:$admin
 threads: 2
@@ -158,16 +149,16 @@ tenants:
     audiences: [api]
     algorithms: [RS256]
     keys: { file: $WORK/t1.pub.pem, kid: t1-k1 }
-headers:
-  - { claim: sub, header: X-User-Id }
-  - { claim: tenant_id, header: X-Tenant-Id }
-  - { claim: role, header: X-User-Role }
+EOF
+    identity_headers_yaml
+    cat <<EOF
 upstreams:
   up: { peers: ["127.0.0.1:$UP"] }
 routes:
   - { name: open, prefix: /open, upstream: up, public: true }
   - { name: secure, prefix: /secure, upstream: up, allow: [ { role: doctor } ] }
 EOF
+  } >"$WORK/gw$n.yaml"
   under_callgrind "gw$n" "${GW_BINS[$n]}" --config "$WORK/gw$n.yaml"
   pid=$!
   pids+=("$pid")

@@ -67,6 +67,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=load-tests/lib.sh
+. load-tests/lib.sh
 
 DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0 UPAIRS=5 UDUR=3
 ALSO=()
@@ -151,7 +153,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_http() { # url [expected status]
   for _ in $(seq 200); do
     [ "$(curl -sk -o /dev/null -w '%{http_code}' "$1")" = "${2:-200}" ] && return 0
@@ -218,23 +219,7 @@ if [ "$TLS" = 1 ]; then
 fi
 
 # Upstream: nginx answering a small 200.
-cat >"$WORK/upstream.conf" <<EOF
-daemon off;
-user root;
-worker_processes 1;
-pid $WORK/upstream.pid;
-error_log $WORK/upstream.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
-}
-EOF
-nginx -p "$WORK" -c "$WORK/upstream.conf" &
+start_upstream "$WORK" "$UP"
 UP_PID=$!; pids+=("$UP_PID")
 
 # nginx as a plain reverse proxy (the ceiling without authentication).
@@ -331,11 +316,8 @@ gateway_config() { # listen admin [limited: also the rate-limited route] [HTTPS 
       echo "    keys: { file: $KEYS/t$i.pub.pem, kid: t$i-k1 }"
       [ "$i" = 1 ] && [ "${3:-}" = limited ] && echo "    encryption: { keys: { file: $WORK/enc-all.jwks } }"
     done
+    identity_headers_yaml
     cat <<EOF
-headers:
-  - { claim: sub, header: X-User-Id }
-  - { claim: tenant_id, header: X-Tenant-Id }
-  - { claim: role, header: X-User-Role }
 upstreams:
   up: { peers: ["127.0.0.1:$UP"] }
 routes:

@@ -25,6 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=load-tests/lib.sh
+. load-tests/lib.sh
 
 COUNTS="100 10000" NTOKENS=2000 DUR=10 WARM=3 ROUNDS=3 THREADS=2 BUILD=1 FORCE=0
 while [ $# -gt 0 ]; do
@@ -67,7 +69,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # Keys (as peers.sh makes them).
 KEYS=$ROOT/target/peers-keys
@@ -84,13 +85,8 @@ key_of() { echo "t$(( ($1 - 1) % 100 + 1 ))"; }
 
 # The upstream.
 UP=$(free_port)
-cat >"$WORK/up.conf" <<EOF
-daemon off; worker_processes 1; pid $WORK/up.pid; error_log $WORK/up.log warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:$UP; location / { default_type text/plain; return 200 "ok\n"; } } }
-EOF
-nginx -p "$WORK" -c "$WORK/up.conf" & UP_PID=$!; pids+=("$UP_PID")
+start_upstream "$WORK" "$UP"
+UP_PID=$!; pids+=("$UP_PID")
 
 declare -A GW_PORT GW_PID READY_MS RSS_READY
 for n in $COUNTS; do
@@ -105,11 +101,8 @@ for n in $COUNTS; do
       printf '  t%s:\n    issuer: https://issuer.test/t%s\n    audiences: [api]\n    algorithms: [RS256]\n    keys: { file: %s/%s.pub.pem, kid: t%s-k1 }\n' \
         "$i" "$i" "$KEYS" "$(key_of "$i")" "$i"
     done
+    identity_headers_yaml
     cat <<EOF
-headers:
-  - { claim: sub, header: X-User-Id }
-  - { claim: tenant_id, header: X-Tenant-Id }
-  - { claim: role, header: X-User-Role }
 upstreams:
   up: { peers: ["127.0.0.1:$UP"] }
 routes:
