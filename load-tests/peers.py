@@ -11,6 +11,8 @@
       that rest exceeds --noise (default 0.10) of the machine's capacity is noisy.
   peers.py report FILE
       Prints the markdown table of medians over rounds, and the ratios.
+  peers.py pairs
+      Prints the ratios measured in loaded pairs: id|name A|mode A|name B|mode B.
   peers.py tamper TOKEN | none TOKEN | hs256 TOKEN SECRET_FILE
       Prints a token with its payload changed, re-signed with alg none, or re-signed
       with HS256 using the contents of SECRET_FILE (e.g. the RSA public key) as secret.
@@ -168,6 +170,43 @@ def med(rows, key):
     return statistics.median(vals) if vals else None
 
 
+# The ratios the issue sets targets for, measured again in pairs of back-to-back runs:
+# id -> (label, numerator target, denominator target).
+PAIRED = {
+    "rs-ha-one": ("Medgate RS256 / HAProxy jwt_verify, one token", ("medgate RS256", "one"), ("haproxy jwt_verify", "one")),
+    "rs-ha-many": (
+        "Medgate RS256 / HAProxy jwt_verify, 10k tokens",
+        ("medgate RS256", "many"),
+        ("haproxy jwt_verify", "many"),
+    ),
+    "pt-hop": ("Medgate pass-through / bare Pingora hop", ("medgate pass-through", ""), ("bare pingora hop", "")),
+    "rs-pt": ("Medgate RS256 (one token) / Medgate pass-through", ("medgate RS256", "one"), ("medgate pass-through", "")),
+    "jwe-rs": ("Medgate nested JWE / Medgate RS256 (one token)", ("medgate JWE", "jwe"), ("medgate RS256", "one")),
+}
+
+
+def pairs_list():
+    for pid, (_, (an, am), (bn, bm)) in PAIRED.items():
+        print(f"{pid}|{an}|{am}|{bn}|{bm}")
+
+
+def paired_report(rows):
+    groups = {}
+    for r in rows:
+        if r["kind"].startswith("paired:"):
+            groups.setdefault((r["kind"][7:], r["round"], r["pair"]), {})[(r["name"], r["mode"])] = r
+    for pid, (label, a, b) in PAIRED.items():
+        ps = [g for (i, _, _), g in groups.items() if i == pid and a in g and b in g]
+        if not ps:
+            continue
+        rps = [g[a]["rps"] / g[b]["rps"] for g in ps]
+        cpu = [g[a]["cpu_us"] / g[b]["cpu_us"] for g in ps]
+        print(
+            f"- paired, {label}: throughput {statistics.median(rps):.2f} (pairs {min(rps):.2f} to {max(rps):.2f}),"
+            f" CPU per request {statistics.median(cpu):.2f} ({len(ps)} pairs)"
+        )
+
+
 def report(path):
     rows = [json.loads(line) for line in open(path) if line.strip()]
     loaded = [r for r in rows if r["kind"] == "loaded"]
@@ -217,6 +256,7 @@ def report(path):
         if name.endswith(" pass-through") and name != "medgate pass-through":
             ratio(f"{name} / medgate pass-through", (name, mode), ("medgate pass-through", ""))
 
+    paired_report(rows)
     unloaded = {}
     for r in rows:
         if r["kind"] == "unloaded":
@@ -254,6 +294,8 @@ def main():
         measure(args)
     elif cmd == "report":
         report(args[0])
+    elif cmd == "pairs":
+        pairs_list()
     elif cmd in ("tamper", "none", "hs256"):
         h, p, s = args[0].split(".")
         claims = json.loads(b64d(p))

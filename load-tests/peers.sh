@@ -33,8 +33,11 @@
 # otherwise the script exits non-zero.
 #
 # Measuring: each round goes over every target (the order rotates per round): a
-# warm-up wrk run, then a measured one (wrk -t2 -c<connections> --latency). Then an
-# unloaded pairs (wrk -t1 -c1, --unloaded-pairs per round, --unloaded-duration each)
+# warm-up wrk run, then a measured one (wrk -t2 -c<connections> --latency). Then, for
+# each target ratio, loaded pairs (--pairs per round, --pair-duration each) of its two
+# targets back to back in alternating order, reported as the median of the ratios within
+# pairs beside the ratio of the medians. Then unloaded pairs (wrk -t1 -c1,
+# --unloaded-pairs per round, --unloaded-duration each)
 # of the bare hop and Medgate RS256 (one token), back to back in alternating order;
 # the added latency is the median over every pair of the difference within it. The table
 # shows medians over rounds: req/s, p50/p99, CPU microseconds per request of the
@@ -59,10 +62,16 @@
 #   --tls         also measure HTTPS: keep-alive and a handshake per request
 #   --unloaded-pairs N     unloaded hop/Medgate pairs per round (default 5)
 #   --unloaded-duration S  seconds of each unloaded run (default 3)
+#   --pairs N     loaded pairs per round and target ratio (default 2; 0: none): the two
+#                 targets of a ratio (e.g. Medgate pass-through and the bare hop) run
+#                 back to back, the first alternating, and the report gives the median of
+#                 the ratios within pairs, which the machine's drift between the two runs
+#                 of a pair hardly moves (it moves the medians over rounds far more)
+#   --pair-duration S      seconds of each paired run (default 3)
 #   --also        also measure another gateway binary (pass-through and RS256 routes),
 #                 e.g. one built before a change; its ratios to medgate are printed
-# Defaults: 15 s runs, 5 s warm-ups, 64 connections, 3 rounds, 5 unloaded pairs of 3 s
-# per round: about 13 minutes.
+# Defaults: 15 s runs, 5 s warm-ups, 64 connections, 3 rounds, 2 loaded pairs of 3 s per
+# ratio and 5 unloaded pairs of 3 s per round: about 16 minutes.
 # Needs root or sudo-less apt for what it lacks (nginx, haproxy, wrk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,7 +79,7 @@ ROOT=$PWD
 # shellcheck source=load-tests/lib.sh
 . load-tests/lib.sh
 
-DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0 UPAIRS=5 UDUR=3
+DUR=15 WARM=5 CONN=64 ROUNDS=3 THREADS=2 NTOKENS=10000 NTENANTS=100 BUILD=1 FORCE=0 TLS=0 UPAIRS=5 UDUR=3 LPAIRS=2 LDUR=3
 ALSO=()
 while [ $# -gt 0 ]; do
   case $1 in
@@ -87,13 +96,15 @@ while [ $# -gt 0 ]; do
     --tls) TLS=1 ;;
     --unloaded-pairs) UPAIRS=$2; shift ;;
     --unloaded-duration) UDUR=$2; shift ;;
+    --pairs) LPAIRS=$2; shift ;;
+    --pair-duration) LDUR=$2; shift ;;
     --also) ALSO+=("$2"); shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
 done
-[ "$ROUNDS" -ge 1 ] && [ "$UPAIRS" -ge 1 ] && [ "$NTENANTS" -ge 1 ] && [ "$NTOKENS" -ge "$NTENANTS" ] || { echo "bad options" >&2; exit 2; }
+[ "$ROUNDS" -ge 1 ] && [ "$UPAIRS" -ge 1 ] && [ "$LPAIRS" -ge 0 ] && [ "$NTENANTS" -ge 1 ] && [ "$NTOKENS" -ge "$NTENANTS" ] || { echo "bad options" >&2; exit 2; }
 
 builds_running() { pgrep -x cargo >/dev/null || pgrep -x rustc >/dev/null; }
 if builds_running; then
@@ -435,6 +446,13 @@ done
 echo "sanity: every auth target: valid 200; no token, tampered, expired, alg none, HS256: 401"
 
 RESULTS=$WORK/results.jsonl
+target() { # name mode: the TARGETS entry
+  local t
+  for t in "${TARGETS[@]}"; do
+    IFS='|' read -r n m _ <<<"$t"
+    [ "$n" = "$1" ] && [ "$m" = "$2" ] && { echo "$t"; return; }
+  done
+}
 measure() { # round kind name mode url pids wrk-args...
   local round=$1 kind=$2 name=$3 mode=$4 url=$5 tpids=$6; shift 6
   local lua=()
@@ -462,6 +480,7 @@ warm() { # mode url [wrk-args...]
 echo "machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)); wrk -t2 -c$CONN" \
   "${DUR}s (warm-up ${WARM}s), $ROUNDS rounds, $THREADS threads per proxy, $NTOKENS tokens over $NTENANTS tenants"
 count=${#TARGETS[@]}
+mapfile -t RATIOS < <(python3 load-tests/peers.py pairs)
 for round in $(seq 1 "$ROUNDS"); do
   builds_running && echo "warning: a build (cargo/rustc) is running during round $round" >&2
   for k in $(seq 0 $((count - 1))); do
@@ -471,6 +490,19 @@ for round in $(seq 1 "$ROUNDS"); do
     [ "$close" = close ] && hdr=(-H "Connection: close")
     warm "$mode" "$url" "${hdr[@]}"
     measure "$round" loaded "$name" "$mode" "$url" "$tpids" -t2 -c"$CONN" -d"${DUR}s" "${hdr[@]}"
+  done
+  # Loaded pairs: the two targets of each ratio back to back, the first alternating.
+  for ratio in "${RATIOS[@]}"; do
+    IFS='|' read -r id a_name a_mode b_name b_mode <<<"$ratio"
+    a=$(target "$a_name" "$a_mode") b=$(target "$b_name" "$b_mode")
+    [ -n "$a" ] && [ -n "$b" ] || continue
+    for pair in $(seq 1 "$LPAIRS"); do
+      if [ $((pair % 2)) = 1 ]; then first=$a second=$b; else first=$b second=$a; fi
+      for t in "$first" "$second"; do
+        IFS='|' read -r name mode url tpids _ <<<"$t"
+        PAIR=$pair measure "$round" "paired:$id" "$name" "$mode" "$url" "$tpids" -t2 -c"$CONN" -d"${LDUR}s"
+      done
+    done
   done
   # Unloaded: one connection, the latency a single client sees; pairs back to back,
   # the first of a pair alternating.
