@@ -99,3 +99,62 @@ pub fn build(upstreams: &BTreeMap<String, Upstream>) -> anyhow::Result<HashMap<S
     }
     Ok(pools)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_core::config::HealthCheck;
+    use std::time::Duration;
+
+    fn upstream(peers: &[&str], health_check: bool) -> Upstream {
+        Upstream {
+            name: "u".into(),
+            peers: peers.iter().map(|p| p.parse().unwrap()).collect(),
+            health_check: health_check
+                .then(|| HealthCheck { path: "/health".into(), interval: Duration::from_secs(5) }),
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(30),
+            retries: 1,
+            tls: None,
+        }
+    }
+
+    fn pool(peers: &[&str], health_check: bool) -> Pool {
+        build(&BTreeMap::from([("u".to_string(), upstream(peers, health_check))])).unwrap().remove("u").unwrap()
+    }
+
+    fn addr(peer: &HttpPeer) -> String {
+        use pingora::upstreams::peer::Peer;
+        peer.address().to_string()
+    }
+
+    #[test]
+    fn one_unchecked_peer_is_used_as_it_is_until_tried() {
+        let p = pool(&["127.0.0.1:9001"], false);
+        assert!(p.only.is_some());
+        let (id, peer) = p.peer(&[]).unwrap();
+        assert_eq!(addr(&peer), "127.0.0.1:9001");
+        assert_eq!(peer.options.read_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(id, backend_id(p.lb.backends().get_backend().first().unwrap()));
+        // A retry finds no other peer.
+        assert!(p.peer(&[id]).is_none());
+    }
+
+    #[test]
+    fn checked_or_several_peers_go_through_the_balancer() {
+        let checked = pool(&["127.0.0.1:9001"], true);
+        assert!(checked.only.is_none());
+        let (id, peer) = checked.peer(&[]).unwrap();
+        assert_eq!(addr(&peer), "127.0.0.1:9001");
+        assert!(checked.peer(&[id]).is_none());
+
+        let two = pool(&["127.0.0.1:9001", "127.0.0.1:9002"], false);
+        assert!(two.only.is_none());
+        let (first, peer) = two.peer(&[]).unwrap();
+        // A retry gets the other peer, whichever the first was.
+        let (second, other) = two.peer(&[first]).unwrap();
+        assert_ne!(first, second);
+        assert_ne!(addr(&peer), addr(&other));
+        assert!(two.peer(&[first, second]).is_none());
+    }
+}
