@@ -322,7 +322,7 @@ impl ProxyHttp for Gateway {
         let body_read_ahead = ctx.edge.body_read_ahead;
         edit_request(upstream_request, 4 + identity.len(), |h| {
             if let Some(plan) = plan {
-                remove_named(h, &plan.remove);
+                crate::traffic::remove_named(h, &plan.remove);
             }
             h.try_insert(X_REQUEST_ID.clone(), request_id)?;
             if let Some(f) = forwarded {
@@ -444,20 +444,6 @@ fn edit_request(
         req.set_send_end_stream(end_stream);
     }
     Ok(())
-}
-
-/// Removes the headers named in `names` (lower case) that `headers` has: one pass over
-/// the request's few names, instead of a parse and a map lookup per listed name (the
-/// usual case is that none is there: the edge screen took the client's copies).
-fn remove_named(headers: &mut http::HeaderMap, names: &[String]) {
-    let present = |n: &http::HeaderName| names.iter().any(|r| r.as_str() == n.as_str());
-    if !headers.keys().any(present) {
-        return;
-    }
-    let found: smallvec::SmallVec<[http::HeaderName; 4]> = headers.keys().filter(|n| present(n)).cloned().collect();
-    for name in found {
-        headers.remove(&name);
-    }
 }
 
 /// Hands the request to the audit trail, when the trail admits it (the record is

@@ -339,17 +339,24 @@ pub fn upstream_answer(
 ) -> Result<()> {
     let (answer, cors) = answer_of(rt, route);
     edit_response(resp, answer.set.len() + if cors.is_some() { 6 } else { 0 }, |h| {
-        // One pass over the answer's few names rather than a lookup per listed name;
-        // usually none is there.
-        let listed = |n: &HeaderName| answer.remove.iter().any(|r| r.as_str() == n.as_str());
-        if h.keys().any(listed) {
-            let found: Vec<HeaderName> = h.keys().filter(|n| listed(n)).cloned().collect();
-            for name in found {
-                h.remove(&name);
-            }
-        }
+        remove_named(h, &answer.remove);
         decorate(h, answer, cors, req)
     })
+}
+
+/// Removes the headers named in `names` (lower case) that `headers` has: one pass over
+/// the head's few names, instead of a parse and a map lookup per listed name (usually
+/// none is there). Used for the upstream's leaking answer headers and for the request
+/// headers the gateway owns.
+pub fn remove_named(headers: &mut HeaderMap, names: &[String]) {
+    let present = |n: &HeaderName| names.iter().any(|r| r.as_str() == n.as_str());
+    if !headers.keys().any(present) {
+        return;
+    }
+    let found: smallvec::SmallVec<[HeaderName; 4]> = headers.keys().filter(|n| present(n)).cloned().collect();
+    for name in found {
+        headers.remove(&name);
+    }
 }
 
 /// Edits `resp`'s header map directly, with room for `extra` more headers, and leaves
